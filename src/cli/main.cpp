@@ -1,0 +1,37 @@
+// moetrace: expert-aware causal tracing of factual recall in sparse mixture-of-experts models.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "util/error.h"
+#include "util/logging.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "moetrace: expert-aware causal tracing of factual recall in mixture-of-experts models.\n"
+      "Loads Hugging Face checkpoints (Mixtral, Qwen3-MoE, OLMoE), corrupts subject embeddings,\n"
+      "restores hidden states, attention / MoE outputs and single experts, and reports which\n"
+      "layers and experts carry a fact. See README.md and docs/ for the protocol and file layouts."};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  app.set_version_flag("--version", "moetrace 0.1.0");
+  moetrace::cli::register_replay_command(app);
+  moetrace::cli::register_tokenize_command(app);
+  app.parse_complete_callback([&] { moetrace::configure_logging(log_level); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const moetrace::InputError& e) {
+    std::fprintf(stderr, "moetrace: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moetrace: internal error: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}
