@@ -1,0 +1,51 @@
+#pragma once
+// Case-level tracing on top of the engine: one clean run (fully recorded), one noised run per
+// noise sample (recorded as a base to continue from), then any number of patched conditions,
+// evaluated either on the fast path or by full recomputation.
+#include <vector>
+
+#include "engine/forward.h"
+
+namespace moetrace {
+
+enum class PatchMode {
+  FastPath,       // continue the noised run from the first patched layer and position
+  FullRecompute,  // recompute every condition from the embeddings (the reference)
+};
+
+struct TracedCase {
+  Prompt prompt;
+  StreamOutput clean;                     // RecordLevel::Full
+  std::vector<std::vector<float>> noise;  // per sample: [(s1 - s0) * H]
+  std::vector<StreamOutput> noised;       // per sample: RecordLevel::Base, with its contrast
+};
+
+// One patched run to evaluate: condition `condition` on noise sample `sample` of a case.
+struct PatchedRun {
+  const TracedCase* traced = nullptr;
+  int sample = 0;
+  const Condition* condition = nullptr;
+};
+
+class CaseTracer {
+ public:
+  // max_batch_rows bounds the token rows of one engine call (memory vs. matrix efficiency).
+  explicit CaseTracer(Engine& engine, int max_batch_rows = 4096);
+
+  // Clean run (with the read-out given) and one noised run per sample. Positions before the first
+  // subject token are identical in both runs, so the noised runs continue the clean one there.
+  TracedCase prepare(const Prompt& prompt, std::vector<std::vector<float>> noise,
+                     Readout clean_readout = Readout::Contrast, const Deactivation* deactivation = nullptr);
+
+  // Contrast of every run, in order.
+  std::vector<float> evaluate(const std::vector<PatchedRun>& runs, PatchMode mode);
+
+  // The stream that evaluates one patched run (exposed for tests and step accounting).
+  static StreamSpec stream_for(const PatchedRun& run, PatchMode mode);
+
+ private:
+  Engine& engine_;
+  int max_batch_rows_;
+};
+
+}  // namespace moetrace

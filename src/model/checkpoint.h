@@ -1,0 +1,30 @@
+#pragma once
+// The tensors of a Hugging Face model folder: `model.safetensors`, or the shards named by
+// `model.safetensors.index.json`. Every file stays memory-mapped for the checkpoint's lifetime.
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/safetensors_file.h"
+
+namespace moetrace {
+
+class Checkpoint {
+ public:
+  explicit Checkpoint(const std::filesystem::path& model_dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  const TensorView* find(const std::string& name) const;
+  // The safetensors files in load order (for hashing into provenance).
+  std::vector<std::filesystem::path> files() const;
+
+ private:
+  std::filesystem::path dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, TensorView> tensors_;
+};
+
+}  // namespace moetrace

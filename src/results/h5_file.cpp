@@ -1,0 +1,374 @@
+#include "results/h5_file.h"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "util/error.h"
+
+// Checks an HDF5 return value (negative = failure) and throws with file:line and context.
+#define MOETRACE_H5_CHECK(expr, what)                                                         \
+  ([&]() {                                                                                    \
+    auto moetrace_h5_result = (expr);                                                         \
+    if (moetrace_h5_result < 0)                                                               \
+      ::moetrace::fail_internal(__FILE__, __LINE__, std::string("HDF5 call failed: ") + #expr + \
+                                                        " (" + (what) + ")");                 \
+    return moetrace_h5_result;                                                                \
+  }())
+
+namespace moetrace::h5 {
+namespace {
+
+void close_id(hid_t id) {
+  if (id < 0) return;
+  switch (H5Iget_type(id)) {
+    case H5I_FILE: H5Fclose(id); break;
+    case H5I_GROUP: H5Gclose(id); break;
+    case H5I_DATASET: H5Dclose(id); break;
+    case H5I_DATASPACE: H5Sclose(id); break;
+    case H5I_ATTR: H5Aclose(id); break;
+    case H5I_GENPROP_LST: H5Pclose(id); break;
+    case H5I_DATATYPE: H5Tclose(id); break;
+    default: break;
+  }
+}
+
+std::string parent_of(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  if (pos == std::string::npos || pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+// Errors are reported by moetrace's own messages; HDF5's stack dump would only repeat them.
+struct SilenceHdf5 {
+  SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+};
+const SilenceHdf5 silence_hdf5;
+
+}  // namespace
+
+Handle::~Handle() { close_id(id_); }
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    close_id(id_);
+    id_ = o.id_;
+    o.id_ = -1;
+  }
+  return *this;
+}
+
+File::File(const std::string& path, Mode mode) : path_(path) {
+  hid_t id = -1;
+  switch (mode) {
+    case Mode::ReadOnly:
+    case Mode::ReadWrite:
+      if (H5Fis_hdf5(path.c_str()) <= 0) {
+        FILE* f = std::fopen(path.c_str(), "rb");
+        if (!f) fail_input("cannot open {}: no such file or not readable", path);
+        std::fclose(f);
+        fail_input("{} is not an HDF5 file (or it is damaged)", path);
+      }
+      id = H5Fopen(path.c_str(), mode == Mode::ReadOnly ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT);
+      if (id < 0) fail_input("cannot open HDF5 file {} ({})", path, mode == Mode::ReadOnly ? "read" : "read-write");
+      break;
+    case Mode::Create:
+      id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+      if (id < 0) fail_input("cannot create HDF5 file {} (it exists, or the folder is missing or read-only)", path);
+      break;
+    case Mode::Truncate:
+      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+      if (id < 0) fail_input("cannot create HDF5 file {} (missing or read-only folder?)", path);
+      break;
+  }
+  file_ = Handle(id);
+}
+
+void File::flush() { MOETRACE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_); }
+
+bool File::exists(const std::string& object) const {
+  if (object == "/" || object.empty()) return true;
+  std::string prefix;
+  std::stringstream ss(object);
+  std::string part;
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    prefix += "/" + part;
+    if (H5Lexists(file_.id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> File::children(const std::string& group) const {
+  if (!exists(group)) fail_input("{}: group '{}' not found", path_, group);
+  Handle g(H5Gopen2(file_.id(), group.c_str(), H5P_DEFAULT));
+  MOETRACE_H5_CHECK(g.id(), path_ + ":" + group);
+  H5G_info_t info;
+  MOETRACE_H5_CHECK(H5Gget_info(g.id(), &info), path_ + ":" + group);
+  std::vector<std::string> out;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t n = H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    MOETRACE_H5_CHECK(n, path_ + ":" + group);
+    std::string name(static_cast<std::size_t>(n), '\0');
+    MOETRACE_H5_CHECK(H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), n + 1, H5P_DEFAULT),
+                      path_ + ":" + group);
+    out.push_back(name);
+  }
+  return out;
+}
+
+void File::create_groups(const std::string& group) {
+  std::string prefix;
+  std::stringstream ss(group);
+  std::string part;
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    prefix += "/" + part;
+    if (H5Lexists(file_.id(), prefix.c_str(), H5P_DEFAULT) > 0) continue;
+    Handle g(H5Gcreate2(file_.id(), prefix.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    MOETRACE_H5_CHECK(g.id(), path_ + ":" + prefix);
+  }
+}
+
+std::vector<std::size_t> File::shape(const std::string& dataset) const {
+  if (!exists(dataset)) fail_input("{}: dataset '{}' not found", path_, dataset);
+  Handle d(H5Dopen2(file_.id(), dataset.c_str(), H5P_DEFAULT));
+  MOETRACE_H5_CHECK(d.id(), path_ + ":" + dataset);
+  Handle space(H5Dget_space(d.id()));
+  int rank = MOETRACE_H5_CHECK(H5Sget_simple_extent_ndims(space.id()), path_ + ":" + dataset);
+  std::vector<hsize_t> dims(rank);
+  MOETRACE_H5_CHECK(H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr), path_ + ":" + dataset);
+  return {dims.begin(), dims.end()};
+}
+
+namespace {
+template <typename T>
+Array<T> read_as(const File& f, hid_t file_id, const std::string& dataset, hid_t mem_type) {
+  Array<T> a;
+  a.shape = f.shape(dataset);
+  std::size_t n = 1;
+  for (auto d : a.shape) n *= d;
+  a.data.resize(n);
+  Handle d(H5Dopen2(file_id, dataset.c_str(), H5P_DEFAULT));
+  MOETRACE_H5_CHECK(d.id(), f.path() + ":" + dataset);
+  if (n) MOETRACE_H5_CHECK(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data.data()), f.path() + ":" + dataset);
+  return a;
+}
+}  // namespace
+
+Array<double> File::read_double(const std::string& dataset) const {
+  return read_as<double>(*this, file_.id(), dataset, H5T_NATIVE_DOUBLE);
+}
+
+Array<std::int64_t> File::read_int(const std::string& dataset) const {
+  return read_as<std::int64_t>(*this, file_.id(), dataset, H5T_NATIVE_INT64);
+}
+
+void File::write_numeric(const std::string& dataset, const std::vector<std::size_t>& shape, std::int64_t mem_type,
+                         std::int64_t file_type, const void* data, const WriteOptions& opts) {
+  create_groups(parent_of(dataset));
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+  MOETRACE_H5_CHECK(space.id(), path_ + ":" + dataset);
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  std::size_t n = 1;
+  for (auto d : shape) n *= d;
+  if (opts.compress && n > 0 && !dims.empty()) {
+    std::vector<hsize_t> chunk(opts.chunk.begin(), opts.chunk.end());
+    if (chunk.empty()) {
+      chunk = dims;
+      chunk[0] = std::min<hsize_t>(dims[0], 64);
+    }
+    for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = std::max<hsize_t>(1, std::min(chunk[i], dims[i]));
+    MOETRACE_H5_CHECK(H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data()), dataset);
+    MOETRACE_H5_CHECK(H5Pset_shuffle(dcpl.id()), dataset);
+    MOETRACE_H5_CHECK(H5Pset_deflate(dcpl.id(), 4), dataset);
+  }
+  if (H5Lexists(file_.id(), dataset.c_str(), H5P_DEFAULT) > 0)
+    MOETRACE_H5_CHECK(H5Ldelete(file_.id(), dataset.c_str(), H5P_DEFAULT), path_ + ":" + dataset);
+  Handle d(H5Dcreate2(file_.id(), dataset.c_str(), file_type, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT));
+  MOETRACE_H5_CHECK(d.id(), path_ + ":" + dataset);
+  if (n) MOETRACE_H5_CHECK(H5Dwrite(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_ + ":" + dataset);
+}
+
+void File::write_float(const std::string& ds, const std::vector<std::size_t>& shape, const float* data,
+                       const WriteOptions& o) {
+  write_numeric(ds, shape, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, data, o);
+}
+void File::write_double(const std::string& ds, const std::vector<std::size_t>& shape, const double* data,
+                        const WriteOptions& o) {
+  write_numeric(ds, shape, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data, o);
+}
+void File::write_int(const std::string& ds, const std::vector<std::size_t>& shape, const std::int32_t* data,
+                     const WriteOptions& o) {
+  write_numeric(ds, shape, H5T_NATIVE_INT32, H5T_STD_I32LE, data, o);
+}
+void File::write_int64(const std::string& ds, const std::vector<std::size_t>& shape, const std::int64_t* data,
+                       const WriteOptions& o) {
+  write_numeric(ds, shape, H5T_NATIVE_INT64, H5T_STD_I64LE, data, o);
+}
+
+void File::create_dataset(const std::string& dataset, const std::vector<std::size_t>& shape, bool is_int,
+                          double fill, const WriteOptions& opts) {
+  create_groups(parent_of(dataset));
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+  MOETRACE_H5_CHECK(space.id(), path_ + ":" + dataset);
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  std::vector<hsize_t> chunk(opts.chunk.begin(), opts.chunk.end());
+  if (chunk.empty()) {
+    chunk = dims;
+    if (!chunk.empty()) chunk[0] = std::min<hsize_t>(dims[0], 16);
+  }
+  for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = std::max<hsize_t>(1, std::min(chunk[i], std::max<hsize_t>(dims[i], 1)));
+  if (!dims.empty()) MOETRACE_H5_CHECK(H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data()), dataset);
+  if (opts.compress) {
+    MOETRACE_H5_CHECK(H5Pset_shuffle(dcpl.id()), dataset);
+    MOETRACE_H5_CHECK(H5Pset_deflate(dcpl.id(), 4), dataset);
+  }
+  const hid_t type = is_int ? H5T_STD_I32LE : H5T_IEEE_F64LE;
+  if (is_int) {
+    std::int32_t f = static_cast<std::int32_t>(fill);
+    MOETRACE_H5_CHECK(H5Pset_fill_value(dcpl.id(), H5T_NATIVE_INT32, &f), dataset);
+  } else {
+    MOETRACE_H5_CHECK(H5Pset_fill_value(dcpl.id(), H5T_NATIVE_DOUBLE, &fill), dataset);
+  }
+  MOETRACE_H5_CHECK(H5Pset_fill_time(dcpl.id(), H5D_FILL_TIME_ALLOC), dataset);
+  Handle d(H5Dcreate2(file_.id(), dataset.c_str(), type, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT));
+  MOETRACE_H5_CHECK(d.id(), path_ + ":" + dataset);
+}
+
+namespace {
+void write_rows(const File& f, hid_t file_id, const std::string& dataset, std::size_t row0, std::size_t n,
+                hid_t mem_type, const void* data) {
+  auto shape = f.shape(dataset);
+  MOETRACE_ASSERT(!shape.empty() && row0 + n <= shape[0], "row range outside " + dataset);
+  Handle d(H5Dopen2(file_id, dataset.c_str(), H5P_DEFAULT));
+  MOETRACE_H5_CHECK(d.id(), dataset);
+  Handle space(H5Dget_space(d.id()));
+  std::vector<hsize_t> start(shape.size(), 0), count(shape.begin(), shape.end());
+  start[0] = row0;
+  count[0] = n;
+  MOETRACE_H5_CHECK(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr), dataset);
+  Handle mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
+  MOETRACE_H5_CHECK(H5Dwrite(d.id(), mem_type, mem.id(), space.id(), H5P_DEFAULT, data), f.path() + ":" + dataset);
+}
+}  // namespace
+
+void File::write_rows_double(const std::string& ds, std::size_t row0, std::size_t n, const double* data) {
+  write_rows(*this, file_.id(), ds, row0, n, H5T_NATIVE_DOUBLE, data);
+}
+void File::write_rows_int(const std::string& ds, std::size_t row0, std::size_t n, const std::int32_t* data) {
+  write_rows(*this, file_.id(), ds, row0, n, H5T_NATIVE_INT32, data);
+}
+
+void File::write_strings(const std::string& dataset, const std::vector<std::string>& values) {
+  create_groups(parent_of(dataset));
+  Handle type(H5Tcopy(H5T_C_S1));
+  MOETRACE_H5_CHECK(H5Tset_size(type.id(), H5T_VARIABLE), dataset);
+  MOETRACE_H5_CHECK(H5Tset_cset(type.id(), H5T_CSET_UTF8), dataset);
+  hsize_t dims[1] = {values.size()};
+  Handle space(H5Screate_simple(1, dims, nullptr));
+  if (H5Lexists(file_.id(), dataset.c_str(), H5P_DEFAULT) > 0)
+    MOETRACE_H5_CHECK(H5Ldelete(file_.id(), dataset.c_str(), H5P_DEFAULT), dataset);
+  Handle d(H5Dcreate2(file_.id(), dataset.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  MOETRACE_H5_CHECK(d.id(), path_ + ":" + dataset);
+  std::vector<const char*> ptrs;
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  if (!values.empty()) MOETRACE_H5_CHECK(H5Dwrite(d.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), dataset);
+}
+
+std::vector<std::string> File::read_strings(const std::string& dataset) const {
+  auto dims = shape(dataset);
+  MOETRACE_ASSERT(dims.size() == 1, dataset + " is not a 1-D string dataset");
+  Handle d(H5Dopen2(file_.id(), dataset.c_str(), H5P_DEFAULT));
+  MOETRACE_H5_CHECK(d.id(), dataset);
+  Handle type(H5Tcopy(H5T_C_S1));
+  MOETRACE_H5_CHECK(H5Tset_size(type.id(), H5T_VARIABLE), dataset);
+  std::vector<char*> ptrs(dims[0], nullptr);
+  if (!ptrs.empty()) MOETRACE_H5_CHECK(H5Dread(d.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), dataset);
+  std::vector<std::string> out;
+  for (char* p : ptrs) out.emplace_back(p ? p : "");
+  Handle space(H5Dget_space(d.id()));
+  if (!ptrs.empty()) H5Dvlen_reclaim(type.id(), space.id(), H5P_DEFAULT, ptrs.data());
+  return out;
+}
+
+bool File::has_attr(const std::string& object, const std::string& name) const {
+  return exists(object) && H5Aexists_by_name(file_.id(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+namespace {
+Handle open_attr(hid_t file, const std::string& path, const std::string& object, const std::string& name) {
+  if (H5Aexists_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT) <= 0)
+    fail_input("{}: attribute '{}' of '{}' not found", path, name, object);
+  Handle a(H5Aopen_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  MOETRACE_H5_CHECK(a.id(), path + ":" + object + "@" + name);
+  return a;
+}
+}  // namespace
+
+double File::attr_double(const std::string& object, const std::string& name) const {
+  Handle a = open_attr(file_.id(), path_, object, name);
+  double v = 0;
+  MOETRACE_H5_CHECK(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v), object + "@" + name);
+  return v;
+}
+
+std::int64_t File::attr_int(const std::string& object, const std::string& name) const {
+  Handle a = open_attr(file_.id(), path_, object, name);
+  std::int64_t v = 0;
+  MOETRACE_H5_CHECK(H5Aread(a.id(), H5T_NATIVE_INT64, &v), object + "@" + name);
+  return v;
+}
+
+std::string File::attr_string(const std::string& object, const std::string& name) const {
+  Handle a = open_attr(file_.id(), path_, object, name);
+  Handle ftype(H5Aget_type(a.id()));
+  MOETRACE_H5_CHECK(ftype.id(), object + "@" + name);
+  if (H5Tis_variable_str(ftype.id()) > 0) {
+    Handle mtype(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mtype.id(), H5T_VARIABLE);
+    char* p = nullptr;
+    MOETRACE_H5_CHECK(H5Aread(a.id(), mtype.id(), &p), object + "@" + name);
+    std::string s = p ? p : "";
+    H5free_memory(p);
+    return s;
+  }
+  const std::size_t n = H5Tget_size(ftype.id());
+  std::string s(n, '\0');
+  MOETRACE_H5_CHECK(H5Aread(a.id(), ftype.id(), s.data()), object + "@" + name);
+  s.erase(std::find(s.begin(), s.end(), '\0'), s.end());
+  return s;
+}
+
+namespace {
+void write_attr(hid_t file, const std::string& object, const std::string& name, hid_t file_type, hid_t mem_type,
+                const void* value) {
+  if (H5Aexists_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT) > 0)
+    MOETRACE_H5_CHECK(H5Adelete_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT), name);
+  Handle space(H5Screate(H5S_SCALAR));
+  Handle a(H5Acreate_by_name(file, object.c_str(), name.c_str(), file_type, space.id(), H5P_DEFAULT, H5P_DEFAULT,
+                             H5P_DEFAULT));
+  MOETRACE_H5_CHECK(a.id(), object + "@" + name);
+  MOETRACE_H5_CHECK(H5Awrite(a.id(), mem_type, value), object + "@" + name);
+}
+}  // namespace
+
+void File::set_attr(const std::string& object, const std::string& name, double value) {
+  write_attr(file_.id(), object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+}
+void File::set_attr(const std::string& object, const std::string& name, std::int64_t value) {
+  write_attr(file_.id(), object, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+void File::set_attr(const std::string& object, const std::string& name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1));
+  MOETRACE_H5_CHECK(H5Tset_size(type.id(), H5T_VARIABLE), name);
+  MOETRACE_H5_CHECK(H5Tset_cset(type.id(), H5T_CSET_UTF8), name);
+  const char* p = value.c_str();
+  write_attr(file_.id(), object, name, type.id(), type.id(), &p);
+}
+
+}  // namespace moetrace::h5
