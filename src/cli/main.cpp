@@ -5,10 +5,14 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "comm/mpi_communicator.h"
+#include "cli/provenance.h"
 #include "util/error.h"
 #include "util/logging.h"
+#include "util/stop_signal.h"
 
 int main(int argc, char** argv) {
+  moetrace::MpiSession mpi(&argc, &argv);  // MPI_Init_thread here, MPI_Finalize on return (a singleton without mpirun)
   CLI::App app{
       "moetrace: expert-aware causal tracing of factual recall in mixture-of-experts models.\n"
       "Loads Hugging Face checkpoints (Mixtral, Qwen3-MoE, OLMoE), corrupts subject embeddings,\n"
@@ -19,6 +23,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   app.set_version_flag("--version", "moetrace 0.1.0");
+  moetrace::cli::set_command_line(argc, argv);
+  moetrace::cli::register_run_command(app);
+  moetrace::cli::register_report_command(app);
   moetrace::cli::register_replay_command(app);
   moetrace::cli::register_tokenize_command(app);
   app.parse_complete_callback([&] { moetrace::configure_logging(log_level); });
@@ -26,6 +33,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const moetrace::StopRequested& e) {
+    std::fprintf(stderr, "moetrace: %s (signal %d)\n", e.what(), moetrace::stop_signal_number());
+    return moetrace::kExitStopped;
   } catch (const moetrace::InputError& e) {
     std::fprintf(stderr, "moetrace: error: %s\n", e.what());
     return 2;

@@ -7,7 +7,7 @@ namespace moetrace {
 CaseTracer::CaseTracer(Engine& engine, int max_batch_rows) : engine_(engine), max_batch_rows_(max_batch_rows) {}
 
 TracedCase CaseTracer::prepare(const Prompt& prompt, std::vector<std::vector<float>> noise, Readout clean_readout,
-                               const Deactivation* deactivation) {
+                               const Deactivation* deactivation, RecordLevel noised_level) {
   TracedCase tc;
   tc.prompt = prompt;
   tc.noise = std::move(noise);
@@ -26,7 +26,7 @@ TracedCase CaseTracer::prepare(const Prompt& prompt, std::vector<std::vector<flo
     s.base = s.start_pos > 0 ? tc.clean.record.get() : nullptr;
     s.noise = &n;
     s.deactivation = deactivation;
-    s.record = RecordLevel::Base;
+    s.record = noised_level;
     noised.push_back(s);
   }
   if (!noised.empty()) tc.noised = engine_.run(noised);

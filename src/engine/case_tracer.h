@@ -35,7 +35,10 @@ class CaseTracer {
   // Clean run (with the read-out given) and one noised run per sample. Positions before the first
   // subject token are identical in both runs, so the noised runs continue the clean one there.
   TracedCase prepare(const Prompt& prompt, std::vector<std::vector<float>> noise,
-                     Readout clean_readout = Readout::Contrast, const Deactivation* deactivation = nullptr);
+                     Readout clean_readout = Readout::Contrast, const Deactivation* deactivation = nullptr,
+                     RecordLevel noised_level = RecordLevel::Base);
+
+  Engine& engine() { return engine_; }
 
   // Contrast of every run, in order.
   std::vector<float> evaluate(const std::vector<PatchedRun>& runs, PatchMode mode);

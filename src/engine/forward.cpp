@@ -261,8 +261,8 @@ std::vector<StreamOutput> Engine::run(const std::vector<StreamSpec>& streams) {
               }
             }
           }
-          B.add_rows(*clean.updates, add_src, *moe_out, add_dst, 1.0f);
-          B.add_rows(*slots, sub_src, *moe_out, sub_dst, -1.0f);
+          B.add_rows(*clean.updates, add_src, *moe_out, add_dst, p.scale);
+          B.add_rows(*slots, sub_src, *moe_out, sub_dst, -p.scale);
         }
       }
     }

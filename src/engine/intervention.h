@@ -26,6 +26,7 @@ struct Patch {
   std::vector<int> positions;
   ExpertSet expert_set = ExpertSet::Listed;
   std::vector<int> experts;  // for ExpertSet::Listed
+  float scale = 1.0f;        // Experts only: add scale * (c(clean) - c(own)) (equal-norm controls)
 };
 
 // One patched run: every patch applies (a window is several patches of consecutive layers).

@@ -2,7 +2,12 @@
 
 #include <hdf5.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <filesystem>
 #include <cstring>
 #include <sstream>
 
@@ -49,6 +54,12 @@ const SilenceHdf5 silence_hdf5;
 
 }  // namespace
 
+std::string library_version() {
+  unsigned maj = 0, min = 0, rel = 0;
+  MOETRACE_H5_CHECK(H5get_libversion(&maj, &min, &rel), "H5get_libversion");
+  return fmt::format("{}.{}.{}", maj, min, rel);
+}
+
 Handle::~Handle() { close_id(id_); }
 
 Handle& Handle::operator=(Handle&& o) noexcept {
@@ -78,6 +89,25 @@ File::File(const std::string& path, Mode mode) : path_(path) {
       id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
       if (id < 0) fail_input("cannot create HDF5 file {} (it exists, or the folder is missing or read-only)", path);
       break;
+    case Mode::SnapshotCreate:
+    case Mode::SnapshotResume: {
+      snapshot_ = true;
+      Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+      MOETRACE_H5_CHECK(fapl.id(), path);
+      MOETRACE_H5_CHECK(H5Pset_fapl_core(fapl.id(), 1 << 20, 0 /* no backing store */), path);
+      if (mode == Mode::SnapshotCreate) {
+        if (std::filesystem::exists(path)) fail_input("{} already exists", path);
+        id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.id());
+        if (id < 0) fail_input("cannot create HDF5 file {} in memory", path);
+      } else {
+        if (H5Fis_hdf5(path.c_str()) <= 0)
+          fail_input("{} is not a readable HDF5 file (damaged?): move it away to start afresh; it is not "
+                     "overwritten", path);
+        id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id());
+        if (id < 0) fail_input("cannot open HDF5 file {} to resume it", path);
+      }
+      break;
+    }
     case Mode::Truncate:
       id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
       if (id < 0) fail_input("cannot create HDF5 file {} (missing or read-only folder?)", path);
@@ -86,7 +116,28 @@ File::File(const std::string& path, Mode mode) : path_(path) {
   file_ = Handle(id);
 }
 
-void File::flush() { MOETRACE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_); }
+void File::flush() {
+  MOETRACE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_);
+  if (!snapshot_) return;
+  const ssize_t size = MOETRACE_H5_CHECK(H5Fget_file_image(file_.id(), nullptr, 0), path_);
+  std::vector<char> image(static_cast<std::size_t>(size));
+  MOETRACE_H5_CHECK(H5Fget_file_image(file_.id(), image.data(), image.size()), path_);
+  const std::string tmp = path_ + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) fail_input("cannot write {}: {}", tmp, std::strerror(errno));
+  std::size_t written = 0;
+  while (written < image.size()) {
+    const ssize_t n = ::write(fd, image.data() + written, image.size() - written);
+    if (n < 0) {
+      ::close(fd);
+      fail_input("cannot write {}: {}", tmp, std::strerror(errno));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) fail_input("cannot sync {}: {}", tmp, std::strerror(errno));
+  if (std::rename(tmp.c_str(), path_.c_str()) != 0)
+    fail_input("cannot replace {} with {}: {}", path_, tmp, std::strerror(errno));
+}
 
 bool File::exists(const std::string& object) const {
   if (object == "/" || object.empty()) return true;

@@ -8,6 +8,9 @@
 
 namespace moetrace::h5 {
 
+// "1.10.10": the HDF5 library this binary runs with (for provenance).
+std::string library_version();
+
 // An owned HDF5 identifier (file, group, dataset, dataspace, attribute, property list, type).
 class Handle {
  public:
@@ -39,7 +42,17 @@ struct WriteOptions {
 
 class File {
  public:
-  enum class Mode { ReadOnly, ReadWrite, Create /* fails if it exists */, Truncate };
+  enum class Mode {
+    ReadOnly,
+    ReadWrite,
+    Create /* fails if it exists */,
+    Truncate,
+    // Crash-safe: the file lives in memory (HDF5 core driver) and flush() replaces the file on
+    // disk atomically (write a temporary, fsync, rename). A process killed at any moment leaves
+    // the last flushed snapshot, complete and readable, never a half-written file.
+    SnapshotCreate /* fails if it exists */,
+    SnapshotResume,
+  };
   File(const std::string& path, Mode mode);
   const std::string& path() const { return path_; }
   std::int64_t id() const { return file_.id(); }
@@ -83,6 +96,7 @@ class File {
   void write_numeric(const std::string& dataset, const std::vector<std::size_t>& shape, std::int64_t mem_type,
                      std::int64_t file_type, const void* data, const WriteOptions& opts);
   std::string path_;
+  bool snapshot_ = false;
   Handle file_;
 };
 

@@ -1,0 +1,72 @@
+#include "cli/provenance.h"
+
+#include <Eigen/Core>
+#include <CLI/Version.hpp>
+#include <chrono>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <spdlog/version.h>
+#include <toml++/toml.h>
+
+#include "build_info.h"
+#include "results/h5_file.h"
+#include "util/file_hash.h"
+#include "util/logging.h"
+
+namespace moetrace::cli {
+namespace {
+std::string g_command_line;
+}
+
+void set_command_line(int argc, char** argv) {
+  g_command_line.clear();
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    const bool quote = a.empty() || a.find_first_of(" \t'\"$\\") != std::string::npos;
+    g_command_line += (i ? " " : "") + (quote ? "'" + a + "'" : a);
+  }
+}
+
+const std::string& command_line() { return g_command_line; }
+
+std::string library_versions_json() {
+  nlohmann::json j;
+  j["moetrace"] = MOETRACE_VERSION;
+  j["hdf5"] = h5::library_version();
+  j["eigen"] = fmt::format("{}.{}.{}", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION);
+  j["fmt"] = FMT_VERSION;
+  j["spdlog"] = fmt::format("{}.{}.{}", SPDLOG_VER_MAJOR, SPDLOG_VER_MINOR, SPDLOG_VER_PATCH);
+  j["nlohmann_json"] = fmt::format("{}.{}.{}", NLOHMANN_JSON_VERSION_MAJOR, NLOHMANN_JSON_VERSION_MINOR, NLOHMANN_JSON_VERSION_PATCH);
+  j["tomlplusplus"] = fmt::format("{}.{}.{}", TOML_LIB_MAJOR, TOML_LIB_MINOR, TOML_LIB_PATCH);
+  j["cli11"] = CLI11_VERSION;
+  j["compiler"] = __VERSION__;
+  return j.dump();
+}
+
+Provenance collect_provenance(const std::string& config_path, const std::string& config_text, const Checkpoint& ckpt,
+                              const std::string& backend, int ranks) {
+  Provenance p;
+  p.moetrace_version = MOETRACE_VERSION;
+  p.git_commit = MOETRACE_GIT_COMMIT;
+  p.command_line = g_command_line;
+  p.config_path = config_path;
+  p.config_text = config_text;
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  p.created_utc = buf;
+  p.model_path = ckpt.dir().string();
+  nlohmann::json hashes;
+  std::vector<std::filesystem::path> files = ckpt.files();
+  for (const char* extra : {"config.json", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"})
+    if (std::filesystem::exists(ckpt.dir() / extra)) files.push_back(ckpt.dir() / extra);
+  spdlog::info("hashing {} model files for provenance", files.size());
+  for (const auto& f : files) hashes[f.filename().string()] = sha256_file(f);
+  p.model_files_sha256_json = hashes.dump();
+  p.library_versions_json = library_versions_json();
+  p.backend = backend;
+  p.ranks = ranks;
+  return p;
+}
+
+}  // namespace moetrace::cli

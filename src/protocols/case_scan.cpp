@@ -1,0 +1,124 @@
+#include "protocols/case_scan.h"
+
+#include <algorithm>
+#include <set>
+#include <unordered_map>
+
+#include "protocols/selection.h"
+#include "util/counter_rng.h"
+#include "util/error.h"
+#include "util/logging.h"
+#include "util/progress.h"
+
+namespace moetrace {
+
+std::vector<float> subject_noise(std::uint64_t seed, std::int64_t case_id, int sample, int n, int hidden,
+                                 double sigma) {
+  std::vector<float> out(static_cast<std::size_t>(n) * hidden);
+  NoiseStream(seed, static_cast<std::uint64_t>(case_id), static_cast<std::uint32_t>(sample))
+      .fill_normal(out.data(), out.size(), sigma);
+  return out;
+}
+
+bool passes_filter(FilterKind filter, double d_clean, double d_noised) {
+  const double min_clean = filter == FilterKind::Strict ? 1.0 : 0.5;
+  const double min_drop = filter == FilterKind::Strict ? 0.5 : 0.25;
+  return d_clean >= min_clean && d_clean - d_noised >= min_drop;
+}
+
+CaseScanner::CaseScanner(const RunConfig& config, CaseTracer& tracer, const CaseBuilder& builder, double sigma_base)
+    : config_(config), tracer_(tracer), builder_(builder), sigma_base_(sigma_base) {}
+
+TracedCase CaseScanner::prepare(const UsableCase& c, double multiplier, RecordLevel noised_level) const {
+  const int n = c.prompt.subject_end - c.prompt.subject_begin;
+  const int H = tracer_.engine().model().config.hidden_size;
+  std::vector<std::vector<float>> noise;
+  for (int s = 0; s < config_.noise_samples; ++s)
+    noise.push_back(subject_noise(config_.noise_seed, c.record.case_id, s, n, H, sigma_base_ * multiplier));
+  return tracer_.prepare(c.prompt, std::move(noise), Readout::Contrast, nullptr, noised_level);
+}
+
+ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings) const {
+  ScanResult result;
+  result.sigma = sigma_base_ * settings.noise_multiplier;
+  std::unordered_map<std::int64_t, int> by_id;
+  for (int i = 0; i < static_cast<int>(records.size()); ++i) by_id[records[i].case_id] = i;
+
+  // The order in which records are considered, and (explicit mode) their fixed split.
+  std::vector<int> order;
+  std::vector<Split> fixed_split;
+  const bool explicit_ids = !config_.case_ids_path.empty();
+  if (explicit_ids) {
+    const CaseIdSplit ids = read_case_id_split(config_.case_ids_path, config_.case_ids_key);
+    std::vector<std::int64_t> missing;
+    for (auto [list, split] : {std::pair{&ids.discovery, Split::Discovery}, std::pair{&ids.validation, Split::Validation}})
+      for (std::int64_t id : *list) {
+        auto it = by_id.find(id);
+        if (it == by_id.end()) {
+          missing.push_back(id);
+          continue;
+        }
+        order.push_back(it->second);
+        fixed_split.push_back(split);
+      }
+    if (!missing.empty())
+      fail_input("{}: {} listed case ids are not in {} (first: {})", config_.case_ids_path.string(), missing.size(),
+                 config_.counterfact_path.string(), missing.front());
+  } else {
+    constexpr std::uint64_t kShuffleTag = 0x73687566666c65ULL;  // "shuffle"
+    order = seeded_permutation(static_cast<int>(records.size()), config_.shuffle_seed, kShuffleTag);
+    if (config_.max_records > 0 && static_cast<int>(order.size()) > config_.max_records) order.resize(config_.max_records);
+  }
+
+  const std::size_t target = explicit_ids ? order.size() : (config_.num_cases > 0 ? config_.num_cases : order.size());
+  ProgressMeter progress("case scan", "usable cases", target, config_.progress_every_s);
+  auto skip = [&](std::int64_t id, const std::string& reason) {
+    ++result.skipped[reason];
+    result.skipped_cases.emplace_back(id, reason);
+  };
+  const int chunk = 16;  // cases prepared per engine call group
+  for (std::size_t pos = 0; pos < order.size() && result.cases.size() < target; pos += chunk) {
+    std::vector<UsableCase> pending;
+    for (std::size_t j = pos; j < std::min(order.size(), pos + chunk); ++j) {
+      const CounterFactRecord& rec = records[order[j]];
+      ++result.records_seen;
+      BuiltCase built = builder_.build(rec);
+      if (!built.skip_reason.empty()) {
+        if (explicit_ids) fail_input("case {} of the explicit case list cannot be used: {}", rec.case_id, built.skip_reason);
+        skip(rec.case_id, built.skip_reason);
+        continue;
+      }
+      UsableCase c{rec, built.prompt_text, built.prompt, 0, 0, explicit_ids ? fixed_split[j] : Split::Discovery};
+      pending.push_back(std::move(c));
+    }
+    for (UsableCase& c : pending) {
+      if (result.cases.size() >= target) break;
+      const TracedCase tc = prepare(c, settings.noise_multiplier);
+      c.d_clean = tc.clean.contrast;
+      double sum = 0;
+      for (const StreamOutput& o : tc.noised) sum += o.contrast;
+      c.d_noised = sum / static_cast<double>(tc.noised.size());
+      // Explicit case lists are the paper's fixed sets: they are kept whatever the filter says.
+      if (!explicit_ids && !passes_filter(settings.filter, c.d_clean, c.d_noised)) {
+        skip(c.record.case_id, c.d_clean < (settings.filter == FilterKind::Strict ? 1.0 : 0.5)
+                                   ? "filtered: clean contrast too small"
+                                   : "filtered: noise does not lower the contrast enough");
+        continue;
+      }
+      result.cases.push_back(std::move(c));
+      progress.update(result.cases.size());
+    }
+  }
+  progress.finish();
+  if (!explicit_ids) {
+    std::vector<int> discovery, validation;
+    split_halves(static_cast<int>(result.cases.size()), settings.split_seed, discovery, validation);
+    for (int i : validation) result.cases[i].split = Split::Validation;
+  }
+  if (config_.num_cases > 0 && !explicit_ids && static_cast<int>(result.cases.size()) < config_.num_cases)
+    spdlog::warn("only {} usable cases found in {} records (asked for {})", result.cases.size(), result.records_seen,
+                 config_.num_cases);
+  return result;
+}
+
+}  // namespace moetrace

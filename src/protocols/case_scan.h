@@ -1,0 +1,80 @@
+#pragma once
+// Stage 1 of the protocol: CounterFact records to usable cases. Builds prompts, applies the
+// object-token rule, runs the clean and noised passes, filters, and splits into discovery and
+// validation. Every record that is not used is counted under a reason.
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/case_tracer.h"
+#include "protocols/counterfact.h"
+#include "protocols/run_config.h"
+
+namespace moetrace {
+
+// A record turned into token ids, or the reason it cannot be.
+struct BuiltCase {
+  std::string skip_reason;  // empty when usable
+  std::string prompt_text;
+  Prompt prompt;
+};
+
+// Text to ids is the tokenizer's business; the scan only needs this.
+class CaseBuilder {
+ public:
+  virtual ~CaseBuilder() = default;
+  virtual BuiltCase build(const CounterFactRecord& record) const = 0;
+};
+
+enum class Split { Discovery = 0, Validation = 1 };
+
+struct UsableCase {
+  CounterFactRecord record;
+  std::string prompt_text;
+  Prompt prompt;
+  double d_clean = 0;
+  double d_noised = 0;  // mean over noise samples
+  Split split = Split::Discovery;
+};
+
+struct ScanResult {
+  std::vector<UsableCase> cases;
+  std::map<std::string, int> skipped;  // reason -> count
+  std::vector<std::pair<std::int64_t, std::string>> skipped_cases;  // (case_id, reason)
+  int records_seen = 0;
+  double sigma = 0;
+};
+
+// Noise of one (case, sample): sigma * z, z from the counter-based generator keyed by
+// (seed, case_id, sample); [(s1 - s0) * hidden] floats.
+std::vector<float> subject_noise(std::uint64_t seed, std::int64_t case_id, int sample, int num_subject_tokens,
+                                 int hidden, double sigma);
+
+struct ScanSettings {
+  double noise_multiplier = 3.0;
+  FilterKind filter = FilterKind::Strict;
+  std::uint64_t split_seed = 0;
+};
+
+// Filter thresholds of the protocol: strict D_clean >= 1 and D_clean - D_noised >= 0.5;
+// relaxed 0.5 and 0.25.
+bool passes_filter(FilterKind filter, double d_clean, double d_noised);
+
+class CaseScanner {
+ public:
+  CaseScanner(const RunConfig& config, CaseTracer& tracer, const CaseBuilder& builder, double sigma_base);
+  // Scans the records (explicit case ids or shuffle-and-scan) until enough usable cases.
+  ScanResult scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings) const;
+  // Re-runs the clean and noised passes of a usable case (for the later stages).
+  TracedCase prepare(const UsableCase& c, double noise_multiplier,
+                     RecordLevel noised_level = RecordLevel::Base) const;
+
+ private:
+  const RunConfig& config_;
+  CaseTracer& tracer_;
+  const CaseBuilder& builder_;
+  double sigma_base_;  // sigma for multiplier 1
+};
+
+}  // namespace moetrace

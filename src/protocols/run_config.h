@@ -1,0 +1,86 @@
+#pragma once
+// The configuration of `moetrace run`: one TOML file, every key documented in docs/config.md.
+// Unknown keys and values of the wrong type are errors naming the key, so a typo never silently
+// falls back to a default.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tokenizer/protocol_tokens.h"  // ObjectRule
+
+namespace moetrace {
+
+enum class FilterKind { Strict, Relaxed };
+enum class SigmaRule { EmbeddingStd, SubjectStd };
+enum class SweepPositions { Final, LastSubject, Subject };
+enum class ExpertMode { SelectedLayer, AllLayers };
+
+struct RunConfig {
+  std::string source_text;  // the TOML as given (stored in results for provenance)
+  std::filesystem::path source_path;
+
+  // [model]
+  std::filesystem::path model_path;
+  std::filesystem::path tokenizer_path;  // defaults to model_path
+  std::string backend = "cpu";
+
+  // [data]
+  std::filesystem::path counterfact_path;
+  std::filesystem::path case_ids_path;  // optional: explicit discovery/validation case ids
+  std::string case_ids_key;             // e.g. "Qwen3" in the paper's file
+  ObjectRule object_rule = ObjectRule::BareThenSpace;
+  bool add_bos = false;
+
+  // [cases]
+  int num_cases = 256;  // usable cases to collect; 0 keeps every usable case (full-dataset mode)
+  std::uint64_t shuffle_seed = 0;
+  std::uint64_t split_seed = 0;
+  FilterKind filter = FilterKind::Strict;
+  int max_records = 0;  // 0: all records
+
+  // [noise]
+  SigmaRule sigma_rule = SigmaRule::EmbeddingStd;
+  double noise_multiplier = 3.0;
+  int noise_samples = 1;
+  std::uint64_t noise_seed = 0;
+
+  // [layer_sweep]
+  std::string sweep_site = "moe";  // hidden | attn | moe
+  SweepPositions sweep_positions = SweepPositions::Final;
+  int sweep_window = 1;
+
+  // [experts]
+  ExpertMode expert_mode = ExpertMode::SelectedLayer;
+  double candidate_threshold = 0.5;  // fraction of discovery cases in which a candidate is clean-active
+  int sampled_controls = 3;
+  std::uint64_t control_seed = 0;
+
+  // [coalitions]
+  std::vector<std::string> coalitions{"clean_topk", "union"};
+
+  // [statistics]
+  int bootstrap_resamples = 5000;
+  int sign_flips = 10000;
+  std::uint64_t stats_seed = 0;
+
+  // [robustness]
+  std::vector<double> robust_noise_multipliers;
+  bool robust_relaxed_filter = false;
+  std::vector<std::uint64_t> robust_split_seeds;
+  std::vector<double> robust_candidate_thresholds;
+
+  // [heatmap]
+  int heatmap_cases = 0;  // ROME-style token x layer heatmaps for the first n validation cases
+
+  // [run]
+  int batch_rows = 4096;
+  int progress_every_s = 10;
+  int checkpoint_every_s = 30;  // results snapshot interval (a killed run loses at most this)
+};
+
+// Parses a config file; relative paths are resolved against the config file's folder.
+RunConfig load_run_config(const std::filesystem::path& path);
+RunConfig parse_run_config(const std::string& text, const std::filesystem::path& origin);
+
+}  // namespace moetrace

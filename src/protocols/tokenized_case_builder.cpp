@@ -1,0 +1,82 @@
+#include "protocols/tokenized_case_builder.h"
+
+#include "tokenizer/protocol_tokens.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace moetrace {
+
+TokenizedCaseBuilder::TokenizedCaseBuilder(const RunConfig& config, const ModelConfig& model)
+    : config_(config),
+      vocab_size_(model.vocab_size),
+      tokenizer_(std::make_unique<Tokenizer>(Tokenizer::from_path(config.tokenizer_path))) {}
+
+TokenizedCaseBuilder::~TokenizedCaseBuilder() = default;
+
+BuiltCase TokenizedCaseBuilder::build(const CounterFactRecord& r) const {
+  BuiltCase out;
+  // Unusable records are counted under a reason rather than stopping the run: CounterFact has
+  // many multi-token objects, and the protocol skips them by design.
+  if (r.prompt_template.find("{}") == std::string::npos) {
+    out.skip_reason = "prompt without {}";
+    return out;
+  }
+  if (r.subject.empty()) {
+    out.skip_reason = "empty subject";
+    return out;
+  }
+  FormattedPrompt formatted;
+  try {
+    formatted = format_prompt(r.prompt_template, r.subject);
+  } catch (const InputError&) {
+    out.skip_reason = "malformed prompt template";
+    return out;
+  }
+  const Encoding enc = tokenizer_->encode(formatted.text, config_.add_bos);
+  TokenSpan span;
+  try {
+    span = find_subject_span(enc, formatted.subject_begin, formatted.subject_end);
+  } catch (const InputError&) {
+    out.skip_reason = "subject not found in prompt";
+    return out;
+  }
+  if (r.true_object.empty() || r.foil_object.empty()) {
+    out.skip_reason = "empty object";
+    return out;
+  }
+  const ObjectToken truth = object_token(*tokenizer_, r.true_object, config_.object_rule);
+  const ObjectToken foil = object_token(*tokenizer_, r.foil_object, config_.object_rule);
+  if (!truth.single) {
+    out.skip_reason = "multi-token true object";
+    return out;
+  }
+  if (!foil.single) {
+    out.skip_reason = "multi-token foil object";
+    return out;
+  }
+  if (truth.id == foil.id) {
+    out.skip_reason = "true and foil objects are the same token";
+    return out;
+  }
+  // A WordLevel vocabulary maps unknown words to its unk token: such an object is not a real token.
+  if (auto unk = tokenizer_->token_to_id("[UNK]"); unk && (truth.id == *unk || foil.id == *unk)) {
+    out.skip_reason = "object outside the vocabulary";
+    return out;
+  }
+  for (std::int32_t id : enc.ids)
+    if (id < 0 || id >= vocab_size_)
+      fail_input("{}: token id {} of case {} is outside the model's vocabulary of {} (tokenizer and model do not match)",
+                 tokenizer_->source(), id, r.case_id, vocab_size_);
+  if (truth.id >= vocab_size_ || foil.id >= vocab_size_)
+    fail_input("{}: object token of case {} is outside the model's vocabulary of {} (tokenizer and model do not match)",
+               tokenizer_->source(), r.case_id, vocab_size_);
+  out.prompt_text = formatted.text;
+  out.prompt.ids.assign(enc.ids.begin(), enc.ids.end());
+  out.prompt.subject_begin = static_cast<int>(span.first);
+  out.prompt.subject_end = static_cast<int>(span.last);
+  out.prompt.true_id = truth.id;
+  out.prompt.foil_id = foil.id;
+  return out;
+}
+
+}  // namespace moetrace

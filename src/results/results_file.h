@@ -1,0 +1,90 @@
+#pragma once
+// The results file of `moetrace run` (layout: docs/results.md). Matrices are pre-sized, chunked,
+// compressed and NaN-filled, and every matrix row has a done flag, so rewriting a row is
+// idempotent and a resumed run recomputes only what is missing.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "results/h5_file.h"
+
+namespace moetrace {
+
+// Dataset and group names, in one place.
+namespace layout {
+inline constexpr const char* kCases = "/cases";
+inline constexpr const char* kSkipped = "/cases/skipped";
+inline constexpr const char* kLayerSweep = "/layer_sweep";
+inline constexpr const char* kExperts = "/experts";
+inline constexpr const char* kControls = "/experts/controls";
+inline constexpr const char* kCoalitions = "/coalitions";
+inline constexpr const char* kValidation = "/validation";
+inline constexpr const char* kDiscovery = "/discovery";
+inline constexpr const char* kRobustness = "/robustness";
+inline constexpr const char* kHeatmap = "/heatmap";
+inline constexpr const char* kProvenance = "/provenance";
+}  // namespace layout
+
+struct Provenance {
+  std::string moetrace_version, git_commit, command_line, config_path, config_text, created_utc;
+  std::string model_path, model_files_sha256_json, library_versions_json, backend;
+  int ranks = 1;
+};
+
+struct CaseTable {
+  std::vector<std::int64_t> case_id;
+  std::vector<std::string> prompt, subject, true_object, foil_object, relation;
+  std::vector<std::vector<int>> token_ids;
+  std::vector<int> subject_begin, subject_end, true_id, foil_id, split;  // split: 0 discovery, 1 validation
+  std::vector<double> d_clean, d_noised;
+};
+
+struct SummaryRecord {
+  std::string name;
+  int n = 0;
+  double mean = 0, ci_low = 0, ci_high = 0, frac_positive = 0, p_value = 1;
+};
+
+class ResultsFile {
+ public:
+  enum class Mode { Create, Resume, Read };
+  ResultsFile(const std::string& path, Mode mode);
+  const std::string& path() const { return file_.path(); }
+  h5::File& h5() { return file_; }
+
+  void write_provenance(const Provenance& p);
+  std::string stored_config_text() const;
+
+  void write_cases(const std::string& group, const CaseTable& t);
+  CaseTable read_cases(const std::string& group) const;
+  void write_skips(const std::string& group, const std::vector<std::int64_t>& ids, const std::vector<std::string>& reasons);
+
+  // A [rows, ...] float64 matrix with a done flag per row; created once, kept on resume.
+  void ensure_matrix(const std::string& name, const std::vector<std::size_t>& shape);
+  void write_row(const std::string& name, std::size_t row, const std::vector<double>& values);
+  std::vector<bool> done_rows(const std::string& name) const;
+  h5::Array<double> read_matrix(const std::string& name) const;
+  bool has(const std::string& name) const { return file_.exists(name); }
+
+  void write_vector(const std::string& name, const std::vector<double>& v);
+  void write_ints(const std::string& name, const std::vector<int>& v);
+  void write_strings(const std::string& name, const std::vector<std::string>& v);
+  void write_summary(const std::string& group, const SummaryRecord& s);
+  std::vector<SummaryRecord> read_summaries(const std::string& group) const;
+
+  void set_attr(const std::string& object, const std::string& name, double v);
+  void set_attr(const std::string& object, const std::string& name, std::int64_t v);
+  void set_attr(const std::string& object, const std::string& name, const std::string& v);
+  // Writes the snapshot to disk (atomically, see h5::File::Mode::SnapshotCreate).
+  void flush();
+  // Flushes when at least `interval_s` seconds passed since the last flush.
+  void flush_if_due(double interval_s);
+
+ private:
+  h5::File file_;
+  std::chrono::steady_clock::time_point last_flush_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace moetrace

@@ -1,0 +1,13 @@
+#pragma once
+// SHA-256 of files (OpenSSL), recorded in every results file so that a result names the exact
+// model files it came from.
+#include <filesystem>
+#include <string>
+
+namespace moetrace {
+
+// Lower-case hex digest of the whole file; errors name the file.
+std::string sha256_file(const std::filesystem::path& path);
+std::string sha256_hex(const std::string& bytes);
+
+}  // namespace moetrace
