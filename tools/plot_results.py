@@ -87,7 +87,9 @@ def plot_heatmaps(f, out):
         T = int(num_tokens[case])
         s0, s1 = f["cases/subject_span"][case]
         for col, site in enumerate(sites):
-            grid = f[f"heatmap/{site}"][row][:, :T].T  # tokens x layers
+            ds = f[f"heatmap/{site}"]
+            layers, tokens = int(ds.attrs["layers"]), int(ds.attrs["tokens"])
+            grid = ds[row].reshape(layers, tokens)[:, :T].T  # tokens x layers
             ax = axes[row][col]
             im = ax.imshow(grid, aspect="auto", cmap={"hidden": "Purples", "attn": "Reds", "moe": "Greens"}[site])
             ax.set_yticks(range(T))

@@ -8,6 +8,7 @@
 #include "engine/device_model.h"
 #include "model/model_weights.h"
 #include "protocols/noise_scale.h"
+#include "protocols/row_executor.h"
 #include "protocols/tokenized_case_builder.h"
 #include "protocols/tracing_pipeline.h"
 #include "util/error.h"
@@ -74,7 +75,15 @@ void run(const RunOptions& o) {
   } else {
     results.write_provenance(collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), 1));
   }
-  TracingPipeline pipeline(config, tracer, builder, sigma_base, results);
+  // Between cases: save on schedule, and stop cleanly (everything computed so far saved) on a signal.
+  LocalRowExecutor executor(results, config.progress_every_s, [&] {
+    if (stop_requested()) {
+      results.flush();
+      throw StopRequested();
+    }
+    results.flush_if_due(config.checkpoint_every_s);
+  });
+  TracingPipeline pipeline(config, tracer, builder, sigma_base, results, executor);
   const PipelineSummary s = pipeline.run(records);
   spdlog::info("done: {} cases, layer {}, expert {}; {} layer-token steps. Results: {}  (tables: moetrace report {})",
                s.usable_cases, s.selected_layer, s.selected_expert, engine.layer_token_steps(), out, out);

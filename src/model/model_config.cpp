@@ -61,12 +61,17 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
   }
   if (!j.is_object()) fail_input("{}: expected a JSON object", origin);
   auto mt = j.find("model_type");
-  if (mt == j.end() || !mt->is_string()) fail_input("{}: missing required field 'model_type'", origin);
+  if (mt == j.end() || mt->is_null()) fail_input("{}: missing required field 'model_type'", origin);
+  if (!mt->is_string()) fail_input("{}: field 'model_type' must be a string, got {}", origin, mt->dump());
 
   ModelConfig c;
   c.model_type = mt->get<std::string>();
+  // The spellings of the architecture-specific fields, for error messages.
+  const char* experts_field = "num_experts";
+  const char* width_field = "intermediate_size";
   if (c.model_type == "mixtral") {
     c.arch = Architecture::Mixtral;
+    experts_field = "num_local_experts";
     c.num_experts = required<int>(j, {"num_local_experts"}, origin);
     c.expert_width = required<int>(j, {"intermediate_size"}, origin);
     c.norm_topk_prob = true;  // Mixtral always renormalises its top-k weights
@@ -74,6 +79,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
   } else if (c.model_type == "qwen3_moe") {
     c.arch = Architecture::Qwen3Moe;
     c.num_experts = required<int>(j, {"num_experts"}, origin);
+    width_field = "moe_intermediate_size";
     c.expert_width = required<int>(j, {"moe_intermediate_size"}, origin);
     c.norm_topk_prob = optional<bool>(j, "norm_topk_prob", false, origin);
     c.qk_norm = QkNorm::PerHead;
@@ -130,9 +136,9 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
   require_positive(c.num_heads, "num_attention_heads", origin);
   require_positive(c.num_kv_heads, "num_key_value_heads", origin);
   require_positive(c.head_dim, "head_dim", origin);
-  require_positive(c.num_experts, "num_experts", origin);
+  require_positive(c.num_experts, experts_field, origin);
   require_positive(c.top_k, "num_experts_per_tok", origin);
-  require_positive(c.expert_width, "intermediate_size", origin);
+  require_positive(c.expert_width, width_field, origin);
   if (c.head_dim % 2 != 0) fail_input("{}: head_dim {} must be even for RoPE", origin, c.head_dim);
   if (c.num_heads % c.num_kv_heads != 0)
     fail_input("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", origin,

@@ -67,7 +67,10 @@ ModelWeights resolve_weights(const ModelConfig& c, std::shared_ptr<const Checkpo
     w.lm_head = w.embed;
 
   // Mixtral's hub checkpoints call the MoE block `block_sparse_moe`; transformers 5 writes `mlp`.
-  const bool mixtral_hub = c.arch == Architecture::Mixtral && res.has("model.layers.0.block_sparse_moe.gate.weight");
+  // Decided from every tensor name, so that a missing tensor is reported under the checkpoint's own spelling.
+  bool mixtral_hub = false;
+  if (c.arch == Architecture::Mixtral)
+    for (const auto& [name, view] : ckpt->tensors()) mixtral_hub |= name.find(".block_sparse_moe.") != std::string::npos;
   const std::string moe = mixtral_hub ? "block_sparse_moe" : "mlp";
   const bool fused = res.has(fmt::format("model.layers.0.{}.experts.gate_up_proj", moe));
   w.expert_layout = fused ? ExpertLayout::Fused : ExpertLayout::PerExpert;

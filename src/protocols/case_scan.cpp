@@ -1,6 +1,7 @@
 #include "protocols/case_scan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <unordered_map>
 
@@ -38,7 +39,8 @@ TracedCase CaseScanner::prepare(const UsableCase& c, double multiplier, RecordLe
   return tracer_.prepare(c.prompt, std::move(noise), Readout::Contrast, nullptr, noised_level);
 }
 
-ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings) const {
+ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings,
+                             RowExecutor& executor) const {
   ScanResult result;
   result.sigma = sigma_base_ * settings.noise_multiplier;
   std::unordered_map<std::int64_t, int> by_id;
@@ -76,28 +78,43 @@ ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, cons
     ++result.skipped[reason];
     result.skipped_cases.emplace_back(id, reason);
   };
-  const int chunk = 16;  // cases prepared per engine call group
+  // Records are built (tokenised) here, cheaply; their clean and noised passes are the expensive part
+  // and go through the executor in chunks. The chunk size only affects how far past the target the
+  // scan may compute: usable cases are always taken in record order, so the result does not depend on it.
+  const std::size_t chunk = 64;
   for (std::size_t pos = 0; pos < order.size() && result.cases.size() < target; pos += chunk) {
     std::vector<UsableCase> pending;
     for (std::size_t j = pos; j < std::min(order.size(), pos + chunk); ++j) {
       const CounterFactRecord& rec = records[order[j]];
-      ++result.records_seen;
       BuiltCase built = builder_.build(rec);
       if (!built.skip_reason.empty()) {
         if (explicit_ids) fail_input("case {} of the explicit case list cannot be used: {}", rec.case_id, built.skip_reason);
-        skip(rec.case_id, built.skip_reason);
+        pending.push_back(UsableCase{rec, built.skip_reason, {}, NAN, NAN, Split::Discovery});
         continue;
       }
-      UsableCase c{rec, built.prompt_text, built.prompt, 0, 0, explicit_ids ? fixed_split[j] : Split::Discovery};
-      pending.push_back(std::move(c));
+      pending.push_back(UsableCase{rec, built.prompt_text, built.prompt, 0, 0,
+                                   explicit_ids ? fixed_split[j] : Split::Discovery});
+    }
+    std::vector<int> to_run;
+    for (int j = 0; j < static_cast<int>(pending.size()); ++j)
+      if (!std::isnan(pending[j].d_clean)) to_run.push_back(j);
+    const auto contrasts = executor.map("case scan", to_run, [&](int j) {
+      const TracedCase tc = prepare(pending[j], settings.noise_multiplier);
+      double sum = 0;
+      for (const StreamOutput& o : tc.noised) sum += o.contrast;
+      return std::vector<double>{tc.clean.contrast, sum / static_cast<double>(tc.noised.size())};
+    });
+    for (std::size_t r = 0; r < to_run.size(); ++r) {
+      pending[to_run[r]].d_clean = contrasts[r][0];
+      pending[to_run[r]].d_noised = contrasts[r][1];
     }
     for (UsableCase& c : pending) {
       if (result.cases.size() >= target) break;
-      const TracedCase tc = prepare(c, settings.noise_multiplier);
-      c.d_clean = tc.clean.contrast;
-      double sum = 0;
-      for (const StreamOutput& o : tc.noised) sum += o.contrast;
-      c.d_noised = sum / static_cast<double>(tc.noised.size());
+      ++result.records_seen;
+      if (std::isnan(c.d_clean)) {  // not buildable: prompt_text holds the reason
+        skip(c.record.case_id, c.prompt_text);
+        continue;
+      }
       // Explicit case lists are the paper's fixed sets: they are kept whatever the filter says.
       if (!explicit_ids && !passes_filter(settings.filter, c.d_clean, c.d_noised)) {
         skip(c.record.case_id, c.d_clean < (settings.filter == FilterKind::Strict ? 1.0 : 0.5)

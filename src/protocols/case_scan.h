@@ -9,6 +9,7 @@
 
 #include "engine/case_tracer.h"
 #include "protocols/counterfact.h"
+#include "protocols/row_executor.h"
 #include "protocols/run_config.h"
 
 namespace moetrace {
@@ -65,7 +66,9 @@ class CaseScanner {
  public:
   CaseScanner(const RunConfig& config, CaseTracer& tracer, const CaseBuilder& builder, double sigma_base);
   // Scans the records (explicit case ids or shuffle-and-scan) until enough usable cases.
-  ScanResult scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings) const;
+  // The clean and noised passes run through `executor`, in chunks, in record order.
+  ScanResult scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings,
+                  RowExecutor& executor) const;
   // Re-runs the clean and noised passes of a usable case (for the later stages).
   TracedCase prepare(const UsableCase& c, double noise_multiplier,
                      RecordLevel noised_level = RecordLevel::Base) const;

@@ -22,8 +22,10 @@ struct PipelineSummary {
 
 class TracingPipeline {
  public:
+  // `results` is the real file on the rank that writes it and a scratch copy elsewhere; `executor`
+  // decides where per-case rows are computed.
   TracingPipeline(const RunConfig& config, CaseTracer& tracer, const CaseBuilder& builder, double sigma_base,
-                  ResultsFile& results);
+                  ResultsFile& results, RowExecutor& executor);
   PipelineSummary run(const std::vector<CounterFactRecord>& records);
 
  private:
@@ -31,6 +33,7 @@ class TracingPipeline {
   CaseTracer& tracer_;
   CaseScanner scanner_;
   ResultsFile& results_;
+  RowExecutor& executor_;
 };
 
 }  // namespace moetrace

@@ -338,6 +338,9 @@ std::vector<std::string> File::read_strings(const std::string& dataset) const {
   MOETRACE_H5_CHECK(d.id(), dataset);
   Handle type(H5Tcopy(H5T_C_S1));
   MOETRACE_H5_CHECK(H5Tset_size(type.id(), H5T_VARIABLE), dataset);
+  Handle stored(H5Dget_type(d.id()));
+  MOETRACE_H5_CHECK(stored.id(), dataset);
+  MOETRACE_H5_CHECK(H5Tset_cset(type.id(), H5Tget_cset(stored.id())), dataset);
   std::vector<char*> ptrs(dims[0], nullptr);
   if (!ptrs.empty()) MOETRACE_H5_CHECK(H5Dread(d.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), dataset);
   std::vector<std::string> out;
@@ -381,7 +384,8 @@ std::string File::attr_string(const std::string& object, const std::string& name
   MOETRACE_H5_CHECK(ftype.id(), object + "@" + name);
   if (H5Tis_variable_str(ftype.id()) > 0) {
     Handle mtype(H5Tcopy(H5T_C_S1));
-    H5Tset_size(mtype.id(), H5T_VARIABLE);
+    MOETRACE_H5_CHECK(H5Tset_size(mtype.id(), H5T_VARIABLE), name);
+    MOETRACE_H5_CHECK(H5Tset_cset(mtype.id(), H5Tget_cset(ftype.id())), name);  // UTF-8 stays UTF-8
     char* p = nullptr;
     MOETRACE_H5_CHECK(H5Aread(a.id(), mtype.id(), &p), object + "@" + name);
     std::string s = p ? p : "";

@@ -13,6 +13,8 @@
 #include <random>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "results/h5_file.h"
 #include "support/test_paths.h"
 

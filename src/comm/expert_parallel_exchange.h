@@ -1,0 +1,56 @@
+#pragma once
+// Expert parallelism on host buffers: the ExpertExchange (engine/forward.h) of an EP group.
+//
+// An EP group of R ranks shards the experts of every layer in contiguous blocks
+// (expert_block(E, rank, R), uneven counts allowed); attention, norms, embeddings and the router are
+// replicated, so every rank routes every token identically. Each rank runs only its own experts and
+// fills only their rows of the engine's slots tensor [N*k, H] (row i*k + j: the weighted update of
+// token i's j-th chosen expert); the other rows stay exactly +0.0 (Backend::zeros).
+//
+// combine() is the exchange: every rank sends the slot rows it computed to every other rank
+// (an all-gather, written as one alltoallv), so that every rank ends with the full slots tensor.
+// Each row is computed by exactly one rank and is copied, never added; the engine then sums the k
+// slots of each token in slot order (Backend::sum_slots). The result is therefore bit-identical for
+// any group size R, including R = 1 without an exchange (docs/distribution.md).
+//
+// Which rows a rank owns is read off the tensor: a row with any non-zero bit was written by this rank
+// (no other rank writes it). A row the owner computed as exactly +0.0 everywhere is claimed by nobody
+// and is +0.0 on every rank anyway, which is the owner's value bit for bit. Two ranks claiming one row
+// breaks the contract above and is an internal error (detected identically on every rank).
+//
+// Next steps (not done here):
+//  - token-sharded dispatch: today every rank holds every token (attention is replicated), so the
+//    "dispatch" half of the all-to-all is implicit. Sharding tokens across the group for memory
+//    scaling means sending each token's hidden state to the ranks owning its experts (alltoallv with
+//    per-destination counts from the routing) and returning only the owner's rows (the combine below,
+//    restricted to the token's home rank). The engine would then pass the routing to the exchange.
+//  - NCCL on device buffers: a CUDA exchange lives in kernels/ with the CUDA backend and uses
+//    ncclSend/ncclRecv (or ncclAllGather) on device memory instead of host staging through
+//    Backend::download / Backend::upload.
+#include <cstdint>
+
+#include "comm/communicator.h"
+#include "engine/forward.h"
+
+namespace moetrace {
+
+class ExpertParallelExchange final : public ExpertExchange {
+ public:
+  // `group` must outlive the exchange; its ranks are the EP group (rank r holds
+  // expert_block(E, r, group.size())).
+  explicit ExpertParallelExchange(Communicator& group);
+
+  // Collective over the group: every rank calls it once per MoE layer with its slots tensor.
+  void combine(Backend& backend, Tensor& slots) override;
+
+  // Totals since construction (for logs and tests).
+  std::uint64_t calls() const { return calls_; }
+  std::uint64_t rows_sent() const { return rows_sent_; }          // own rows, counted once
+  std::uint64_t rows_received() const { return rows_received_; }  // other ranks' rows
+
+ private:
+  Communicator& group_;
+  std::uint64_t calls_ = 0, rows_sent_ = 0, rows_received_ = 0;
+};
+
+}  // namespace moetrace

@@ -1,0 +1,43 @@
+#include "comm/single_rank_communicator.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "util/error.h"
+
+namespace moetrace {
+
+void SingleRankCommunicator::broadcast(Bytes&, int root) {
+  MOETRACE_ASSERT(root == 0, "broadcast root out of range");
+}
+
+std::vector<Bytes> SingleRankCommunicator::gather(const Bytes& mine, int root) {
+  MOETRACE_ASSERT(root == 0, "gather root out of range");
+  return {mine};
+}
+
+std::vector<Bytes> SingleRankCommunicator::allgather(const Bytes& mine) { return {mine}; }
+
+void SingleRankCommunicator::alltoallv(const float* send, const std::vector<int>& send_counts,
+                                       const std::vector<int>& send_displs, float* recv,
+                                       const std::vector<int>& recv_counts, const std::vector<int>& recv_displs) {
+  MOETRACE_ASSERT(send_counts.size() == 1 && send_displs.size() == 1 && recv_counts.size() == 1 &&
+                      recv_displs.size() == 1,
+                  "alltoallv needs one count and displacement per rank");
+  MOETRACE_ASSERT(send_counts[0] == recv_counts[0], "alltoallv: send and receive counts differ");
+  std::copy_n(send + send_displs[0], send_counts[0], recv + recv_displs[0]);
+}
+
+std::unique_ptr<Communicator> SingleRankCommunicator::split(int color, int) {
+  MOETRACE_ASSERT(color >= 0, "split colour must be non-negative");
+  return std::make_unique<SingleRankCommunicator>();
+}
+
+void SingleRankCommunicator::abort(int code, const std::string&) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(code);
+}
+
+}  // namespace moetrace
