@@ -3,7 +3,7 @@
 #include <chrono>
 #include <optional>
 
-#include "backend/backend.h"
+#include "backend/backend_registry.h"
 #include "cli/commands.h"
 #include "comm/communicator.h"
 #include "comm/errors.h"
@@ -17,26 +17,11 @@
 namespace moetrace::cli {
 namespace {
 
-// Runs `step` on every rank; an InputError on any rank (a missing or malformed file: every rank reads
-// the same inputs) becomes a collective error on every rank instead of one rank leaving the group.
-template <typename Step>
-auto on_every_rank(Communicator& comm, Step&& step) -> decltype(step()) {
-  std::optional<decltype(step())> result;
-  std::string error;
-  try {
-    result.emplace(step());
-  } catch (const InputError& e) {
-    error = e.what();
-  }
-  check_all(comm, error.empty(), error);
-  return std::move(*result);
-}
-
 }  // namespace
 
 void register_replay_command(CLI::App& app) {
   struct Options {
-    std::string model, in, out, mode = "fast";
+    std::string model, in, out, mode = "fast", backend = "cpu";
     bool clean_only = false;
     int ep = 1;
   };
@@ -64,6 +49,8 @@ void register_replay_command(CLI::App& app) {
                   "position (the default); 'full' recomputes every run from the embeddings")
       ->check(CLI::IsMember({"fast", "full"}))
       ->capture_default_str();
+  cmd->add_option("--backend", opts->backend, "cpu, or cuda / cuda-bf16 in a CUDA build (docs/cuda.md)")
+      ->capture_default_str();
   cmd->add_flag("--clean-only", opts->clean_only, "write only facts/<n>/clean/*");
   cmd->add_option("--ep", opts->ep,
                   "expert-parallel group size: run under `mpirun -np R` with the same R; rank r holds\n"
@@ -87,7 +74,7 @@ void register_replay_command(CLI::App& app) {
       const auto t0 = std::chrono::steady_clock::now();
       ModelWeights weights = on_every_rank(comm, [&] { return load_model(opts->model); });
       const ModelConfig& config = weights.config;
-      auto backend = make_cpu_backend();
+      auto backend = on_every_rank(comm, [&] { return make_backend(opts->backend); });
       const ExpertRange local = expert_block(config.num_experts, rank, R);
       DeviceModel model = upload_model(weights, *backend, local);
       spdlog::info("loaded {} ({} layers, {} experts, top-{}) on {}: {:.1f} MiB of weights", opts->model,

@@ -1,12 +1,18 @@
-// `moetrace run`: the tracing protocol end to end, from a config file to a results file.
+// `moetrace run`: the tracing protocol end to end, from a config file to a results file, on one
+// process or on an MPI job of N ranks in EP groups of R (`mpirun -np N moetrace run CONFIG --ep R`).
 #include <filesystem>
+#include <optional>
 
-#include "backend/backend.h"
+#include "backend/backend_registry.h"
 #include "cli/commands.h"
 #include "cli/provenance.h"
+#include "comm/communicator.h"
+#include "comm/errors.h"
+#include "comm/expert_parallel_exchange.h"
 #include "engine/case_tracer.h"
 #include "engine/device_model.h"
 #include "model/model_weights.h"
+#include "protocols/distributed_row_executor.h"
 #include "protocols/noise_scale.h"
 #include "protocols/row_executor.h"
 #include "protocols/tokenized_case_builder.h"
@@ -21,72 +27,102 @@ namespace {
 struct RunOptions {
   std::string config, out;
   bool resume = false;
+  int ep = 1;
 };
 
 std::string default_output(const std::string& config) {
   return (std::filesystem::path("results") / (std::filesystem::path(config).stem().string() + ".h5")).string();
 }
 
-void run(const RunOptions& o) {
-  install_stop_handlers();
-  const RunConfig config = load_run_config(o.config);
-  const std::string out = o.out.empty() ? default_output(o.config) : o.out;
-  if (!o.resume && std::filesystem::exists(out))
-    fail_input("{} already exists: pass --resume to continue that run, or choose another --out (results are never "
-               "overwritten)", out);
-  if (auto parent = std::filesystem::path(out).parent_path(); !parent.empty()) std::filesystem::create_directories(parent);
-
-  ModelWeights weights = load_model(config.model_path);
-  const ModelConfig& mc = weights.config;
-  const auto records = read_counterfact(config.counterfact_path);
-  spdlog::info("{} CounterFact records from {}", records.size(), config.counterfact_path.string());
-  const TokenizedCaseBuilder builder(config, mc);
-
-  double sigma_base = 0;
-  if (config.sigma_rule == SigmaRule::EmbeddingStd) {
-    sigma_base = embedding_matrix_std(weights.embed);
-  } else {
-    std::vector<std::vector<int>> subjects;
-    for (const auto& r : records) {
-      BuiltCase b = builder.build(r);
-      if (b.skip_reason.empty())
-        subjects.emplace_back(b.prompt.ids.begin() + b.prompt.subject_begin, b.prompt.ids.begin() + b.prompt.subject_end);
-    }
-    sigma_base = subject_embedding_std(weights.embed, subjects);
+double noise_sigma_base(const RunConfig& config, const ModelWeights& weights, const CaseBuilder& builder,
+                        const std::vector<CounterFactRecord>& records) {
+  if (config.sigma_rule == SigmaRule::EmbeddingStd) return embedding_matrix_std(weights.embed);
+  std::vector<std::vector<int>> subjects;
+  for (const auto& r : records) {
+    BuiltCase b = builder.build(r);
+    if (b.skip_reason.empty())
+      subjects.emplace_back(b.prompt.ids.begin() + b.prompt.subject_begin, b.prompt.ids.begin() + b.prompt.subject_end);
   }
+  return subject_embedding_std(weights.embed, subjects);
+}
+
+void run(const RunOptions& o, Communicator& world) {
+  install_stop_handlers();
+  const int N = world.size(), R = o.ep;
+  if (N % R != 0)
+    fail_all(world, "--ep {} must divide the number of MPI ranks {} (N/R expert-parallel groups of R ranks)", R, N);
+  const bool writer = world.rank() == 0;
+  // Log lines only from the writing rank; the others keep warnings and errors.
+  if (!writer && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+
+  const RunConfig config = on_every_rank(world, [&] { return load_run_config(o.config); });
+  const std::string out = o.out.empty() ? default_output(o.config) : o.out;
+  on_every_rank(world, [&] {
+    if (!writer) return 0;
+    if (!o.resume && std::filesystem::exists(out))
+      fail_input("{} already exists: pass --resume to continue that run, or choose another --out (results are "
+                 "never overwritten)", out);
+    if (auto parent = std::filesystem::path(out).parent_path(); !parent.empty())
+      std::filesystem::create_directories(parent);
+    return 0;
+  });
+
+  ModelWeights weights = on_every_rank(world, [&] { return load_model(config.model_path); });
+  const ModelConfig& mc = weights.config;
+  const auto records = on_every_rank(world, [&] { return read_counterfact(config.counterfact_path); });
+  spdlog::info("{} CounterFact records from {}", records.size(), config.counterfact_path.string());
+  const auto builder = on_every_rank(world, [&] { return std::make_shared<TokenizedCaseBuilder>(config, mc); });
+  const double sigma_base = on_every_rank(world, [&] { return noise_sigma_base(config, weights, *builder, records); });
   spdlog::info("noise: sigma = {} x {:.5f} = {:.5f}", config.noise_multiplier, sigma_base,
                config.noise_multiplier * sigma_base);
 
-  auto backend = make_cpu_backend();
-  if (config.backend != "cpu")
-    fail_input("{}: [model] backend = '{}' is not available in this build (use \"cpu\")", o.config, config.backend);
-  DeviceModel model = upload_model(weights, *backend);
-  spdlog::info("model {}: {} ({} layers, {} experts, top-{}), {:.1f} MiB of weights on {}", config.model_path.string(),
-               to_string(mc.arch), mc.num_layers, mc.num_experts, mc.top_k, backend->weight_bytes() / 1048576.0,
-               backend->name());
-  Engine engine(model, *backend);
+  // N/R groups of R consecutive ranks; each group holds every expert once, sharded in blocks.
+  auto group = world.split(world.rank() / R);
+  auto leaders = world.split(group->rank() == 0 ? 0 : 1, world.rank());
+  auto backend = on_every_rank(world, [&] { return make_backend(config.backend); });
+  const ExpertRange local = expert_block(mc.num_experts, group->rank(), R);
+  DeviceModel model = upload_model(weights, *backend, local);
+  spdlog::info("model {}: {} ({} layers, {} experts, top-{}), {:.1f} MiB of weights per rank on {}; {} rank(s) in {} "
+               "group(s) of {}", config.model_path.string(), to_string(mc.arch), mc.num_layers, mc.num_experts,
+               mc.top_k, backend->weight_bytes() / 1048576.0, backend->name(), N, N / R, R);
+  std::optional<ExpertParallelExchange> exchange;
+  if (R > 1) exchange.emplace(*group);
+  Engine engine(model, *backend, exchange ? &*exchange : nullptr);
   CaseTracer tracer(engine, config.batch_rows);
 
-  ResultsFile results(out, o.resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
-  if (o.resume) {
-    if (results.stored_config_text() != config.source_text)
-      fail_input("--resume: the config stored in {} differs from {}; resume with the same config", out, o.config);
-    spdlog::info("resuming {}", out);
-  } else {
-    results.write_provenance(collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), 1));
-  }
-  // Between cases: save on schedule, and stop cleanly (everything computed so far saved) on a signal.
-  LocalRowExecutor executor(results, config.progress_every_s, [&] {
-    if (stop_requested()) {
-      results.flush();
-      throw StopRequested();
+  // Only the writing rank has the real file; the others keep an in-memory mirror of its rows.
+  std::unique_ptr<ResultsFile> results = on_every_rank(world, [&] {
+    if (!writer) return std::make_unique<ResultsFile>(fmt::format("scratch-rank-{}.h5", world.rank()), ResultsFile::Mode::Scratch);
+    auto f = std::make_unique<ResultsFile>(out, o.resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
+    if (o.resume) {
+      if (f->stored_config_text() != config.source_text)
+        fail_input("--resume: the config stored in {} differs from {}; resume with the same config", out, o.config);
+      spdlog::info("resuming {}", out);
+    } else {
+      f->write_provenance(collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N));
     }
-    results.flush_if_due(config.checkpoint_every_s);
+    return f;
   });
-  TracingPipeline pipeline(config, tracer, builder, sigma_base, results, executor);
+
+  // Between rows: save on schedule; a stop signal ends the run with everything computed so far saved.
+  auto checkpoint = [&] { results->flush_if_due(config.checkpoint_every_s); };
+  std::unique_ptr<RowExecutor> executor;
+  if (N == 1) {
+    executor = std::make_unique<LocalRowExecutor>(*results, config.progress_every_s, [&] {
+      if (stop_requested()) {
+        results->flush();
+        throw StopRequested();
+      }
+      checkpoint();
+    });
+  } else {
+    executor = std::make_unique<DistributedRowExecutor>(world, *group, *leaders, *results, config.progress_every_s,
+                                                        checkpoint);
+  }
+  TracingPipeline pipeline(config, tracer, *builder, sigma_base, *results, *executor);
   const PipelineSummary s = pipeline.run(records);
-  spdlog::info("done: {} cases, layer {}, expert {}; {} layer-token steps. Results: {}  (tables: moetrace report {})",
-               s.usable_cases, s.selected_layer, s.selected_expert, engine.layer_token_steps(), out, out);
+  spdlog::info("done: {} cases, layer {}, expert {}; {} layer-token steps on rank 0. Results: {}  (tables: moetrace "
+               "report {})", s.usable_cases, s.selected_layer, s.selected_expert, engine.layer_token_steps(), out, out);
 }
 
 }  // namespace
@@ -94,7 +130,8 @@ void run(const RunOptions& o) {
 void register_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand("run", "Run the tracing protocol end to end: CounterFact + model -> results file");
-  cmd->footer("Run the expert-aware causal tracing protocol (docs/PROTOCOL.md) end to end.\n"
+  cmd->footer(
+      "Run the expert-aware causal tracing protocol (docs/PROTOCOL.md) end to end.\n"
       "CONFIG.toml names the model folder, the CounterFact file and every protocol setting (docs/config.md;\n"
       "configs/ has the paper's settings for Qwen3-30B-A3B, Mixtral-8x7B and OLMoE, and configs/demo.toml).\n"
       "Stages: cases (prompts, subject spans, object-token rule, clean and noised passes, filter, split) ->\n"
@@ -102,11 +139,25 @@ void register_run_command(CLI::App& app) {
       "and coalitions -> held-out statistics -> optional heat maps and robustness grids.\n"
       "Progress is logged with rate and ETA. Every per-case row is written as soon as it is computed, so an\n"
       "interrupted run continues with --resume. An existing results file is never overwritten.\n\n"
-      "Example:\n  moetrace run configs/demo.toml --out results/demo.h5 && moetrace report results/demo.h5");
+      "On a cluster: `mpirun -np N moetrace run CONFIG --ep R` splits the N ranks into N/R expert-parallel\n"
+      "groups of R ranks (R divides N); rank 0 hands out cases, gathers rows and alone writes the file.\n"
+      "Results do not depend on N or R (docs/distribution.md).\n\n"
+      "Exit codes: 0 done; 2 bad input (the message says what and where); 75 stopped by SIGTERM/SIGUSR1/SIGINT\n"
+      "after saving (rerun with --resume).\n\n"
+      "Examples:\n"
+      "  moetrace run configs/demo.toml --out results/demo.h5 && moetrace report results/demo.h5\n"
+      "  mpirun -np 8 moetrace run configs/mixtral-8x7b.toml --ep 2 --out results/mixtral.h5 --resume");
   cmd->add_option("CONFIG", o->config, "run configuration (.toml)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--out", o->out, "results file (default: results/<config name>.h5)");
   cmd->add_flag("--resume", o->resume, "continue the run stored in --out: only missing rows are computed");
-  cmd->callback([o] { run(*o); });
+  cmd->add_option("--ep", o->ep, "expert-parallel group size R under mpirun (R ranks share every layer's experts)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([o] {
+    auto world = make_world_communicator();
+    // One rank's unexpected failure aborts the job with its message instead of hanging the others.
+    run_or_abort(*world, [&] { run(*o, *world); });
+  });
 }
 
 }  // namespace moetrace::cli

@@ -57,6 +57,12 @@ class Communicator {
 
   // A new communicator per colour (color >= 0) holding the ranks that passed it, ordered by `key`
   // and then by rank in this communicator.
+  // Point-to-point messages (the scheduler's work items and results). recv with source -1 takes
+  // the next message with `tag` from any rank and reports the sender in *from.
+  virtual void send(const Bytes& bytes, int dest, int tag) = 0;
+  virtual Bytes recv(int source, int tag, int* from) = 0;
+  // True when a message with `tag` from `source` (-1: any) is waiting; never blocks.
+  virtual bool probe(int source, int tag) = 0;
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
   std::unique_ptr<Communicator> split(int color) { return split(color, rank()); }
 

@@ -12,6 +12,7 @@
 //
 // Rule of thumb: combine pass/fail across ranks (check_all) before any assertion that could make one
 // rank skip a collective.
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -19,6 +20,7 @@
 
 #include "comm/communicator.h"
 #include "util/error.h"
+#include "util/stop_signal.h"
 
 namespace moetrace {
 
@@ -55,6 +57,21 @@ template <typename... Args>
 // Runs `body`. On a group of more than one rank, an exception other than CollectiveError (which every
 // rank throws together) is one rank's error and becomes fail_one; on one rank everything propagates
 // unchanged, so single-rank behaviour is that of the plain code.
+// Runs `step` on every rank; an InputError on any rank (a missing or malformed file: every rank reads
+// the same inputs) becomes a collective error on every rank instead of one rank leaving the group.
+template <typename Step>
+auto on_every_rank(Communicator& comm, Step&& step) -> decltype(step()) {
+  std::optional<decltype(step())> result;
+  std::string error;
+  try {
+    result.emplace(step());
+  } catch (const InputError& e) {
+    error = e.what();
+  }
+  check_all(comm, error.empty(), error);
+  return std::move(*result);
+}
+
 template <typename Body>
 void run_or_abort(Communicator& comm, Body&& body) {
   if (comm.size() == 1) {
@@ -64,6 +81,8 @@ void run_or_abort(Communicator& comm, Body&& body) {
   try {
     body();
   } catch (const CollectiveError&) {
+    throw;
+  } catch (const StopRequested&) {  // every rank stops together (the coordinator decided)
     throw;
   } catch (const std::exception& e) {
     fail_one(comm, e.what());

@@ -59,6 +59,29 @@ class MpiCommunicator final : public Communicator {
   void allreduce_sum(double* data, std::size_t n) override { reduce(data, n, MPI_DOUBLE); }
   void allreduce_sum(std::int64_t* data, std::size_t n) override { reduce(data, n, MPI_INT64_T); }
 
+  void send(const Bytes& bytes, int dest, int tag) override {
+    check_rank(dest, "send destination");
+    MOETRACE_MPI_CHECK(MPI_Send(bytes.data(), to_int(bytes.size(), "send"), MPI_BYTE, dest, tag, comm_));
+  }
+
+  Bytes recv(int source, int tag, int* from) override {
+    if (source >= 0) check_rank(source, "recv source");
+    MPI_Status status;
+    MOETRACE_MPI_CHECK(MPI_Probe(source < 0 ? MPI_ANY_SOURCE : source, tag, comm_, &status));
+    int n = 0;
+    MOETRACE_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &n));
+    Bytes b(static_cast<std::size_t>(n));
+    MOETRACE_MPI_CHECK(MPI_Recv(b.data(), n, MPI_BYTE, status.MPI_SOURCE, tag, comm_, MPI_STATUS_IGNORE));
+    if (from) *from = status.MPI_SOURCE;
+    return b;
+  }
+
+  bool probe(int source, int tag) override {
+    int flag = 0;
+    MOETRACE_MPI_CHECK(MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, tag, comm_, &flag, MPI_STATUS_IGNORE));
+    return flag != 0;
+  }
+
   void broadcast(Bytes& bytes, int root) override {
     check_rank(root, "broadcast root");
     std::uint64_t n = bytes.size();

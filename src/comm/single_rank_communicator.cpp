@@ -29,6 +29,29 @@ void SingleRankCommunicator::alltoallv(const float* send, const std::vector<int>
   std::copy_n(send + send_displs[0], send_counts[0], recv + recv_displs[0]);
 }
 
+void SingleRankCommunicator::send(const Bytes& bytes, int dest, int tag) {
+  MOETRACE_ASSERT(dest == 0, "a single rank can only send to itself");
+  mailbox_.emplace_back(tag, bytes);
+}
+
+Bytes SingleRankCommunicator::recv(int source, int tag, int* from) {
+  MOETRACE_ASSERT(source == 0 || source == -1, "a single rank can only receive from itself");
+  for (auto it = mailbox_.begin(); it != mailbox_.end(); ++it)
+    if (it->first == tag) {
+      Bytes b = std::move(it->second);
+      mailbox_.erase(it);
+      if (from) *from = 0;
+      return b;
+    }
+  fail_internal(__FILE__, __LINE__, "a single rank waits for a message it never sent itself (deadlock)");
+}
+
+bool SingleRankCommunicator::probe(int, int tag) {
+  for (const auto& m : mailbox_)
+    if (m.first == tag) return true;
+  return false;
+}
+
 std::unique_ptr<Communicator> SingleRankCommunicator::split(int color, int) {
   MOETRACE_ASSERT(color >= 0, "split colour must be non-negative");
   return std::make_unique<SingleRankCommunicator>();

@@ -27,6 +27,8 @@ class RowExecutor {
   // outputs concatenated) and stored; returns all rows of all outputs, concatenated per row.
   virtual Matrix2 run(const std::string& label, int rows, const std::vector<RowOutput>& outputs,
                       const RowFunction& compute) = 0;
+  // Distributed executors hand rows of run() out costliest first (e.g. longest prompt); optional.
+  virtual void set_row_cost(std::function<double(int)>) {}
   // Computes rows without storing them (the case scan, robustness reruns); results in row order.
   // The caller reports progress.
   virtual std::vector<std::vector<double>> map(const std::string& label, const std::vector<int>& rows,

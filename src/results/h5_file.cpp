@@ -89,6 +89,14 @@ File::File(const std::string& path, Mode mode) : path_(path) {
       id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
       if (id < 0) fail_input("cannot create HDF5 file {} (it exists, or the folder is missing or read-only)", path);
       break;
+    case Mode::Scratch: {
+      Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+      MOETRACE_H5_CHECK(fapl.id(), path);
+      MOETRACE_H5_CHECK(H5Pset_fapl_core(fapl.id(), 1 << 20, 0 /* no backing store */), path);
+      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
+      if (id < 0) fail_internal(__FILE__, __LINE__, "cannot create an in-memory HDF5 file");
+      break;
+    }
     case Mode::SnapshotCreate:
     case Mode::SnapshotResume: {
       snapshot_ = true;

@@ -52,6 +52,7 @@ class File {
     // the last flushed snapshot, complete and readable, never a half-written file.
     SnapshotCreate /* fails if it exists */,
     SnapshotResume,
+    Scratch,  // in memory only, never written (the results of non-writing MPI ranks)
   };
   File(const std::string& path, Mode mode);
   const std::string& path() const { return path_; }

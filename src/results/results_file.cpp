@@ -19,6 +19,7 @@ h5::File::Mode file_mode(const std::string& path, ResultsFile::Mode mode) {
       if (!std::filesystem::exists(path)) fail_input("--resume: {} does not exist", path);
       return h5::File::Mode::SnapshotResume;
     case ResultsFile::Mode::Read: return h5::File::Mode::ReadOnly;
+    case ResultsFile::Mode::Scratch: return h5::File::Mode::Scratch;
   }
   return h5::File::Mode::ReadOnly;
 }
@@ -26,7 +27,7 @@ h5::File::Mode file_mode(const std::string& path, ResultsFile::Mode mode) {
 }  // namespace
 
 ResultsFile::ResultsFile(const std::string& path, Mode mode) : file_(path, file_mode(path, mode)) {
-  if (mode != Mode::Create && !file_.exists(layout::kProvenance))
+  if ((mode == Mode::Resume || mode == Mode::Read) && !file_.exists(layout::kProvenance))
     fail_input("{} is not a moetrace results file (no {} group)", path, layout::kProvenance);
 }
 

@@ -49,7 +49,7 @@ struct SummaryRecord {
 
 class ResultsFile {
  public:
-  enum class Mode { Create, Resume, Read };
+  enum class Mode { Create, Resume, Read, Scratch /* in memory, for ranks that do not write */ };
   ResultsFile(const std::string& path, Mode mode);
   const std::string& path() const { return file_.path(); }
   h5::File& h5() { return file_; }

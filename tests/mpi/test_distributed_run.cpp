@@ -1,0 +1,99 @@
+// `mpirun -np N moetrace run CONFIG --ep R`: results do not depend on the number of ranks, the EP
+// group size, or on being killed and resumed with another rank count; SIGUSR1 (which mpirun
+// forwards to the ranks) stops the job cleanly with exit code 75.
+#define BOOST_TEST_MODULE distributed_run
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "support/cli_runner.h"
+#include "support/test_paths.h"
+
+namespace fs = std::filesystem;
+using namespace moetrace::test;
+
+namespace {
+
+struct Setup {
+  fs::path dir, config, reference;
+  Setup() {
+    dir = fresh_temp_dir("dist");
+    const fs::path src = source_dir();
+    std::ofstream(dir / "run.toml") << "[model]\npath = \"" << (src / "demo/model").string() << "\"\n"
+                                    << "[data]\ncounterfact = \"" << (src / "demo/counterfact_demo.json").string()
+                                    << "\"\nobject_rule = \"leading_space\"\n[cases]\nn = 80\n"
+                                    << "[robustness]\nsplit_seeds = [1]\n[run]\ncheckpoint_every_s = 0\n";
+    config = dir / "run.toml";
+    reference = dir / "single.h5";
+    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", config.string(), "--out", reference.string()}),
+                                  dir / "single.log") == 0, slurp(dir / "single.log"));
+  }
+};
+
+Setup& setup() {
+  static Setup s;
+  return s;
+}
+
+void expect_same_as_reference(const fs::path& out) {
+  int compared = 0;
+  for (const std::string& d : differing_datasets(setup().reference, out, &compared)) BOOST_ERROR(d << " differs");
+  BOOST_TEST(compared > 10);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(results_do_not_depend_on_ranks_or_ep_size) {
+  const Setup& s = setup();
+  for (auto [ranks, ep] : {std::pair{2, 1}, std::pair{4, 2}, std::pair{3, 3}}) {
+    const fs::path out = s.dir / ("np" + std::to_string(ranks) + "ep" + std::to_string(ep) + ".h5");
+    const fs::path log = s.dir / (out.stem().string() + ".log");
+    const int rc = run_to_end(mpirun_command(ranks, {"run", s.config.string(), "--out", out.string(), "--ep",
+                                                     std::to_string(ep)}), log);
+    BOOST_TEST_REQUIRE(rc == 0, slurp(log));
+    BOOST_TEST_CONTEXT("mpirun -np " << ranks << " --ep " << ep) { expect_same_as_reference(out); }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_job_killed_and_resumed_with_another_rank_count_matches) {
+  const Setup& s = setup();
+  std::mt19937 rng(std::random_device{}());
+  const fs::path out = s.dir / "killed.h5", log = s.dir / "killed.log";
+  Process p = spawn(mpirun_command(2, {"run", s.config.string(), "--out", out.string()}), log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(1500, 4000)(rng)));
+  kill(p.pid, SIGKILL);  // mpirun dies at once; its ranks are orphaned and die with their pipes
+  p.wait();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::vector<std::string> args = fs::exists(out)
+                                            ? std::vector<std::string>{"run", s.config.string(), "--out", out.string(), "--resume"}
+                                            : std::vector<std::string>{"run", s.config.string(), "--out", out.string()};
+  BOOST_TEST_REQUIRE(run_to_end(mpirun_command(3, args), log) == 0, slurp(log));
+  expect_same_as_reference(out);
+}
+
+BOOST_AUTO_TEST_CASE(sigusr1_stops_the_job_with_code_75_and_it_resumes) {
+  const Setup& s = setup();
+  const fs::path out = s.dir / "stopped.h5", log = s.dir / "stopped.log";
+  Process p = spawn(mpirun_command(2, {"run", s.config.string(), "--out", out.string()}), log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  kill(p.pid, SIGUSR1);
+  const int rc = p.wait();
+  BOOST_TEST((rc == 75 || rc == 0), "exit code " << rc << "\n" << slurp(log));
+  if (rc == 75)
+    BOOST_TEST_REQUIRE(run_to_end(mpirun_command(2, {"run", s.config.string(), "--out", out.string(), "--resume"}), log) == 0,
+                       slurp(log));
+  expect_same_as_reference(out);
+}
+
+BOOST_AUTO_TEST_CASE(an_ep_size_that_does_not_divide_the_ranks_is_an_error) {
+  const Setup& s = setup();
+  const fs::path log = s.dir / "bad-ep.log";
+  const int rc = run_to_end(mpirun_command(4, {"run", s.config.string(), "--out", (s.dir / "bad.h5").string(), "--ep", "3"}), log);
+  BOOST_TEST(rc != 0);
+  BOOST_TEST(slurp(log).find("--ep 3 must divide") != std::string::npos, slurp(log));
+}
