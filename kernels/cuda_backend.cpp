@@ -274,15 +274,7 @@ class CudaBackend final : public Backend {
   }
 
   WeightPtr upload_weight(const TensorView& view) override {
-    int rows = 1, cols = 0;
-    if (view.shape.size() == 1) {
-      cols = static_cast<int>(view.shape[0]);
-    } else if (view.shape.size() == 2) {
-      rows = static_cast<int>(view.shape[0]);
-      cols = static_cast<int>(view.shape[1]);
-    } else {
-      fail_internal(__FILE__, __LINE__, "weights must be 1-D or 2-D: " + view.name);
-    }
+    const auto [rows, cols] = weight_matrix_shape(view);
     const ElemType src = elem_of(view.dtype);
     // Norm weights and (by default) the router stay float32; BF16 mode stores the rest as bf16.
     ElemType dst = ElemType::F32;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/safetensors_file.h"
@@ -69,6 +70,10 @@ struct ExpertTask {
   std::vector<int> out_rows;
   std::vector<float> weights;
 };
+
+// The [rows, cols] matrix a checkpoint tensor becomes on a backend: 1-D tensors (norm weights) are
+// one row; anything but 1-D or 2-D is an internal error naming the tensor.
+std::pair<int, int> weight_matrix_shape(const TensorView& view);
 
 class Backend {
  public:

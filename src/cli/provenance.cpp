@@ -9,6 +9,7 @@
 #include <toml++/toml.h>
 
 #include "build_info.h"
+#include "comm/mpi_communicator.h"
 #include "results/h5_file.h"
 #include "util/file_hash.h"
 #include "util/logging.h"
@@ -33,6 +34,7 @@ std::string library_versions_json() {
   nlohmann::json j;
   j["moetrace"] = MOETRACE_VERSION;
   j["hdf5"] = h5::library_version();
+  j["mpi"] = mpi_library_version();
   j["eigen"] = fmt::format("{}.{}.{}", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION);
   j["fmt"] = FMT_VERSION;
   j["spdlog"] = fmt::format("{}.{}.{}", SPDLOG_VER_MAJOR, SPDLOG_VER_MINOR, SPDLOG_VER_PATCH);

@@ -123,6 +123,14 @@ void run(const RunOptions& o, Communicator& world) {
   const PipelineSummary s = pipeline.run(records);
   spdlog::info("done: {} cases, layer {}, expert {}; {} layer-token steps on rank 0. Results: {}  (tables: moetrace "
                "report {})", s.usable_cases, s.selected_layer, s.selected_expert, engine.layer_token_steps(), out, out);
+  if (exchange) {
+    const double steps = static_cast<double>(engine.layer_token_steps());
+    spdlog::info("expert exchange on rank 0: {} combine calls (MoE layer steps), {} bytes sent, {} bytes received "
+                 "({} / {} of them slot rows); {:.1f} bytes sent and {:.1f} bytes received per layer-token step",
+                 exchange->calls(), exchange->bytes_sent(), exchange->bytes_received(), exchange->payload_bytes_sent(),
+                 exchange->payload_bytes_received(), steps > 0 ? exchange->bytes_sent() / steps : 0.0,
+                 steps > 0 ? exchange->bytes_received() / steps : 0.0);
+  }
 }
 
 }  // namespace

@@ -57,7 +57,13 @@ void ExpertParallelExchange::combine(Backend& backend, Tensor& slots) {
     if (!all_bits_zero(host.data() + static_cast<std::size_t>(r) * H, H)) mine.push_back(r);
 
   // 1. Who computed which rows (and a shape check: every rank must be at the same MoE step).
-  const std::vector<Bytes> headers = group_.allgather(encode(rows, H, mine));
+  const Bytes my_header = encode(rows, H, mine);
+  const std::vector<Bytes> headers = group_.allgather(my_header);
+  for (int r = 0; r < R; ++r)
+    if (r != me) {
+      bytes_sent_ += my_header.size();
+      bytes_received_ += headers[r].size();
+    }
   std::vector<std::vector<std::int32_t>> claimed(R);
   std::vector<char> owner_seen(static_cast<std::size_t>(rows), 0);
   for (int r = 0; r < R; ++r) {
@@ -97,6 +103,12 @@ void ExpertParallelExchange::combine(Backend& backend, Tensor& slots) {
   std::vector<float> recv(total);
   group_.alltoallv(send.data(), send_counts, send_displs, recv.data(), recv_counts, recv_displs);
   rows_sent_ += mine.size();
+  const std::uint64_t payload_out = static_cast<std::uint64_t>(send.size()) * sizeof(float) * (R - 1);
+  const std::uint64_t payload_in = static_cast<std::uint64_t>(total) * sizeof(float);
+  payload_bytes_sent_ += payload_out;
+  payload_bytes_received_ += payload_in;
+  bytes_sent_ += payload_out;
+  bytes_received_ += payload_in;
 
   // 3. Write the other ranks' rows into this rank's slots tensor (copies, never sums).
   std::vector<int> dst;

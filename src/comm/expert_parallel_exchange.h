@@ -43,14 +43,26 @@ class ExpertParallelExchange final : public ExpertExchange {
   // Collective over the group: every rank calls it once per MoE layer with its slots tensor.
   void combine(Backend& backend, Tensor& slots) override;
 
-  // Totals since construction (for logs and tests).
+  // Totals since construction (for logs, benchmarks and tests).
+  // calls(): combine() calls, one per MoE layer step of the engine (a batch of tokens through one
+  // layer), counted on every group size, R = 1 included.
   std::uint64_t calls() const { return calls_; }
   std::uint64_t rows_sent() const { return rows_sent_; }          // own rows, counted once
   std::uint64_t rows_received() const { return rows_received_; }  // other ranks' rows
+  // Bytes this rank sent to / received from the other ranks of the group, counted as point-to-point
+  // traffic (a row sent to R - 1 ranks counts R - 1 times): the slot rows (float32, H per row) plus
+  // the ownership headers of the allgather. Logical volume: what MPI's collective algorithms move on
+  // the wire may differ (relays), but not by the payload a rank must get. Zero when R = 1.
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  std::uint64_t bytes_received() const { return bytes_received_; }
+  // The slot-row part of the above (bytes_sent() - payload_bytes_sent() is headers).
+  std::uint64_t payload_bytes_sent() const { return payload_bytes_sent_; }
+  std::uint64_t payload_bytes_received() const { return payload_bytes_received_; }
 
  private:
   Communicator& group_;
   std::uint64_t calls_ = 0, rows_sent_ = 0, rows_received_ = 0;
+  std::uint64_t bytes_sent_ = 0, bytes_received_ = 0, payload_bytes_sent_ = 0, payload_bytes_received_ = 0;
 };
 
 }  // namespace moetrace

@@ -10,6 +10,15 @@
 #include "util/error.h"
 
 namespace moetrace {
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING] = {0};
+  int len = 0;
+  MOETRACE_MPI_CHECK(MPI_Get_library_version(text, &len));
+  std::string v(text, static_cast<std::size_t>(len));
+  if (auto nl = v.find('\n'); nl != std::string::npos) v.resize(nl);
+  return v;
+}
+
 namespace detail {
 
 void mpi_check(int rc, const char* call, const char* file, int line) {

@@ -33,6 +33,9 @@ class MpiSession {
   bool owns_ = false;
 };
 
+// The MPI library's own version line (for provenance), e.g. "Open MPI v4.1.4, ...".
+std::string mpi_library_version();
+
 // MPI_COMM_WORLD (duplicated, with MPI_ERRORS_RETURN). Needs an active MpiSession.
 std::unique_ptr<Communicator> make_mpi_world_communicator();
 

@@ -13,7 +13,7 @@
 #include "engine/device_model.h"
 #include "model/model_weights.h"
 #include "protocols/replay.h"
-#include "support/golden_compare.h"
+#include "support/fixture_replay.h"
 #include "support/test_paths.h"
 #include "util/half_precision.h"
 
@@ -25,36 +25,16 @@ namespace {
 constexpr double kTolerance = 1e-4;
 const std::vector<std::string> kModels = {"mixtral-tiny", "qwen3moe-tiny", "olmoe-tiny"};
 
-void replay_to(const fs::path& model_dir, const fs::path& fixture, const fs::path& out, PatchMode mode,
-               bool traces, std::uint64_t* steps = nullptr) {
-  ModelWeights weights = load_model(model_dir);
-  auto backend = make_cpu_backend();
-  DeviceModel model = upload_model(weights, *backend);
-  Engine engine(model, *backend);
-  std::vector<FactOutputs> outputs;
-  for (const FixtureFact& fact : read_fixture_inputs(fixture.string(), weights.config.hidden_size))
-    outputs.push_back(replay_fact(engine, fact, {mode, traces}));
-  write_replay_outputs(out.string(), outputs, {});
-  if (steps) *steps = engine.layer_token_steps();
-}
-
-void expect_clean(const test::CompareReport& r, const std::string& what) {
-  BOOST_TEST_MESSAGE(what << ": " << r.datasets_checked << " datasets, worst max|diff|/max|golden| = "
-                          << r.worst_ratio << " (" << r.worst_dataset << ")");
-  BOOST_TEST(r.datasets_checked > 0);
-  for (const std::string& f : r.failures) BOOST_ERROR(what << ": " << f);
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(every_fixture_dataset_matches_the_goldens_on_the_fast_path) {
   const fs::path tmp = test::fresh_temp_dir("replay");
   for (const std::string& m : kModels) {
     const fs::path out = tmp / (m + ".fast.h5");
-    replay_to(test::fixtures_dir() / m, test::fixtures_dir() / (m + ".golden.h5"), out, PatchMode::FastPath, true);
+    test::replay_fixture("cpu", test::fixtures_dir() / m, test::fixtures_dir() / (m + ".golden.h5"), out, PatchMode::FastPath, true);
     auto report = test::compare_with_golden((test::fixtures_dir() / (m + ".golden.h5")).string(), out.string(),
                                             {"clean/", "trace/", "deactivate/logits_last"}, kTolerance);
-    expect_clean(report, m + " (fast path)");
+    test::expect_clean(report, m + " (fast path)");
   }
   fs::remove_all(tmp);
 }
@@ -64,14 +44,14 @@ BOOST_AUTO_TEST_CASE(full_recompute_matches_the_goldens_and_the_fast_path) {
   for (const std::string& m : kModels) {
     const fs::path golden = test::fixtures_dir() / (m + ".golden.h5");
     const fs::path fast = tmp / (m + ".fast.h5"), full = tmp / (m + ".full.h5");
-    std::uint64_t fast_steps = 0, full_steps = 0;
-    replay_to(test::fixtures_dir() / m, golden, fast, PatchMode::FastPath, true, &fast_steps);
-    replay_to(test::fixtures_dir() / m, golden, full, PatchMode::FullRecompute, true, &full_steps);
-    expect_clean(test::compare_with_golden(golden.string(), full.string(), {"trace/"}, kTolerance),
+    const std::uint64_t fast_steps = test::replay_fixture("cpu", test::fixtures_dir() / m, golden, fast, PatchMode::FastPath, true);
+    const std::uint64_t full_steps =
+        test::replay_fixture("cpu", test::fixtures_dir() / m, golden, full, PatchMode::FullRecompute, true);
+    test::expect_clean(test::compare_with_golden(golden.string(), full.string(), {"trace/"}, kTolerance),
                  m + " (full recompute)");
     // Both paths compute the same runs; only the batching differs, so they agree far below the
     // golden tolerance on every restoration dataset (the final-position ones included).
-    expect_clean(test::compare_files(fast.string(), full.string(),
+    test::expect_clean(test::compare_files(fast.string(), full.string(),
                                      {"trace/corrupted", "trace/expert_last", "trace/routed_coalition_last",
                                       "trace/heat_hidden", "trace/heat_attn", "trace/heat_moe", "trace/moe_subject",
                                       "trace/attn_subject", "trace/moe_last_subject", "trace/moe_window3_subject",
@@ -102,7 +82,7 @@ BOOST_AUTO_TEST_CASE(a_perturbed_weight_fails_the_check) {
     f.write(reinterpret_cast<const char*>(&nv), 2);
   }
   const fs::path golden = test::fixtures_dir() / (m + ".golden.h5");
-  replay_to(tmp / m, golden, tmp / "perturbed.h5", PatchMode::FastPath, false);
+  test::replay_fixture("cpu", tmp / m, golden, tmp / "perturbed.h5", PatchMode::FastPath, false);
   auto report = test::compare_with_golden(golden.string(), (tmp / "perturbed.h5").string(), {"clean/"}, kTolerance);
   BOOST_TEST(!report.failures.empty());
   bool logits_flagged = false;

@@ -14,7 +14,7 @@
 #include "kernels/cuda_backend.h"
 #include "model/model_weights.h"
 #include "protocols/replay.h"
-#include "support/golden_compare.h"
+#include "support/fixture_replay.h"
 #include "support/test_paths.h"
 
 namespace fs = std::filesystem;
@@ -27,29 +27,6 @@ namespace {
 constexpr double kTolerance = 1e-4;
 const std::vector<std::string> kModels = {"mixtral-tiny", "qwen3moe-tiny", "olmoe-tiny"};
 
-void replay_to(const std::string& backend_name, const fs::path& model_dir, const fs::path& fixture,
-               const fs::path& out, PatchMode mode) {
-  ModelWeights weights = load_model(model_dir);
-  auto backend = make_backend(backend_name);
-  {
-    DeviceModel model = upload_model(weights, *backend);
-    BOOST_TEST_MESSAGE(backend_name << ": " << model_dir.filename().string() << " weights on the device: "
-                                    << backend->weight_bytes() << " bytes");
-    Engine engine(model, *backend);
-    std::vector<FactOutputs> outputs;
-    for (const FixtureFact& fact : read_fixture_inputs(fixture.string(), weights.config.hidden_size))
-      outputs.push_back(replay_fact(engine, fact, {mode, true}));
-    write_replay_outputs(out.string(), outputs, {});
-  }
-}
-
-void expect_clean(const test::CompareReport& r, const std::string& what) {
-  BOOST_TEST_MESSAGE(what << ": " << r.datasets_checked << " datasets, worst max|diff|/max|golden| = "
-                          << r.worst_ratio << " (" << r.worst_dataset << ")");
-  BOOST_TEST(r.datasets_checked > 0);
-  for (const std::string& f : r.failures) BOOST_ERROR(what << ": " << f);
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(float32_mode_matches_the_goldens_on_the_fast_path_and_full_recompute) {
@@ -57,12 +34,12 @@ BOOST_AUTO_TEST_CASE(float32_mode_matches_the_goldens_on_the_fast_path_and_full_
   for (const std::string& m : kModels) {
     const fs::path golden = test::fixtures_dir() / (m + ".golden.h5");
     const fs::path fast = tmp / (m + ".fast.h5"), full = tmp / (m + ".full.h5");
-    replay_to("cuda", test::fixtures_dir() / m, golden, fast, PatchMode::FastPath);
-    replay_to("cuda", test::fixtures_dir() / m, golden, full, PatchMode::FullRecompute);
-    expect_clean(test::compare_with_golden(golden.string(), fast.string(), {"clean/", "trace/", "deactivate/logits_last"},
+    test::replay_fixture("cuda", test::fixtures_dir() / m, golden, fast, PatchMode::FastPath, true);
+    test::replay_fixture("cuda", test::fixtures_dir() / m, golden, full, PatchMode::FullRecompute, true);
+    test::expect_clean(test::compare_with_golden(golden.string(), fast.string(), {"clean/", "trace/", "deactivate/logits_last"},
                                            kTolerance),
                  m + " cuda f32 (fast path)");
-    expect_clean(test::compare_with_golden(golden.string(), full.string(), {"trace/"}, kTolerance),
+    test::expect_clean(test::compare_with_golden(golden.string(), full.string(), {"trace/"}, kTolerance),
                  m + " cuda f32 (full recompute)");
   }
   fs::remove_all(tmp);
@@ -75,7 +52,7 @@ BOOST_AUTO_TEST_CASE(bf16_mode_error_is_measured) {
   for (const std::string& m : kModels) {
     const fs::path golden = test::fixtures_dir() / (m + ".golden.h5");
     const fs::path out = tmp / (m + ".bf16.h5");
-    replay_to("cuda-bf16", test::fixtures_dir() / m, golden, out, PatchMode::FastPath);
+    test::replay_fixture("cuda-bf16", test::fixtures_dir() / m, golden, out, PatchMode::FastPath, true);
     for (const std::string prefix : {"clean/", "trace/", "deactivate/"}) {
       // An infinite tolerance: nothing fails, the report gives the worst relative error.
       const auto r = test::compare_with_golden(golden.string(), out.string(), {prefix}, 1e30);

@@ -51,15 +51,7 @@ class CpuBackend final : public Backend {
   }
 
   WeightPtr upload_weight(const TensorView& view) override {
-    int rows = 1, cols = 0;
-    if (view.shape.size() == 1) {
-      cols = static_cast<int>(view.shape[0]);
-    } else if (view.shape.size() == 2) {
-      rows = static_cast<int>(view.shape[0]);
-      cols = static_cast<int>(view.shape[1]);
-    } else {
-      fail_internal(__FILE__, __LINE__, "weights must be 1-D or 2-D: " + view.name);
-    }
+    const auto [rows, cols] = weight_matrix_shape(view);
     auto w = std::make_unique<CpuWeight>(rows, cols);
     view.to_float(w->m.data());
     weight_bytes_ += sizeof(float) * static_cast<std::size_t>(rows) * cols;
