@@ -347,7 +347,7 @@ def make_tokenizer_json(vocab):
         "normalizer": None,
         "pre_tokenizer": {"type": "WhitespaceSplit"},
         "post_processor": None,
-        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+        "decoder": None,  # moetrace's C++ tokenizer reads no decoder; WordLevel needs none
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"},
     }
 
@@ -454,11 +454,19 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--aux", type=float, default=0.0, help="load-balancing loss coefficient")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--fact-layer", type=int, default=2,
+    ap.add_argument("--fact-layer", type=int, default=3,
                     help="layer whose router is nudged to send the final position to --fact-expert")
     ap.add_argument("--fact-expert", type=int, default=0)
-    ap.add_argument("--route-prior", type=float, default=0.1,
-                    help="weight of -log p(fact expert) at the final position of --fact-layer (0: off)")
+    ap.add_argument("--route-prior", type=float, default=1.0,
+                    help="weight of the routing prior at the final position of --fact-layer: of the hinge below, or of "
+                         "-log p(fact expert) when --route-margin is 0 (0: off)")
+    ap.add_argument("--route-margin", type=float, default=2.0,
+                    help="if > 0, the prior is a hinge instead: --route-prior x max(0, margin - (router logit of "
+                         "the fact expert - the largest other router logit)) at the final position; it stops "
+                         "pulling once the fact expert leads by the margin")
+    ap.add_argument("--other-drop", type=float, default=0.5,
+                    help="probability, per sequence and per layer other than --fact-layer, of zeroing that "
+                         "layer's MoE output at the final position during training (0: off)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -491,6 +499,7 @@ def main():
 
     t0 = time.time()
     order_rng = random.Random(args.seed + 1)
+    drop_gen = torch.Generator().manual_seed(args.seed + 2)
     order = []
     for step in range(args.steps):
         if len(order) < args.batch:
@@ -503,12 +512,29 @@ def main():
         lr = args.lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / args.steps)) * 0.9 + 0.1)
         for g in opt.param_groups:
             g["lr"] = lr
-        lg, probs = final_logits(model, toks, last)
+        hook = None
+        if args.other_drop > 0:
+            drop = torch.rand(cfg.num_hidden_layers, len(bi), generator=drop_gen) < args.other_drop
+
+            def hook(l, out, contrib):
+                if l == args.fact_layer:
+                    return None
+                keep = torch.ones(out.shape[:2], dtype=out.dtype)
+                keep[torch.arange(len(bi)), last] = (~drop[l]).to(out.dtype)
+                return out * keep[:, :, None]
+        logits, probs = model(toks, hook=hook)
+        lg = logits[torch.arange(toks.shape[0]), last]
         loss = F.cross_entropy(lg, tgt)
         total = loss + (args.aux * load_balance_loss(probs, cfg.num_local_experts, 2) if args.aux > 0 else 0.0)
         if args.route_prior > 0:
-            pf = probs[args.fact_layer][torch.arange(len(bi)), last, args.fact_expert]
-            total = total - args.route_prior * torch.log(pf + 1e-9).mean()
+            pl = probs[args.fact_layer][torch.arange(len(bi)), last]  # [B,E]
+            if args.route_margin > 0:
+                lp = torch.log(pl + 1e-12)  # log-softmax: differences are router-logit differences
+                others = torch.cat([lp[:, :args.fact_expert], lp[:, args.fact_expert + 1:]], 1)
+                gap = lp[:, args.fact_expert] - others.max(1).values
+                total = total + args.route_prior * F.relu(args.route_margin - gap).mean()
+            else:
+                total = total - args.route_prior * torch.log(pl[:, args.fact_expert] + 1e-9).mean()
         opt.zero_grad()
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
