@@ -54,13 +54,13 @@ BuiltCase TokenizedCaseBuilder::build(const CounterFactRecord& r) const {
     out.skip_reason = "multi-token foil object";
     return out;
   }
-  if (truth.id == foil.id) {
-    out.skip_reason = "true and foil objects are the same token";
-    return out;
-  }
   // A WordLevel vocabulary maps unknown words to its unk token: such an object is not a real token.
   if (auto unk = tokenizer_->token_to_id("[UNK]"); unk && (truth.id == *unk || foil.id == *unk)) {
     out.skip_reason = "object outside the vocabulary";
+    return out;
+  }
+  if (truth.id == foil.id) {
+    out.skip_reason = "true and foil objects are the same token";
     return out;
   }
   for (std::int32_t id : enc.ids)

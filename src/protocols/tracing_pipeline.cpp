@@ -134,6 +134,10 @@ PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& recor
   for (const auto& [reason, count] : scan.skipped) results_.set_attr(layout::kSkipped, reason, static_cast<std::int64_t>(count));
   results_.flush();
 
+  // Distributed executors hand out the longest prompts first, so that no group ends on a long case.
+  auto case_cost = [&](int i) { return static_cast<double>(cases[i].prompt.num_tokens()); };
+  executor_.set_row_cost(case_cost);
+
   // ---- 2. layer sweep --------------------------------------------------------------------------
   const std::string sweep = std::string(layout::kLayerSweep) + "/rescue";
   const Matrix2 layer_rescue = executor_.run("layer sweep", N, {{sweep, L}}, [&](int i) {
@@ -266,6 +270,7 @@ PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& recor
     results_.write_ints(std::string(layout::kHeatmap) + "/case_index", heat_rows);
     const std::size_t cells = static_cast<std::size_t>(L) * tmax;
     const std::string g = layout::kHeatmap;
+    executor_.set_row_cost([&](int j) { return case_cost(heat_rows[j]); });
     executor_.run("heat maps", n, {{g + "/hidden", static_cast<int>(cells)}, {g + "/attn", static_cast<int>(cells)},
                                    {g + "/moe", static_cast<int>(cells)}},
                   [&](int j) {
@@ -281,6 +286,7 @@ PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& recor
                     }
                     return row;
                   });
+    executor_.set_row_cost(case_cost);
     for (const char* site : {"hidden", "attn", "moe"}) {  // rows are [layers x tokens], flattened
       results_.set_attr(g + "/" + site, "layers", static_cast<std::int64_t>(L));
       results_.set_attr(g + "/" + site, "tokens", static_cast<std::int64_t>(tmax));

@@ -153,11 +153,13 @@ BOOST_AUTO_TEST_CASE(bad_input_through_the_cli_is_reported_clearly) {
   // Unusable records are counted under a reason and reported; with none left, the run stops.
   std::ofstream(r.dir / "cf.json")
       << R"([{"case_id": 1, "requested_rewrite": {"prompt": "no placeholder", "subject": "x", "target_true": {"str": "a"}, "target_new": {"str": "b"}}},)"
-      << R"( {"case_id": 2, "requested_rewrite": {"prompt": "The capital of {} is", "subject": "nonexistentword", "target_true": {"str": "two words"}, "target_new": {"str": "b"}}}])";
+      << R"( {"case_id": 2, "requested_rewrite": {"prompt": "The capital of {} is", "subject": "nonexistentword", "target_true": {"str": "two words"}, "target_new": {"str": "b"}}},)"
+      << R"( {"case_id": 3, "requested_rewrite": {"prompt": "The capital of {} is", "subject": "x", "target_true": {"str": "qqqnotaword"}, "target_new": {"str": "zzznotaword"}}}])";
   BOOST_TEST(run_cfg("[model]\npath = \"" + model + "\"\n[data]\ncounterfact = \"" + (r.dir / "cf.json").string() +
                      "\"\n") == 2);
   const std::string msg = slurp(log);
   BOOST_TEST(msg.find("prompt without {}") != std::string::npos, msg);
   BOOST_TEST(msg.find("multi-token true object") != std::string::npos, msg);
+  BOOST_TEST(msg.find("object outside the vocabulary") != std::string::npos, msg);
   BOOST_TEST(msg.find("0 usable cases") != std::string::npos, msg);
 }
