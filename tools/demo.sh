@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/.ci/install-deps"
 build="${MOETRACE_BUILD_DIR:-$root/build}"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMOETRACE_BUILD_TESTS=OFF > /dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build "$build" -j "$(nproc)" --target moetrace
 out="${MOETRACE_DEMO_OUT:-$root/results/demo.h5}"
 mkdir -p "$(dirname "$out")"

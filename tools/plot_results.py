@@ -44,6 +44,7 @@ def plot_layer_sweep(f, out):
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axvline(selected, color="gray", linestyle="--", label=f"selected layer {selected}")
     site = f["layer_sweep/rescue"].attrs.get("site", "moe")
+    ax.set_xticks(layers)
     ax.set_xlabel("layer")
     ax.set_ylabel("rescue  D(patched) - D(noised)")
     ax.set_title(f"Layer sweep: restore {site} output at the final position")

@@ -81,48 +81,53 @@ ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, cons
   // Records are built (tokenised) here, cheaply; their clean and noised passes are the expensive part
   // and go through the executor in chunks. The chunk size only affects how far past the target the
   // scan may compute: usable cases are always taken in record order, so the result does not depend on it.
-  const std::size_t chunk = 64;
-  for (std::size_t pos = 0; pos < order.size() && result.cases.size() < target; pos += chunk) {
-    std::vector<UsableCase> pending;
-    for (std::size_t j = pos; j < std::min(order.size(), pos + chunk); ++j) {
+  const std::size_t chunk = 64;  // records per executor call
+  struct Candidate {
+    UsableCase c;
+    std::string skip_reason;  // set when the record cannot be built into a prompt
+  };
+  for (std::size_t pos = 0; pos < order.size() && result.cases.size() < target;) {
+    // Never more than the cases still missing (but at least a few): the tail of a chunk past the
+    // target is computed for nothing.
+    const std::size_t n = std::min(order.size() - pos, std::clamp<std::size_t>(target - result.cases.size(), 8, chunk));
+    std::vector<Candidate> pending;
+    std::vector<int> to_run;
+    for (std::size_t j = pos; j < pos + n; ++j) {
       const CounterFactRecord& rec = records[order[j]];
       BuiltCase built = builder_.build(rec);
-      if (!built.skip_reason.empty()) {
-        if (explicit_ids) fail_input("case {} of the explicit case list cannot be used: {}", rec.case_id, built.skip_reason);
-        pending.push_back(UsableCase{rec, built.skip_reason, {}, NAN, NAN, Split::Discovery});
-        continue;
-      }
-      pending.push_back(UsableCase{rec, built.prompt_text, built.prompt, 0, 0,
-                                   explicit_ids ? fixed_split[j] : Split::Discovery});
+      if (!built.skip_reason.empty() && explicit_ids)
+        fail_input("case {} of the explicit case list cannot be used: {}", rec.case_id, built.skip_reason);
+      if (built.skip_reason.empty()) to_run.push_back(static_cast<int>(pending.size()));
+      pending.push_back({UsableCase{rec, built.prompt_text, built.prompt, NAN, NAN,
+                                    explicit_ids ? fixed_split[j] : Split::Discovery},
+                         built.skip_reason});
     }
-    std::vector<int> to_run;
-    for (int j = 0; j < static_cast<int>(pending.size()); ++j)
-      if (!std::isnan(pending[j].d_clean)) to_run.push_back(j);
+    pos += n;
     const auto contrasts = executor.map("case scan", to_run, [&](int j) {
-      const TracedCase tc = prepare(pending[j], settings.noise_multiplier);
+      const TracedCase tc = prepare(pending[j].c, settings.noise_multiplier);
       double sum = 0;
       for (const StreamOutput& o : tc.noised) sum += o.contrast;
       return std::vector<double>{tc.clean.contrast, sum / static_cast<double>(tc.noised.size())};
     });
     for (std::size_t r = 0; r < to_run.size(); ++r) {
-      pending[to_run[r]].d_clean = contrasts[r][0];
-      pending[to_run[r]].d_noised = contrasts[r][1];
+      pending[to_run[r]].c.d_clean = contrasts[r][0];
+      pending[to_run[r]].c.d_noised = contrasts[r][1];
     }
-    for (UsableCase& c : pending) {
+    for (Candidate& p : pending) {
       if (result.cases.size() >= target) break;
       ++result.records_seen;
-      if (std::isnan(c.d_clean)) {  // not buildable: prompt_text holds the reason
-        skip(c.record.case_id, c.prompt_text);
+      if (!p.skip_reason.empty()) {
+        skip(p.c.record.case_id, p.skip_reason);
         continue;
       }
       // Explicit case lists are the paper's fixed sets: they are kept whatever the filter says.
-      if (!explicit_ids && !passes_filter(settings.filter, c.d_clean, c.d_noised)) {
-        skip(c.record.case_id, c.d_clean < (settings.filter == FilterKind::Strict ? 1.0 : 0.5)
-                                   ? "filtered: clean contrast too small"
-                                   : "filtered: noise does not lower the contrast enough");
+      if (!explicit_ids && !passes_filter(settings.filter, p.c.d_clean, p.c.d_noised)) {
+        skip(p.c.record.case_id, p.c.d_clean < (settings.filter == FilterKind::Strict ? 1.0 : 0.5)
+                                     ? "filtered: clean contrast too small"
+                                     : "filtered: noise does not lower the contrast enough");
         continue;
       }
-      result.cases.push_back(std::move(c));
+      result.cases.push_back(std::move(p.c));
       progress.update(result.cases.size());
     }
   }
