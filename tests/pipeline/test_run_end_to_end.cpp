@@ -163,3 +163,18 @@ BOOST_AUTO_TEST_CASE(bad_input_through_the_cli_is_reported_clearly) {
   BOOST_TEST(msg.find("object outside the vocabulary") != std::string::npos, msg);
   BOOST_TEST(msg.find("0 usable cases") != std::string::npos, msg);
 }
+
+BOOST_AUTO_TEST_CASE(the_plotting_script_draws_every_figure_of_a_results_file) {
+  const Reference& r = reference();
+  const fs::path plots = r.dir / "plots", log = r.dir / "plots.log";
+  // Debian's python3 carries h5py and matplotlib (installed by .ci/install-deps).
+  const int rc = run_to_end({"/usr/bin/python3", (source_dir() / "tools/plot_results.py").string(), r.results.string(),
+                             "--out-dir", plots.string()},
+                            log);
+  BOOST_TEST_REQUIRE(rc == 0, slurp(log));
+  for (const char* figure : {"layer_sweep", "experts", "heatmap"}) {
+    const fs::path png = plots / (r.results.stem().string() + "." + figure + ".png");
+    BOOST_TEST(fs::exists(png), png);
+    BOOST_TEST((fs::exists(png) && fs::file_size(png) > 10000), png << " looks empty");
+  }
+}
