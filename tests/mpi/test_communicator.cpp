@@ -188,6 +188,17 @@ BOOST_AUTO_TEST_CASE(exchange_gives_every_rank_every_slot_row_bit_for_bit) {
   c->allreduce_sum(&sent, 1);
   BOOST_TEST(everywhere(*c, bit_equal(got, full)));
   BOOST_TEST(sent == rows - 1);  // every row but the all +0.0 one is claimed exactly once
+  // The counters behind the logged communication volume: one call; each own row goes to the R - 1
+  // other ranks; what all ranks sent, all ranks received.
+  const std::uint64_t row_bytes = static_cast<std::uint64_t>(H) * sizeof(float);
+  BOOST_TEST(everywhere(*c, exchange.calls() == 1u));
+  BOOST_TEST(everywhere(*c, exchange.payload_bytes_sent() == exchange.rows_sent() * row_bytes * (R - 1)));
+  BOOST_TEST(everywhere(*c, exchange.bytes_sent() >= exchange.payload_bytes_sent()));
+  std::int64_t volume[2] = {static_cast<std::int64_t>(exchange.payload_bytes_sent()),
+                            static_cast<std::int64_t>(exchange.payload_bytes_received())};
+  c->allreduce_sum(volume, 2);
+  BOOST_TEST(volume[0] == volume[1]);
+  BOOST_TEST(volume[0] == static_cast<std::int64_t>((rows - 1) * row_bytes * (R - 1)));
 }
 
 BOOST_AUTO_TEST_CASE(exchange_rejects_a_row_computed_by_two_ranks_on_every_rank) {
