@@ -54,8 +54,8 @@ BuiltCase TokenizedCaseBuilder::build(const CounterFactRecord& r) const {
     out.skip_reason = "multi-token foil object";
     return out;
   }
-  // A WordLevel vocabulary maps unknown words to its unk token: such an object is not a real token.
-  if (auto unk = tokenizer_->token_to_id("[UNK]"); unk && (truth.id == *unk || foil.id == *unk)) {
+  // An unknown word becomes the model's unk token: such an object is not a real token.
+  if (auto unk = tokenizer_->unk_id(); unk && (truth.id == *unk || foil.id == *unk)) {
     out.skip_reason = "object outside the vocabulary";
     return out;
   }

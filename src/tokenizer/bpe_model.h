@@ -29,6 +29,7 @@ class BpeModel : public Model {
   std::optional<std::int32_t> token_to_id(std::string_view token) const override { return vocab_.find(token); }
   const std::string* id_to_token(std::int32_t id) const override { return vocab_.token(id); }
   std::size_t vocab_size() const override { return vocab_.size(); }
+  std::optional<std::int32_t> unk_id() const override { return unk_id_; }
   std::size_t merge_count() const { return merge_count_; }
 
  private:

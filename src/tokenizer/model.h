@@ -24,6 +24,8 @@ class Model {
   virtual const std::string* id_to_token(std::int32_t id) const = 0;
   // One past the largest id in the vocabulary.
   virtual std::size_t vocab_size() const = 0;
+  // The id that stands for text outside the vocabulary (the model's unk_token), if it has one.
+  virtual std::optional<std::int32_t> unk_id() const { return std::nullopt; }
 };
 
 }  // namespace moetrace::tok

@@ -168,6 +168,8 @@ std::optional<std::string> Tokenizer::id_to_token(std::int32_t id) const {
 }
 
 std::size_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
+
+std::optional<std::int32_t> Tokenizer::unk_id() const { return impl_->c.model->unk_id(); }
 const std::string& Tokenizer::model_type() const { return impl_->c.model_type; }
 const std::string& Tokenizer::source() const { return impl_->source; }
 

@@ -46,6 +46,8 @@ class Tokenizer {
   std::optional<std::int32_t> token_to_id(std::string_view token) const;  // added tokens included
   std::optional<std::string> id_to_token(std::int32_t id) const;
   std::size_t vocab_size() const;  // one past the largest id, added tokens included
+  // The model's unk_token id (text outside the vocabulary maps to it), if it has one.
+  std::optional<std::int32_t> unk_id() const;
   const std::string& model_type() const;  // "BPE" or "WordLevel"
   const std::string& source() const;      // file it was loaded from
 

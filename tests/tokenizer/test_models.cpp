@@ -31,6 +31,20 @@ BOOST_AUTO_TEST_CASE(wordlevel_with_whitespace_pre_tokenizer) {
   BOOST_TEST(e.offsets[1].second == 7u);
 }
 
+BOOST_AUTO_TEST_CASE(the_unknown_token_is_the_model_s_own) {
+  // Whatever the unk token is called, unknown words map to it and unk_id() names it.
+  json j = wordlevel_json();
+  j["model"]["vocab"] = {{"<unk>", 0}, {"the", 1}, {"[UNK]", 2}};
+  j["model"]["unk_token"] = "<unk>";
+  j["added_tokens"][0]["content"] = "<unk>";
+  const Tokenizer t = make(j);
+  BOOST_TEST_REQUIRE(t.unk_id().has_value());
+  BOOST_TEST(*t.unk_id() == 0);
+  BOOST_TEST(t.encode_ids("the dog", false) == (Ids{1, 0}), boost::test_tools::per_element());
+  BOOST_TEST(*make(sentencepiece_json()).unk_id() == 0);  // BPE: "<unk>"
+  BOOST_TEST(!make(neox_json()).unk_id().has_value());    // byte-level BPE needs none
+}
+
 BOOST_AUTO_TEST_CASE(wordlevel_with_whitespace_split) {
   json j = wordlevel_json();
   j["pre_tokenizer"] = {{"type", "WhitespaceSplit"}};
