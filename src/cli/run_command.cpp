@@ -59,9 +59,7 @@ void run(const RunOptions& o, Communicator& world) {
   const std::string out = o.out.empty() ? default_output(o.config) : o.out;
   on_every_rank(world, [&] {
     if (!writer) return 0;
-    if (!o.resume && std::filesystem::exists(out))
-      fail_input("{} already exists: pass --resume to continue that run, or choose another --out (results are "
-                 "never overwritten)", out);
+    ResultsFile::check_can_open(out, o.resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
     if (auto parent = std::filesystem::path(out).parent_path(); !parent.empty())
       std::filesystem::create_directories(parent);
     return 0;

@@ -9,15 +9,10 @@ namespace moetrace {
 namespace {
 
 h5::File::Mode file_mode(const std::string& path, ResultsFile::Mode mode) {
+  ResultsFile::check_can_open(path, mode);
   switch (mode) {
-    case ResultsFile::Mode::Create:
-      if (std::filesystem::exists(path))
-        fail_input("{} already exists: pass --resume to continue that run, or choose another --out "
-                   "(results are never overwritten)", path);
-      return h5::File::Mode::SnapshotCreate;
-    case ResultsFile::Mode::Resume:
-      if (!std::filesystem::exists(path)) fail_input("--resume: {} does not exist", path);
-      return h5::File::Mode::SnapshotResume;
+    case ResultsFile::Mode::Create: return h5::File::Mode::SnapshotCreate;
+    case ResultsFile::Mode::Resume: return h5::File::Mode::SnapshotResume;
     case ResultsFile::Mode::Read: return h5::File::Mode::ReadOnly;
     case ResultsFile::Mode::Scratch: return h5::File::Mode::Scratch;
   }
@@ -25,6 +20,13 @@ h5::File::Mode file_mode(const std::string& path, ResultsFile::Mode mode) {
 }
 
 }  // namespace
+
+void ResultsFile::check_can_open(const std::string& path, Mode mode) {
+  if (mode == Mode::Create && std::filesystem::exists(path))
+    fail_input("{} already exists: pass --resume to continue that run, or choose another --out "
+               "(results are never overwritten)", path);
+  if (mode == Mode::Resume && !std::filesystem::exists(path)) fail_input("--resume: {} does not exist", path);
+}
 
 ResultsFile::ResultsFile(const std::string& path, Mode mode) : file_(path, file_mode(path, mode)) {
   if ((mode == Mode::Resume || mode == Mode::Read) && !file_.exists(layout::kProvenance))

@@ -51,6 +51,9 @@ class ResultsFile {
  public:
   enum class Mode { Create, Resume, Read, Scratch /* in memory, for ranks that do not write */ };
   ResultsFile(const std::string& path, Mode mode);
+  // The checks the constructor makes before touching the file (a new file must not exist, a resumed
+  // one must), for callers that want to fail before expensive work such as loading a model.
+  static void check_can_open(const std::string& path, Mode mode);
   const std::string& path() const { return file_.path(); }
   h5::File& h5() { return file_; }
 
