@@ -12,7 +12,6 @@ namespace moetrace {
 struct ExpertRange {
   int begin = 0;
   int end = 0;
-  bool contains(int e) const { return e >= begin && e < end; }
 };
 
 // Contiguous blocks, uneven counts allowed: the first (E mod R) ranks hold one expert more.

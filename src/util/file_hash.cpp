@@ -43,10 +43,4 @@ std::string sha256_file(const std::filesystem::path& path) {
   return d.hex();
 }
 
-std::string sha256_hex(const std::string& bytes) {
-  DigestContext d;
-  d.update(bytes.data(), bytes.size());
-  return d.hex();
-}
-
 }  // namespace moetrace

@@ -8,6 +8,5 @@ namespace moetrace {
 
 // Lower-case hex digest of the whole file; errors name the file.
 std::string sha256_file(const std::filesystem::path& path);
-std::string sha256_hex(const std::string& bytes);
 
 }  // namespace moetrace
