@@ -12,7 +12,9 @@
 #include "util/stop_signal.h"
 
 int main(int argc, char** argv) {
-  moetrace::MpiSession mpi(&argc, &argv);  // MPI_Init_thread here, MPI_Finalize on return (a singleton without mpirun)
+  // MPI_Init_thread here when a launcher (mpirun, srun) started us, MPI_Finalize on return; a plain
+  // one-process run needs no MPI runtime (comm/mpi_communicator.h).
+  moetrace::MpiSession mpi(&argc, &argv, moetrace::MpiSession::Start::WhenLaunched);
   CLI::App app{
       "moetrace: expert-aware causal tracing of factual recall in mixture-of-experts models.\n"
       "Loads Hugging Face checkpoints (Mixtral, Qwen3-MoE, OLMoE), corrupts subject embeddings,\n"

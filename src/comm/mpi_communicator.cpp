@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "comm/single_rank_communicator.h"
 #include "util/error.h"
@@ -181,7 +182,15 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
-MpiSession::MpiSession(int* argc, char*** argv) {
+bool launched_by_mpi() {
+  if (const char* force = std::getenv("MOETRACE_MPI"); force && *force) return std::string(force) != "0";
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"})
+    if (std::getenv(var)) return true;
+  return false;
+}
+
+MpiSession::MpiSession(int* argc, char*** argv, Start start) {
+  if (start == Start::WhenLaunched && !launched_by_mpi()) return;
   int initialized = 0;
   MOETRACE_MPI_CHECK(MPI_Initialized(&initialized));
   if (initialized) return;

@@ -17,11 +17,17 @@ namespace moetrace {
 
 // Initialises MPI (MPI_Init_thread, MPI_THREAD_FUNNELED: only the main thread calls MPI; the backends'
 // OpenMP threads never do) unless it already is, and finalises it on destruction if it initialised
-// it. Works as a singleton (a program started without mpirun is a job of one rank). Create one, in
-// main(), before any communicator.
+// it. Create one, in main(), before any communicator.
+//
+// `WhenLaunched` (the CLI) initialises MPI only when an MPI launcher started the process (mpirun,
+// mpiexec, srun --mpi=...: see launched_by_mpi()); a plain `moetrace run` is then a job of one rank
+// with no MPI runtime at all: no singleton helper daemon to be killed by a Slurm cancel, nothing
+// for MPI_Finalize to complain about. `Always` (the MPI test suites) initialises it in any case, so a
+// program started without a launcher is an MPI singleton.
 class MpiSession {
  public:
-  MpiSession(int* argc, char*** argv);
+  enum class Start { Always, WhenLaunched };
+  MpiSession(int* argc, char*** argv, Start start = Start::Always);
   ~MpiSession();
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
@@ -32,6 +38,12 @@ class MpiSession {
  private:
   bool owns_ = false;
 };
+
+// True when the environment shows an MPI launcher started this process: Open MPI's mpirun
+// (OMPI_COMM_WORLD_SIZE), PMIx (PMIX_RANK: srun --mpi=pmix, prrte), PMI-1/2 (PMI_RANK, PMI_SIZE:
+// MPICH's hydra, srun --mpi=pmi2) or MVAPICH (MV2_COMM_WORLD_SIZE). MOETRACE_MPI=1 forces MPI on,
+// MOETRACE_MPI=0 off.
+bool launched_by_mpi();
 
 // The MPI library's own version line (for provenance), e.g. "Open MPI v4.1.4, ...".
 std::string mpi_library_version();

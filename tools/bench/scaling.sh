@@ -2,7 +2,7 @@
 # Scaling study of `mpirun -np N moetrace run CONFIG --ep R` on a fixed workload (docs/distribution.md,
 # "Measured scaling on this machine"; docs/benchmarks.md, "Scaling").
 #
-#   tools/bench/scaling.sh [--pairs "1,1 2,1 2,2 4,1 4,2 4,4"] [--cases 240] [--samples 3]
+#   tools/bench/scaling.sh [--pairs "1:1 2:1 2:2 4:1 4:2 4:4"] [--cases 240] [--samples 3]
 #                          [--repeat 3] [--moetrace PATH] [--work DIR] [--keep]
 #                          [--config FILE] [--mpirun-args "ARGS"] [--gpu-per-rank]
 #
@@ -11,14 +11,19 @@
 # written there: a fixed number of usable cases ([cases] n), `--samples` noise draws per case, expert
 # tracing at all layers, candidate threshold 0.25 (so that an expert is selected on the demo and the
 # controls, coalitions and statistics all run), no heat maps, no robustness grids. Each (N, R) pair
-# runs `--repeat` times (the best wall time is kept) with OMP_NUM_THREADS=1 and
-# OMPI_MCA_mpi_yield_when_idle=1 (waiting ranks yield the core: a small host has fewer cores than the
+# runs `--repeat` times (the best wall time is kept) with the caller's OMP_NUM_THREADS (1 when it is
+# not set; slurm/scaling.sbatch sets it from --cpus-per-task) and OMPI_MCA_mpi_yield_when_idle=1 (waiting ranks yield the core: a small host has fewer cores than the
 # larger jobs have ranks), under `mpirun --oversubscribe --bind-to none`.
 #
 # On a cluster (slurm/scaling.sbatch): --config FILE runs that config as it is instead of the demo
 # workload (--cases and --samples are then ignored); --mpirun-args replaces the default mpirun options
 # `--oversubscribe --bind-to none`; --gpu-per-rank sets each rank's CUDA_VISIBLE_DEVICES to the entry
 # of the inherited list at its node-local rank.
+#
+# Pairs are "N:R" separated by spaces ("N,R" is accepted too, but not through `sbatch --export`, which
+# splits its argument at commas); a malformed pair, or R not dividing N, is an error (exit 2).
+# As root, mpirun refuses to start unless OMPI_ALLOW_RUN_AS_ROOT=1 and OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# are set: this script does not set them for you (it stops with a message saying so).
 #
 # Printed table, one line per pair:
 #   N, R, groups = N/R; wall s = the mpirun job, start to exit (best of --repeat); run s = from the
@@ -32,7 +37,7 @@
 # identical (exit 1 if not).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-pairs="1,1 2,1 2,2 4,1 4,2 4,4" cases=240 samples=3 repeat=3 keep=0 user_config="" mpirun_args="" gpu_per_rank=0
+pairs="1:1 2:1 2:2 4:1 4:2 4:4" cases=240 samples=3 repeat=3 keep=0 user_config="" mpirun_args="" gpu_per_rank=0
 moetrace="$here/build/src/cli/moetrace"
 work="${TMPDIR:-/tmp}/moetrace-scaling.$$"
 while [[ $# -gt 0 ]]; do
@@ -53,6 +58,22 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -x "$moetrace" ]] || { echo "no moetrace binary at $moetrace (cmake --build build --target moetrace)" >&2; exit 2; }
 command -v mpirun >/dev/null || { echo "mpirun not found (apt-get install openmpi-bin)" >&2; exit 2; }
+if [[ "$(id -u)" == 0 && ( "${OMPI_ALLOW_RUN_AS_ROOT:-}" != 1 || "${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-}" != 1 ) ]]; then
+  echo "running as root: Open MPI's mpirun needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 in the environment (export them if you mean it)" >&2
+  exit 2
+fi
+# Pairs: "N:R" (or "N,R"), N and R positive, R dividing N; normalised to "N:R".
+norm_pairs=()
+for pair in $pairs; do
+  if [[ ! "$pair" =~ ^([1-9][0-9]*)[:,]([1-9][0-9]*)$ ]]; then
+    echo "malformed pair '$pair' in --pairs \"$pairs\": expected N:R pairs separated by spaces, e.g. \"1:1 2:1 2:2\"" >&2
+    exit 2
+  fi
+  if (( BASH_REMATCH[1] % BASH_REMATCH[2] != 0 )); then echo "pair $pair: R must divide N" >&2; exit 2; fi
+  norm_pairs+=("${BASH_REMATCH[1]}:${BASH_REMATCH[2]}")
+done
+(( ${#norm_pairs[@]} > 0 )) || { echo "--pairs is empty" >&2; exit 2; }
+pairs="${norm_pairs[*]}"
 mkdir -p "$work"
 [[ "$keep" == 1 ]] || trap 'rm -rf "$work"' EXIT
 
@@ -94,9 +115,8 @@ checkpoint_every_s = 100000
 EOF
 fi
 
-export OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OMPI_MCA_mpi_yield_when_idle=1
 if [[ -n "$mpirun_args" ]]; then read -ra mpi_opts <<<"$mpirun_args"; else mpi_opts=(--oversubscribe --bind-to none); fi
-[[ "$(id -u)" == 0 ]] && mpi_opts+=(--allow-run-as-root)
 rank_cmd=("$moetrace")
 if [[ "$gpu_per_rank" == 1 ]]; then
   # shellcheck disable=SC2016
@@ -119,7 +139,7 @@ log_span() {
 load0="$(cut -d' ' -f1-3 /proc/loadavg)"
 rows=()
 for pair in $pairs; do
-  n="${pair%,*}" r="${pair#*,}"
+  n="${pair%:*}" r="${pair#*:}"
   best="" best_log=""
   for ((i = 1; i <= repeat; ++i)); do
     out="$work/n${n}r${r}.$i.h5" log="$work/n${n}r${r}.$i.log"
@@ -175,43 +195,7 @@ echo "(speed-up and efficiencies relative to the first pair, ${pairs%% *})"
 
 # Bit-identity of every results file with the first pair's.
 ref_pair="${pairs%% *}"
-ref="$work/n${ref_pair%,*}r${ref_pair#*,}.h5"
+ref="$work/n${ref_pair%:*}r${ref_pair#*:}.h5"
 files=()
-for pair in $pairs; do files+=("$work/n${pair%,*}r${pair#*,}.h5"); done
-/usr/bin/python3 - "$ref" "${files[@]}" <<'PY'
-import sys
-import h5py
-import numpy as np
-
-def content(path):
-    """Every dataset's bytes and every attribute outside /provenance, keyed by name."""
-    items = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if name == "provenance" or name.startswith("provenance/"):
-                return
-            for k, v in obj.attrs.items():
-                items[f"{name}@{k}"] = np.asarray(v).tobytes() if not isinstance(v, (str, bytes)) else v
-            if isinstance(obj, h5py.Dataset):
-                data = obj[()]
-                if data.dtype.kind == "O":
-                    items[name] = repr(data.tolist())
-                else:
-                    items[name] = (str(data.dtype), data.shape, np.ascontiguousarray(data).tobytes())
-        for k, v in f.attrs.items():
-            items[f"/@{k}"] = np.asarray(v).tobytes()
-        f.visititems(visit)
-    return items
-
-ref = content(sys.argv[1])
-bad = 0
-for path in sys.argv[2:]:
-    got = content(path)
-    diff = sorted(k for k in set(ref) | set(got) if ref.get(k) != got.get(k))
-    if diff:
-        bad += 1
-        print(f"DIFFERS: {path}: {len(diff)} item(s), e.g. {diff[:5]}")
-print(f"results: {len(sys.argv) - 2} files, {len(ref)} datasets and attributes outside /provenance each; "
-      + ("all bit-identical to the reference run" if not bad else f"{bad} file(s) differ from the reference run"))
-sys.exit(1 if bad else 0)
-PY
+for pair in $pairs; do files+=("$work/n${pair%:*}r${pair#*:}.h5"); done
+/usr/bin/python3 "$here/tools/compare_results.py" "$ref" "${files[@]}"

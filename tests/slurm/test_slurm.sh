@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Integration test on a live Slurm (ctest label `slurm`): starts a private one-node cluster
+# (slurm_cluster.sh: munged, slurmctld, slurmd on free local ports, config in a temporary folder) and
+# submits the project's own scripts in slurm/, unchanged, through their documented variables:
+#   1. sweep.sbatch on a reduced demo workload completes, and `moetrace report` reads its results;
+#   2. sweep.sbatch signalled with `scancel --signal=USR1 --batch`: moetrace saves and exits 75, the job
+#      requeues itself, resumes, and its results are bit-identical to job 1's (the log, kept by
+#      --open-mode=append, shows both runs);
+#   3. qwen3-30b-a3b.sbatch as a 2-rank MPI job (mpirun inside the allocation, --gpus-per-node=0),
+#      stopped gracefully with `scancel --signal=TERM --batch` (every rank saves, exit 75, no requeue),
+#      then submitted again: it resumes, completes, and is bit-identical to job 1;
+#   4. a chain: sweep.sbatch, then a report job with --dependency=afterok on it: both complete, the
+#      report job starts only after the sweep, and the results are bit-identical to job 1's.
+# Every daemon it started is stopped by PID on exit, whatever happens. Exits 77 (skipped) only where
+# Slurm cannot run at all (no packages and no apt-get, not root, daemons that do not start).
+#
+#   tests/slurm/test_slurm.sh MOETRACE_BINARY [WORK_DIR]
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+moetrace="${1:-${MOETRACE_BINARY:-}}"
+[[ -x "$moetrace" ]] || { echo "usage: $0 MOETRACE_BINARY [WORK_DIR] (no binary at '$moetrace')" >&2; exit 2; }
+moetrace="$(realpath "$moetrace")"
+# shellcheck source=tests/slurm/slurm_cluster.sh
+source "$here/slurm_cluster.sh"
+
+skip() { echo "SKIPPED: $*" >&2; exit 77; }
+[[ "$(id -u)" == 0 ]] || skip "the private cluster's daemons need root"
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+  command -v apt-get >/dev/null || skip "slurm-wlm and munge are not installed and there is no apt-get"
+  cluster_log "installing slurm-wlm and munge"
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurm-wlm munge; } \
+    >/dev/null 2>&1 || skip "apt-get could not install slurm-wlm and munge"
+fi
+
+keep_work=1
+if [[ -z "${2:-}" ]]; then work="$(mktemp -d "${TMPDIR:-/tmp}/moetrace-slurm-test.XXXXXX")"; keep_work=0; else work="$2"; fi
+mkdir -p "$work"
+work="$(realpath "$work")"
+trap 'cluster_stop' EXIT
+trap 'exit 1' INT TERM
+cluster_start "$work/cluster"
+rc=$?
+[[ $rc == 0 ]] || skip "Slurm could not start here (daemon logs in $work/cluster/log)"
+
+failures=0 checks=0
+check() {  # description, then a command: counts a failure instead of stopping (every daemon is stopped anyway)
+  local what="$1"; shift
+  checks=$((checks + 1))
+  if "$@"; then echo "ok: $what"; else echo "FAILED: $what" >&2; failures=$((failures + 1)); fi
+}
+
+# The reduced demo workload: every usable case, 8 noise samples (long enough to be stopped in the
+# middle), no heat maps or robustness grids, a snapshot every second.
+cat >"$work/workload.toml" <<EOF
+[model]
+path = "$root/demo/model"
+[data]
+counterfact = "$root/demo/counterfact_demo.json"
+object_rule = "leading_space"
+[cases]
+n = 0
+[noise]
+samples = 8
+[experts]
+mode = "selected_layer"
+candidate_threshold = 0.5
+sampled_controls = 3
+[statistics]
+bootstrap = 1000
+sign_flips = 1000
+[heatmap]
+cases = 0
+[run]
+checkpoint_every_s = 1
+progress_every_s = 1
+EOF
+
+cd "$root"  # the scripts run from the submit directory
+export MOETRACE="$moetrace"
+submit() { sbatch --parsable "$@" | cut -d';' -f1; }
+common=(--cpus-per-task=1 --time=30)
+finished=(COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY BOOT_FAIL DEADLINE PREEMPTED)
+
+# Waits until the job's log shows the layer sweep done (or the job ended), then signals its batch shell.
+stop_after_layer_sweep() {  # job log signal
+  for _ in $(seq 1500); do
+    grep -q "selected layer" "$2" 2>/dev/null && break
+    [[ " ${finished[*]} " == *" $(job_state "$1") "* ]] && break
+    sleep 0.2
+  done
+  scancel --signal="$3" --batch "$1"
+  cluster_log "job $1: $3 sent to the batch shell"
+}
+
+# 1. The demo sweep.
+a=$(submit "${common[@]}" --job-name=sweep-a --output="$work/a.log" \
+  --export=ALL,CONFIG="$work/workload.toml",OUT="$work/a.h5" slurm/sweep.sbatch)
+cluster_log "job $a: sweep.sbatch"
+
+# 2. The same, stopped with USR1 to the batch shell once the layer sweep is done.
+b=$(submit "${common[@]}" --job-name=sweep-b --output="$work/b.log" \
+  --export=ALL,CONFIG="$work/workload.toml",OUT="$work/b.h5" slurm/sweep.sbatch)
+cluster_log "job $b: sweep.sbatch, to be stopped"
+stop_after_layer_sweep "$b" "$work/b.log" USR1
+# The job exits 75 and requeues itself; Slurm holds a requeued job (BeginTime, 120 s): release it now.
+for _ in $(seq 300); do
+  [[ "$(job_field "$b" Restarts)" -ge 1 ]] 2>/dev/null && break
+  sleep 0.2
+done
+check "job $b requeued itself (Restarts=$(job_field "$b" Restarts))" test "$(job_field "$b" Restarts)" -ge 1
+scontrol update JobId="$b" StartTime=now >/dev/null 2>&1 || true
+
+# 3. Two MPI ranks with mpirun inside the allocation, no GPUs, stopped with TERM to the batch shell
+#    (the graceful stop of slurm/README.md: the script passes it to mpirun as USR1, every rank saves,
+#    exits 75, and the job is not requeued), then submitted again: it resumes and completes.
+mpi_job() {
+  submit --nodes=1 --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 --gpus-per-node=0 --time=30 \
+    --job-name=mpi-c --output="$work/c.log" \
+    --export=ALL,CONFIG="$work/workload.toml",OUT="$work/c.h5",EP=1,OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    slurm/qwen3-30b-a3b.sbatch
+}
+c=$(mpi_job)
+cluster_log "job $c: qwen3-30b-a3b.sbatch, 2 ranks, to be stopped"
+stop_after_layer_sweep "$c" "$work/c.log" TERM
+
+# 4. A chain: a sweep, then a report job that depends on it.
+d1=$(submit "${common[@]}" --job-name=chain-1 --output="$work/d1.log" \
+  --export=ALL,CONFIG="$work/workload.toml",OUT="$work/d.h5" slurm/sweep.sbatch)
+d2=$(submit --cpus-per-task=1 --time=10 --job-name=chain-2 --output="$work/d2.log" --dependency=afterok:"$d1" \
+  --wrap="'$moetrace' report '$work/d.h5'")
+cluster_log "jobs $d1 -> $d2: chain (afterok)"
+
+job_wait "$c" "${finished[@]}" 900 || true
+echo "job $c ($(job_field "$c" JobName)): $(job_state "$c"), exit code $(job_field "$c" ExitCode), restarts $(job_field "$c" Restarts)"
+check "job $c's log shows every rank stopping with status 75" grep -q "mpirun exited with status 75" "$work/c.log"
+check "job $c was not requeued (a TERM means stop)" test "$(job_field "$c" Restarts)" == 0
+c2=$(mpi_job)
+cluster_log "job $c2: the same MPI job submitted again (resumes $work/c.h5)"
+
+for j in "$a" "$b" "$c2" "$d1" "$d2"; do
+  job_wait "$j" "${finished[@]}" 900 || true
+  echo "job $j ($(job_field "$j" JobName)): $(job_state "$j"), exit code $(job_field "$j" ExitCode), restarts $(job_field "$j" Restarts)"
+done
+
+check "job $a (sweep) completed" test "$(job_state "$a")" == COMPLETED
+check "moetrace report reads job $a's results" "$moetrace" report "$work/a.h5" >"$work/a.report.txt"
+check "the report names the selected layer" grep -q "layer" "$work/a.report.txt"
+check "job $b (stopped, requeued, resumed) completed" test "$(job_state "$b")" == COMPLETED
+check "job $b's log shows moetrace exiting 75" grep -q "moetrace exited with status 75" "$work/b.log"
+check "job $b's log shows the requeue" grep -q "requeueing job $b" "$work/b.log"
+check "job $b's log shows the resumed run finishing (log appended, not truncated)" \
+  grep -q "moetrace exited with status 0" "$work/b.log"
+check "job $c2 (2 MPI ranks, resumed) completed" test "$(job_state "$c2")" == COMPLETED
+check "job $c2 resumed the stopped job's results" grep -q "resuming $work/c.h5" "$work/c.log"
+check "job $d1 (chain, first) completed" test "$(job_state "$d1")" == COMPLETED
+check "job $d2 (chain, afterok) completed" test "$(job_state "$d2")" == COMPLETED
+check "job $d2 started after job $d1 ended" python3 - "$(job_field "$d1" EndTime)" "$(job_field "$d2" StartTime)" <<'PY'
+import sys, datetime
+end, start = (datetime.datetime.fromisoformat(t) for t in sys.argv[1:3])
+sys.exit(0 if start >= end else 1)
+PY
+check "results of jobs $b (resumed), $c2 (2 ranks, resumed) and $d1 (chain) are bit-identical to job $a's" \
+  /usr/bin/python3 "$root/tools/compare_results.py" "$work/a.h5" "$work/b.h5" "$work/c.h5" "$work/d.h5"
+
+if ((failures)); then
+  echo "--- logs ---" >&2
+  for f in "$work"/*.log; do echo "== $f" >&2; tail -n 15 "$f" >&2; done
+  tail -n 20 "$work"/cluster/log/slurmctld.log >&2
+fi
+echo "$((checks - failures)) passed, $failures failed"
+cluster_stop
+((failures || keep_work)) || rm -rf "$work"
+exit $((failures > 0))
