@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -220,6 +221,53 @@ bool is_router(const std::string& name) {
   const std::string suffix = ".gate.weight";
   return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+// ---- routing results ----------------------------------------------------------------------------
+
+// A layer's routing in device memory (kernels/routing.cu); host() downloads it and reports the
+// errors the kernel recorded.
+class CudaRoutingResult final : public RoutingResult {
+ public:
+  CudaRoutingResult(int rows, int k, int E, int layer, cudaStream_t stream, const std::shared_ptr<DevicePool>& pool)
+      : RoutingResult(rows, k, E),
+        layer(layer),
+        stream(stream),
+        experts(std::make_shared<DeviceBlock>(pool, sizeof(int) * static_cast<std::size_t>(rows) * k)),
+        weights(std::make_shared<DeviceBlock>(pool, sizeof(float) * static_cast<std::size_t>(rows) * k)),
+        offsets(std::make_shared<DeviceBlock>(pool, sizeof(int) * static_cast<std::size_t>(E + 1))),
+        counts(std::make_shared<DeviceBlock>(pool, sizeof(int) * static_cast<std::size_t>(E))),
+        slots(std::make_shared<DeviceBlock>(pool, sizeof(int) * static_cast<std::size_t>(rows) * k)),
+        status(std::make_shared<DeviceBlock>(pool, sizeof(int))) {}
+
+  int layer;
+  cudaStream_t stream;
+  BlockPtr experts, weights, offsets, counts, slots, status;
+
+ protected:
+  void fetch(RoutingTable& t) const override {
+    const std::size_t n = static_cast<std::size_t>(rows()) * k();
+    int code = INT_MAX;
+    t.top.k = k();
+    t.top.experts.resize(n);
+    t.top.weights.resize(n);
+    t.expert_offsets.resize(num_experts() + 1);
+    t.expert_slots.resize(n);
+    MOETRACE_CUDA_CHECK(cudaMemcpyAsync(&code, status->ptr, sizeof(int), cudaMemcpyDeviceToHost, stream));
+    if (n) {
+      MOETRACE_CUDA_CHECK(cudaMemcpyAsync(t.top.experts.data(), experts->ptr, n * sizeof(int), cudaMemcpyDeviceToHost, stream));
+      MOETRACE_CUDA_CHECK(cudaMemcpyAsync(t.top.weights.data(), weights->ptr, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+      MOETRACE_CUDA_CHECK(cudaMemcpyAsync(t.expert_slots.data(), slots->ptr, n * sizeof(int), cudaMemcpyDeviceToHost, stream));
+    }
+    MOETRACE_CUDA_CHECK(cudaMemcpyAsync(t.expert_offsets.data(), offsets->ptr, t.expert_offsets.size() * sizeof(int),
+                                        cudaMemcpyDeviceToHost, stream));
+    MOETRACE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (code == INT_MAX) return;
+    const int row = code / 4;
+    if (code % 4 == kernels::kRouteNonFinite)
+      fail_input("non-finite router logit at layer {}, row {} (weights or input contain NaN/Inf)", layer, row);
+    fail_input("fewer than k = {} experts remain after deactivation at layer {}, row {}", k(), layer, row);
+  }
+};
 
 // ---- the backend ------------------------------------------------------------------------------
 
@@ -522,6 +570,39 @@ class CudaBackend final : public Backend {
                  b2, c2);
     kernels::scatter_weighted(static_cast<const float*>(ybuf.ptr), at<int>(m, o_scatter), at<float>(m, o_w),
                               write(out), M, H, stream_);
+  }
+
+  // Routing stays on the device; run_routed_experts (Backend's default) reads the host copy, since
+  // the grouped products need the per-expert row counts on the host.
+  RoutingPtr route(const Tensor& logits, const RouteRequest& q) override {
+    const int N = logits.rows(), E = logits.cols(), k = q.k;
+    MOETRACE_ASSERT(E > 0 && k >= 1 && k <= E && k <= 32, "route: k outside [1, min(num_experts, 32)]");
+    const bool masked = !q.mask_offsets.empty();
+    if (masked) {
+      MOETRACE_ASSERT(static_cast<int>(q.mask_offsets.size()) == N + 1 && q.mask_offsets.front() == 0 &&
+                          q.mask_offsets.back() == static_cast<int>(q.mask_experts.size()),
+                      "route: mask offsets per row");
+      for (int e : q.mask_experts) MOETRACE_ASSERT(e >= 0 && e < E, "route: masked expert out of range");
+    }
+    auto r = std::make_unique<CudaRoutingResult>(N, k, E, q.layer, stream_, pool_);
+    const int none = INT_MAX;
+    MOETRACE_CUDA_CHECK(cudaMemcpyAsync(r->status->ptr, ring_->stage(&none, sizeof none, stream_), sizeof none,
+                                        cudaMemcpyHostToDevice, stream_));
+    BlockPtr m;
+    std::size_t o_off = 0, o_ex = 0;
+    if (masked) {
+      MetaPack pack;
+      o_off = pack.add(q.mask_offsets);
+      o_ex = pack.add(q.mask_experts);
+      m = upload_pack(pack);
+    }
+    kernels::route_top_k(N ? read(logits) : nullptr, N, E, k, q.renormalise, masked ? at<int>(m, o_off) : nullptr,
+                         masked && !q.mask_experts.empty() ? at<int>(m, o_ex) : nullptr,
+                         static_cast<int*>(r->experts->ptr), static_cast<float*>(r->weights->ptr),
+                         static_cast<int*>(r->status->ptr), stream_);
+    kernels::group_by_expert(static_cast<const int*>(r->experts->ptr), N * k, E, static_cast<int*>(r->counts->ptr),
+                             static_cast<int*>(r->offsets->ptr), static_cast<int*>(r->slots->ptr), stream_);
+    return r;
   }
 
   TensorPtr sum_slots(const Tensor& slots, int k) override {

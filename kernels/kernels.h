@@ -81,4 +81,19 @@ void scatter_weighted(const float* y, const int* out_rows, const float* weights,
 void select_logits(const float* x, const void* table, ElemType type, const int* ids, float* out, int rows,
                    int per_row, int cols, cudaStream_t stream);
 
+// ---- routing.cu ------------------------------------------------------------------------------
+// Error codes of route_top_k in *status (initialised by the caller to INT_MAX): the smallest
+// row * 4 + code over the rows that failed.
+constexpr int kRouteNonFinite = 1;      // a non-finite router logit
+constexpr int kRouteTooFewExperts = 2;  // fewer than k experts with non-zero probability (deactivation)
+// Per row of logits [rows, num_experts]: softmax in double over the unmasked experts (mask as CSR
+// over rows; both pointers null for none), top-k (descending probability, ties to the lower index,
+// k <= 32), optional renormalisation. experts/weights: [rows * k]; failed rows get expert -1.
+void route_top_k(const float* logits, int rows, int num_experts, int k, bool renormalise, const int* mask_offsets,
+                 const int* mask_experts, int* experts, float* weights, int* status, cudaStream_t stream);
+// Slots (indices into experts[n]) grouped by expert: offsets [num_experts + 1], slots [n] ascending
+// within an expert; counts [num_experts] is scratch. Entries outside [0, num_experts) are skipped.
+void group_by_expert(const int* experts, int n, int num_experts, int* counts, int* offsets, int* slots,
+                     cudaStream_t stream);
+
 }  // namespace moetrace::kernels

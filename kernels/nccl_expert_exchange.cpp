@@ -13,7 +13,7 @@ NcclExpertExchange::NcclExpertExchange(ncclComm_t comm) : comm_(comm) {
   MOETRACE_ASSERT(comm_ != nullptr, "NcclExpertExchange needs a communicator");
 }
 
-void NcclExpertExchange::combine(Backend& backend, Tensor& slots) {
+void NcclExpertExchange::combine(Backend& backend, const RoutingResult& /*routing*/, Tensor& slots) {
   const std::size_t n = static_cast<std::size_t>(slots.rows()) * slots.cols();
   ++calls_;
   if (n == 0) return;

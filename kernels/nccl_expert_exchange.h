@@ -1,5 +1,5 @@
 #pragma once
-// Expert parallelism across GPUs with NCCL: the ExpertExchange (engine/forward.h) of a group of
+// Expert parallelism across GPUs with NCCL: the ExpertExchange (backend/expert_exchange.h) of a group of
 // ranks, one GPU each, whose CUDA backends hold contiguous blocks of every layer's experts
 // (expert_block). Each rank fills only its own experts' slot rows of the engine's slots tensor and
 // leaves the others exactly +0.0 (Backend::zeros), so summing the tensor over the ranks with
@@ -11,7 +11,7 @@
 // added. Token-sharded dispatch (all-to-all of hidden states) is not implemented (docs/cuda.md).
 #include <cstdint>
 
-#include "engine/forward.h"
+#include "backend/expert_exchange.h"
 
 typedef struct ncclComm* ncclComm_t;
 
@@ -21,7 +21,7 @@ class NcclExpertExchange final : public ExpertExchange {
  public:
   explicit NcclExpertExchange(ncclComm_t comm);
   // Collective: every rank calls it once per MoE layer with its slots tensor (a CUDA tensor).
-  void combine(Backend& backend, Tensor& slots) override;
+  void combine(Backend& backend, const RoutingResult& routing, Tensor& slots) override;
   std::uint64_t calls() const { return calls_; }
   std::uint64_t bytes_reduced() const { return bytes_; }
 

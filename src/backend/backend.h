@@ -71,6 +71,73 @@ struct ExpertTask {
   std::vector<float> weights;
 };
 
+// The weights of one expert (null pointers for an expert held by another rank).
+struct ExpertRef {
+  const Weight* gate = nullptr;  // [I, H]
+  const Weight* up = nullptr;    // [I, H]
+  const Weight* down = nullptr;  // [H, I]
+};
+
+// ---- routing -------------------------------------------------------------------------------------
+// Top-k routing of `rows` token rows over `num_experts` experts, on the host.
+struct Routing {
+  int k = 0;
+  std::vector<int> experts;    // [rows * k], descending probability (ties: lower expert index first)
+  std::vector<float> weights;  // [rows * k], renormalised where the model does
+
+  int expert(int row, int slot) const { return experts[row * k + slot]; }
+  // Slot of expert e in row, or -1 when e is not routed there.
+  int slot_of(int row, int e) const;
+};
+
+// The host copy of a RoutingResult: the top-k per row, and the same slots grouped by expert.
+struct RoutingTable {
+  Routing top;                       // per row
+  std::vector<int> expert_offsets;   // [num_experts + 1]
+  std::vector<int> expert_slots;     // [rows * k]: slot indices row*k + j, grouped by expert (ascending),
+                                     // rows ascending within an expert; expert e's are
+                                     // expert_slots[expert_offsets[e] .. expert_offsets[e+1])
+};
+
+// What Backend::route computes for one MoE layer.
+struct RouteRequest {
+  int layer = 0;  // for error messages only
+  int k = 0;
+  bool renormalise = false;  // divide the k chosen probabilities by their sum
+  // Deactivation, as CSR over rows: experts mask_experts[mask_offsets[r] .. mask_offsets[r+1]) of row
+  // r get probability 0 (logit -inf before the softmax). Empty mask_offsets: nothing masked.
+  std::vector<int> mask_offsets;
+  std::vector<int> mask_experts;
+};
+
+// The routing of one MoE layer, held by the backend that computed it (device memory on an
+// accelerator). host() copies it to the host on first use only: the engine asks for it when a
+// record, an expert patch or an output needs it.
+class RoutingResult {
+ public:
+  RoutingResult(int rows, int k, int num_experts) : rows_(rows), k_(k), num_experts_(num_experts) {}
+  virtual ~RoutingResult() = default;
+  int rows() const { return rows_; }
+  int k() const { return k_; }
+  int num_experts() const { return num_experts_; }
+  const RoutingTable& host() const {
+    if (!host_) {
+      host_ = std::make_unique<RoutingTable>();
+      fetch(*host_);
+    }
+    return *host_;
+  }
+
+ protected:
+  // Fills the host copy (and reports errors the device found: non-finite logits, too few experts).
+  virtual void fetch(RoutingTable& table) const = 0;
+  mutable std::unique_ptr<RoutingTable> host_;
+
+ private:
+  int rows_, k_, num_experts_;
+};
+using RoutingPtr = std::unique_ptr<RoutingResult>;
+
 // The [rows, cols] matrix a checkpoint tensor becomes on a backend: 1-D tensors (norm weights) are
 // one row; anything but 1-D or 2-D is an internal error naming the tensor.
 std::pair<int, int> weight_matrix_shape(const TensorView& view);
@@ -122,6 +189,19 @@ class Backend {
   // (the two-logit read-out without the full vocabulary).
   virtual std::vector<float> select_logits(const Tensor& x, const Weight& table,
                                            const std::vector<int>& ids, int per_row) = 0;
+
+  // --- routing ------------------------------------------------------------------------------
+  // Softmax over each row of router logits [rows, E] in double precision, deactivation masks, top-k
+  // (descending probability, ties to the lower expert index), optional renormalisation, and the
+  // grouping of the chosen slots by expert. Non-finite logits and rows with fewer than k experts
+  // left after masking are InputErrors naming the layer and row (on an accelerator they surface when
+  // the host copy is made).
+  virtual RoutingPtr route(const Tensor& logits, const RouteRequest& request) = 0;
+  // run_experts over the slots `routing` gives to the experts present in `experts` (indexed by expert;
+  // a null gate skips the expert): out[row*k + j] = w[row, j] * E_e(x[row]). The default builds the
+  // ExpertTask lists from routing.host(); a backend may override it to stay on the device.
+  virtual void run_routed_experts(const Tensor& x, const RoutingResult& routing,
+                                  const std::vector<ExpertRef>& experts, Tensor& out);
 };
 
 // The reference backend: Eigen, float32, multi-threaded with OpenMP.

@@ -41,7 +41,7 @@ std::vector<std::int32_t> decode(const Bytes& b, std::int32_t& rows, std::int32_
 
 ExpertParallelExchange::ExpertParallelExchange(Communicator& group) : group_(group) {}
 
-void ExpertParallelExchange::combine(Backend& backend, Tensor& slots) {
+void ExpertParallelExchange::combine(Backend& backend, const RoutingResult& /*routing*/, Tensor& slots) {
   ++calls_;
   const int R = group_.size();
   if (R == 1) return;

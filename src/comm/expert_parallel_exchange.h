@@ -1,5 +1,5 @@
 #pragma once
-// Expert parallelism on host buffers: the ExpertExchange (engine/forward.h) of an EP group.
+// Expert parallelism on host buffers: the ExpertExchange (backend/expert_exchange.h) of an EP group.
 //
 // An EP group of R ranks shards the experts of every layer in contiguous blocks
 // (expert_block(E, rank, R), uneven counts allowed); attention, norms, embeddings and the router are
@@ -23,14 +23,14 @@
 //    "dispatch" half of the all-to-all is implicit. Sharding tokens across the group for memory
 //    scaling means sending each token's hidden state to the ranks owning its experts (alltoallv with
 //    per-destination counts from the routing) and returning only the owner's rows (the combine below,
-//    restricted to the token's home rank). The engine would then pass the routing to the exchange.
+//    restricted to the token's home rank). The engine already passes the routing to the exchange.
 //  - NCCL on device buffers: a CUDA exchange lives in kernels/ with the CUDA backend and uses
 //    ncclSend/ncclRecv (or ncclAllGather) on device memory instead of host staging through
 //    Backend::download / Backend::upload.
 #include <cstdint>
 
 #include "comm/communicator.h"
-#include "engine/forward.h"
+#include "backend/expert_exchange.h"
 
 namespace moetrace {
 
@@ -41,7 +41,8 @@ class ExpertParallelExchange final : public ExpertExchange {
   explicit ExpertParallelExchange(Communicator& group);
 
   // Collective over the group: every rank calls it once per MoE layer with its slots tensor.
-  void combine(Backend& backend, Tensor& slots) override;
+  // `routing` is not needed by this replicate-and-gather exchange (ownership is read off the rows).
+  void combine(Backend& backend, const RoutingResult& routing, Tensor& slots) override;
 
   // Totals since construction (for logs, benchmarks and tests).
   // calls(): combine() calls, one per MoE layer step of the engine (a batch of tokens through one

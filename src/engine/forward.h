@@ -9,11 +9,17 @@
 //    the fast path: a patch at layer l and positions >= p changes nothing before them, so only
 //    positions >= p are recomputed, from layer l on.
 // Streams of different prompts, conditions and start points share every matrix product.
+//
+// A call compiles its streams once into a BatchPlan (engine/plan.h: row layout, deactivation masks,
+// patches as flat row transfers) and then runs each layer as named phases: assemble, attention,
+// route (Backend::route), experts (Backend::run_routed_experts, then the ExpertExchange of
+// backend/expert_exchange.h), patch, record; then the read-out (docs/engine.md).
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "backend/expert_exchange.h"
 #include "engine/device_model.h"
 #include "engine/intervention.h"
 #include "engine/run_record.h"
@@ -52,14 +58,6 @@ struct StreamOutput {
   float contrast = std::nanf("");
   std::vector<float> logits;  // LastLogits: [V]; AllLogits: [T, V]
   std::unique_ptr<RunRecord> record;
-};
-
-// Combines the weighted expert updates computed by the ranks of an expert-parallel group, each of
-// which filled only the slots of its own experts. Single-rank runs need none.
-class ExpertExchange {
- public:
-  virtual ~ExpertExchange() = default;
-  virtual void combine(Backend& backend, Tensor& slots) = 0;
 };
 
 class Engine {

@@ -9,12 +9,6 @@
 
 namespace moetrace {
 
-int Routing::slot_of(int row, int e) const {
-  for (int j = 0; j < k; ++j)
-    if (experts[row * k + j] == e) return j;
-  return -1;
-}
-
 Routing route_top_k(const std::vector<float>& logits, int rows, int E, int k, bool renormalise,
                     const std::vector<std::vector<int>>& masked) {
   Routing r;

@@ -1,15 +1,19 @@
-// route_top_k against an independent computation: a straightforward softmax in long double, a full
-// sort, and renormalisation by hand.
+// route_top_k (the engine's former host routing, kept as a reference) against an independent
+// computation: a straightforward softmax in long double, a full sort, and renormalisation by hand.
+// Then Backend::route (the CPU reference op) against route_top_k, bit for bit.
 #define BOOST_TEST_MODULE routing
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
 
+#include "backend/backend.h"
 #include "engine/routing.h"
 #include "util/error.h"
 
@@ -211,4 +215,209 @@ BOOST_AUTO_TEST_CASE(masking_every_expert_or_leaving_fewer_than_k_is_an_error) {
   const Routing r = route_top_k(logits, 2, E, k, true, {{0, 3}, {}});
   BOOST_TEST(r.expert(0, 0) == 2);
   BOOST_TEST(r.expert(0, 1) == 1);
+}
+
+// ---- Backend::route (the CPU reference op) against the former host routing ------------------------
+
+namespace {
+
+// The op on the CPU backend, with the per-row masks of route_top_k converted to CSR.
+RoutingPtr route_op(Backend& b, const std::vector<float>& logits, int rows, int E, int k, bool renorm,
+                    const std::vector<std::vector<int>>& masked = {}, int layer = 0) {
+  RouteRequest q;
+  q.layer = layer;
+  q.k = k;
+  q.renormalise = renorm;
+  if (!masked.empty()) {
+    q.mask_offsets.push_back(0);
+    for (const std::vector<int>& m : masked) {
+      q.mask_experts.insert(q.mask_experts.end(), m.begin(), m.end());
+      q.mask_offsets.push_back(static_cast<int>(q.mask_experts.size()));
+    }
+  }
+  TensorPtr t = b.upload(logits.data(), rows, E);
+  return b.route(*t, q);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The grouping must list every slot exactly once, under its own expert, slots ascending per expert.
+void expect_grouping(const RoutingResult& r) {
+  const RoutingTable& t = r.host();
+  const int E = r.num_experts(), n = r.rows() * r.k();
+  BOOST_TEST_REQUIRE(static_cast<int>(t.expert_offsets.size()) == E + 1);
+  BOOST_TEST_REQUIRE(static_cast<int>(t.expert_slots.size()) == n);
+  BOOST_TEST(t.expert_offsets.front() == 0);
+  BOOST_TEST(t.expert_offsets.back() == n);
+  std::vector<int> seen(n, 0);
+  for (int e = 0; e < E; ++e)
+    for (int i = t.expert_offsets[e]; i < t.expert_offsets[e + 1]; ++i) {
+      const int slot = t.expert_slots[i];
+      BOOST_TEST_REQUIRE((slot >= 0 && slot < n));
+      BOOST_TEST(t.top.experts[slot] == e, "slot " << slot << " listed under expert " << e);
+      if (i > t.expert_offsets[e]) BOOST_TEST(t.expert_slots[i - 1] < slot);
+      ++seen[slot];
+    }
+  BOOST_TEST(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_backend_op_is_bit_identical_to_the_host_routing) {
+  auto b = make_cpu_backend();
+  // k == E included; scale 0.01 makes near-ties, the exact ties are below.
+  for (auto [E, k] : {std::pair{8, 2}, std::pair{16, 4}, std::pair{64, 8}, std::pair{128, 8}, std::pair{5, 5},
+                      std::pair{7, 1}}) {
+    for (float scale : {3.0f, 0.01f}) {
+      const int rows = 41;
+      const std::vector<float> logits = random_logits(rows, E, 77u + E * 3 + k, scale);
+      for (bool renorm : {true, false}) {
+        BOOST_TEST_CONTEXT("E " << E << " k " << k << " scale " << scale << " renormalise " << renorm) {
+          const Routing old = route_top_k(logits, rows, E, k, renorm, {});
+          const RoutingPtr r = route_op(*b, logits, rows, E, k, renorm);
+          BOOST_TEST(r->rows() == rows);
+          BOOST_TEST(r->k() == k);
+          BOOST_TEST(r->host().top.experts == old.experts);
+          BOOST_TEST(same_bits(r->host().top.weights, old.weights));
+          expect_grouping(*r);
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_backend_op_masks_like_the_host_routing) {
+  auto b = make_cpu_backend();
+  const int rows = 30, E = 16, k = 4;
+  const std::vector<float> logits = random_logits(rows, E, 4242u);
+  const Routing plain = route_top_k(logits, rows, E, k, true, {});
+  std::vector<std::vector<int>> masked(rows);
+  for (int row = 0; row < rows; ++row) {
+    if (row % 3 == 0) continue;                           // rows without masks
+    masked[row] = {plain.expert(row, 0), (row * 7) % E};  // the top-1 and another expert
+    if (row % 5 == 0) masked[row].push_back(plain.expert(row, 0));  // duplicates are harmless
+  }
+  masked[4] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};  // exactly k left: all chosen
+  for (bool renorm : {true, false}) {
+    const Routing old = route_top_k(logits, rows, E, k, renorm, masked);
+    const RoutingPtr r = route_op(*b, logits, rows, E, k, renorm, masked);
+    BOOST_TEST(r->host().top.experts == old.experts);
+    BOOST_TEST(same_bits(r->host().top.weights, old.weights));
+    for (int row = 0; row < rows; ++row)
+      for (int e : masked[row]) BOOST_TEST(r->host().top.slot_of(row, e) == -1);
+    expect_grouping(*r);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_backend_op_breaks_exact_ties_by_the_lower_expert_index) {
+  auto b = make_cpu_backend();
+  // Row 0: three-way tie for the top; row 1: all equal (k == E keeps index order); row 2: a tie
+  // at the k-th place between experts 3 and 1 -> 1 wins.
+  const int E = 5;
+  const std::vector<float> logits = {1.0f, 2.0f, 2.0f, 2.0f, 0.5f,  //
+                                     0.0f, 0.0f, 0.0f, 0.0f, 0.0f,  //
+                                     0.0f, 1.0f, 3.0f, 1.0f, -2.0f};
+  const RoutingPtr r2 = route_op(*b, logits, 3, E, 2, true);
+  const Routing& t = r2->host().top;
+  BOOST_TEST(t.expert(0, 0) == 1);
+  BOOST_TEST(t.expert(0, 1) == 2);
+  BOOST_TEST(t.expert(1, 0) == 0);
+  BOOST_TEST(t.expert(1, 1) == 1);
+  BOOST_TEST(t.expert(2, 0) == 2);
+  BOOST_TEST(t.expert(2, 1) == 1);
+  const RoutingPtr all = route_op(*b, logits, 3, E, E, false);
+  for (int j = 0; j < E; ++j) BOOST_TEST(all->host().top.expert(1, j) == j);
+  BOOST_TEST(all->host().top.experts == route_top_k(logits, 3, E, E, false, {}).experts);
+  expect_grouping(*all);
+}
+
+BOOST_AUTO_TEST_CASE(the_backend_op_rejects_non_finite_logits_and_too_few_experts_naming_layer_and_row) {
+  auto b = make_cpu_backend();
+  const int E = 4, k = 2;
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    std::vector<float> logits = {0.1f, 0.2f, 0.3f, 0.4f, 1.0f, 2.0f, 3.0f, 4.0f};
+    logits[6] = bad;
+    try {
+      route_op(*b, logits, 2, E, k, true, {}, 5);
+      BOOST_ERROR("no error for a non-finite logit");
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      BOOST_TEST(what.find("non-finite router logit") != std::string::npos, what);
+      BOOST_TEST(what.find("layer 5, row 1") != std::string::npos, what);
+    }
+  }
+  const std::vector<float> logits = {0.1f, 0.2f, 0.3f, 0.4f, 1.0f, 2.0f, 3.0f, 4.0f};
+  for (const std::vector<std::vector<int>>& masked :
+       {std::vector<std::vector<int>>{{}, {0, 1, 2}}, std::vector<std::vector<int>>{{}, {0, 1, 2, 3}}}) {
+    try {
+      route_op(*b, logits, 2, E, k, false, masked, 3);
+      BOOST_ERROR("no error for too few experts");
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      BOOST_TEST(what.find("fewer than k = 2 experts remain") != std::string::npos, what);
+      BOOST_TEST(what.find("layer 3, row 1") != std::string::npos, what);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(experts_run_from_the_routing_match_hand_built_tasks) {
+  // run_routed_experts (tasks from the routing's grouping) against run_experts with tasks built
+  // the way the engine built them before: per local expert, rows ascending.
+  auto b = make_cpu_backend();
+  const int rows = 9, E = 6, k = 2, H = 4, I = 3;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> d(0.f, 1.f);
+  auto random = [&](int n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+  };
+  std::vector<std::vector<float>> host_w;
+  host_w.reserve(64);  // views point into it
+  std::vector<WeightPtr> weights;
+  auto weight = [&](int r, int c) {
+    host_w.push_back(random(r * c));
+    TensorView v;
+    v.name = "w";
+    v.dtype = DType::F32;
+    v.shape = {r, c};
+    v.data = reinterpret_cast<const std::byte*>(host_w.back().data());
+    weights.push_back(b->upload_weight(v));
+    return weights.back().get();
+  };
+  std::vector<ExpertRef> experts(E);
+  for (int e = 1; e < E - 1; ++e) experts[e] = {weight(I, H), weight(I, H), weight(H, I)};  // 0 and E-1 elsewhere
+  const std::vector<float> xs = random(rows * H);
+  TensorPtr x = b->upload(xs.data(), rows, H);
+  const std::vector<float> logits = random_logits(rows, E, 11u);
+  const RoutingPtr r = route_op(*b, logits, rows, E, k, true);
+  TensorPtr got = b->zeros(rows * k, H);
+  b->run_routed_experts(*x, *r, experts, *got);
+
+  const Routing old = route_top_k(logits, rows, E, k, true, {});
+  std::vector<ExpertTask> tasks;
+  for (int e = 1; e < E - 1; ++e) {
+    ExpertTask t{experts[e].gate, experts[e].up, experts[e].down, {}, {}, {}};
+    for (int row = 0; row < rows; ++row)
+      for (int j = 0; j < k; ++j)
+        if (old.expert(row, j) == e) {
+          t.in_rows.push_back(row);
+          t.out_rows.push_back(row * k + j);
+          t.weights.push_back(old.weights[row * k + j]);
+        }
+    if (!t.in_rows.empty()) tasks.push_back(std::move(t));
+  }
+  TensorPtr want = b->zeros(rows * k, H);
+  b->run_experts(*x, tasks, *want);
+  std::vector<float> g(rows * k * H), w(rows * k * H);
+  b->download(*got, g.data());
+  b->download(*want, w.data());
+  BOOST_TEST(same_bits(g, w));
+  // Slots of experts 0 and E-1 (held elsewhere) stay exactly zero.
+  for (int slot = 0; slot < rows * k; ++slot)
+    if (old.experts[slot] == 0 || old.experts[slot] == E - 1)
+      for (int h = 0; h < H; ++h) BOOST_TEST(g[slot * H + h] == 0.0f);
 }

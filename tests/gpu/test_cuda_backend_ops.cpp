@@ -10,10 +10,13 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
+#include <tuple>
 
 #include "backend/backend_registry.h"
 #include "gpu_skip.h"
 #include "kernels/cuda_backend.h"
+#include "util/error.h"
 #include "util/half_precision.h"
 
 using namespace moetrace;
@@ -315,4 +318,101 @@ BOOST_AUTO_TEST_CASE(bf16_mode_keeps_norms_and_router_in_float32) {
   BOOST_TEST(p.gpu->weight_bytes() == 64u * 4 + 8 * 64 * 4);
   p.gpu->upload_weight(proj.view);
   BOOST_TEST(p.gpu->weight_bytes() == 64u * 4 + 8 * 64 * 4 + 8 * 64 * 2);
+}
+
+namespace {
+
+RouteRequest route_request(int k, bool renorm, const std::vector<std::vector<int>>& masked = {}, int layer = 0) {
+  RouteRequest q;
+  q.layer = layer;
+  q.k = k;
+  q.renormalise = renorm;
+  if (!masked.empty()) {
+    q.mask_offsets.push_back(0);
+    for (const std::vector<int>& m : masked) {
+      q.mask_experts.insert(q.mask_experts.end(), m.begin(), m.end());
+      q.mask_offsets.push_back(static_cast<int>(q.mask_experts.size()));
+    }
+  }
+  return q;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(routing_matches_the_cpu_reference) {
+  Pair p("cuda");
+  // Selections must agree exactly (random logits have margins far above double rounding); weights
+  // to float rounding of the device's double exp. Grouping must be identical (a stable order).
+  for (auto [E, k, rows] : {std::tuple{8, 2, 77}, std::tuple{128, 8, 300}, std::tuple{64, 6, 1}, std::tuple{5, 5, 33},
+                            std::tuple{60, 4, 1000}}) {
+    const auto logits = randn(static_cast<std::size_t>(rows) * E, 2.f);
+    std::vector<std::vector<int>> masked(rows);
+    for (int r = 0; r < rows; ++r)
+      if (r % 4 == 1 && E - k >= 2) masked[r] = {r % E, (r * 3 + 1) % E};
+    for (bool renorm : {true, false})
+      for (bool use_mask : {false, true}) {
+        BOOST_TEST_CONTEXT("E " << E << " k " << k << " rows " << rows << " renorm " << renorm << " mask " << use_mask) {
+          const RouteRequest q = route_request(k, renorm, use_mask ? masked : std::vector<std::vector<int>>{});
+          auto lc = p.cpu->upload(logits.data(), rows, E);
+          auto lg = p.gpu->upload(logits.data(), rows, E);
+          const RoutingPtr rc = p.cpu->route(*lc, q), rg = p.gpu->route(*lg, q);
+          const RoutingTable &tc = rc->host(), &tg = rg->host();
+          BOOST_TEST(tg.top.experts == tc.top.experts);
+          BOOST_TEST(tg.expert_offsets == tc.expert_offsets);
+          BOOST_TEST(tg.expert_slots == tc.expert_slots);
+          CHECK_CLOSE(tg.top.weights, tc.top.weights, 1e-6, "routing weights");
+        }
+      }
+  }
+  // Exact ties: the lower expert index first, as on the CPU.
+  const std::vector<float> ties = {1.f, 2.f, 2.f, 2.f, 0.5f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  auto tg = p.gpu->upload(ties.data(), 2, 5);
+  const RoutingPtr r = p.gpu->route(*tg, route_request(2, true));
+  BOOST_TEST(r->host().top.experts == std::vector<int>({1, 2, 0, 1}));
+}
+
+BOOST_AUTO_TEST_CASE(routing_errors_surface_with_layer_and_row) {
+  Pair p("cuda");
+  std::vector<float> logits = {0.1f, 0.2f, 0.3f, 0.4f, 1.0f, NAN, 3.0f, 4.0f};
+  auto t = p.gpu->upload(logits.data(), 2, 4);
+  const RoutingPtr bad = p.gpu->route(*t, route_request(2, true, {}, 7));
+  try {
+    bad->host();
+    BOOST_ERROR("no error for a NaN logit");
+  } catch (const InputError& e) {
+    BOOST_TEST(std::string(e.what()).find("non-finite router logit at layer 7, row 1") != std::string::npos, e.what());
+  }
+  logits[5] = 2.0f;
+  auto t2 = p.gpu->upload(logits.data(), 2, 4);
+  const RoutingPtr few = p.gpu->route(*t2, route_request(2, true, {{}, {0, 1, 2}}, 3));
+  BOOST_CHECK_THROW(few->host(), InputError);
+}
+
+BOOST_AUTO_TEST_CASE(routed_experts_match_the_cpu_reference) {
+  Pair p("cuda");
+  const int rows = 40, E = 8, k = 2, H = 64, I = 32;
+  std::vector<HostWeight> hw;
+  hw.reserve(3 * E);
+  std::vector<WeightPtr> wc, wg;
+  std::vector<ExpertRef> ec(E), eg(E);
+  for (int e = 0; e < E; ++e) {
+    hw.emplace_back("gate", std::vector<std::int64_t>{I, H}, randn(I * H, 0.1f));
+    hw.emplace_back("up", std::vector<std::int64_t>{I, H}, randn(I * H, 0.1f));
+    hw.emplace_back("down", std::vector<std::int64_t>{H, I}, randn(H * I, 0.1f));
+    for (int j = 0; j < 3; ++j) {
+      wc.push_back(p.cpu->upload_weight(hw[3 * e + j].view));
+      wg.push_back(p.gpu->upload_weight(hw[3 * e + j].view));
+    }
+    if (e == 3) continue;  // an expert held elsewhere
+    ec[e] = {wc[3 * e].get(), wc[3 * e + 1].get(), wc[3 * e + 2].get()};
+    eg[e] = {wg[3 * e].get(), wg[3 * e + 1].get(), wg[3 * e + 2].get()};
+  }
+  const auto x = randn(rows * H), logits = randn(rows * E, 2.f);
+  auto xc = p.cpu->upload(x.data(), rows, H), xg = p.gpu->upload(x.data(), rows, H);
+  auto lc = p.cpu->upload(logits.data(), rows, E), lg = p.gpu->upload(logits.data(), rows, E);
+  const RoutingPtr rc = p.cpu->route(*lc, route_request(k, true)), rg = p.gpu->route(*lg, route_request(k, true));
+  auto oc = p.cpu->zeros(rows * k, H), og = p.gpu->zeros(rows * k, H);
+  p.cpu->run_routed_experts(*xc, *rc, ec, *oc);
+  p.gpu->run_routed_experts(*xg, *rg, eg, *og);
+  CHECK_CLOSE(get(*p.gpu, *og), get(*p.cpu, *oc), kF32, "routed experts");
 }

@@ -8,6 +8,7 @@
 #include <Eigen/Dense>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_routing.h"
 #include "util/error.h"
 
 namespace moetrace {
@@ -244,6 +245,11 @@ class CpuBackend final : public Backend {
     for (int r = 0; r < a.rows(); ++r)
       for (int j = 0; j < per_row; ++j) out[r * per_row + j] = a.row(r).dot(w.row(ids[r * per_row + j]));
     return out;
+  }
+
+  // Routing is implemented in cpu_routing.cpp.
+  RoutingPtr route(const Tensor& logits, const RouteRequest& request) override {
+    return route_on_host(cpu(logits).m.data(), logits.rows(), logits.cols(), request);
   }
 
  private:
