@@ -1,5 +1,6 @@
 // `moetrace run`: the tracing protocol end to end, from a config file to a results file, on one
 // process or on an MPI job of N ranks in EP groups of R (`mpirun -np N moetrace run CONFIG --ep R`).
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 
@@ -46,6 +47,21 @@ double noise_sigma_base(const RunConfig& config, const ModelWeights& weights, co
   return subject_embedding_std(weights.embed, subjects);
 }
 
+// End-of-run statistics: engine calls and layer-token steps (one token through one layer), in all and
+// per usable case, and how often a case was prepared (docs/engine.md, "Engine work per case").
+void report_engine_work(const CaseTracer& tracer, const PipelineSummary& s) {
+  const TracerWork& w = tracer.work();
+  const double n = std::max(1, s.usable_cases);
+  const std::uint64_t steps = w.prepare_steps + w.condition_steps;
+  spdlog::info("engine work on this rank: {} engine calls, {} layer-token steps ({} preparing {} case runs, {} in "
+               "patched conditions); {} preparations reused", w.engine_calls, steps, w.prepare_steps,
+               s.preparations.prepared, w.condition_steps, s.preparations.reused);
+  spdlog::info("per usable case: {:.1f} engine calls, {:.0f} layer-token steps ({:.0f} preparing, {:.0f} in "
+               "conditions, each condition from its first patched layer and position: the protocol's minimum); "
+               "{:.2f} preparations per case (minimum: 1 per noise setting)",
+               w.engine_calls / n, steps / n, w.prepare_steps / n, w.condition_steps / n, s.preparations.prepared / n);
+}
+
 void run(const RunOptions& o, Communicator& world) {
   install_stop_handlers();
   const int N = world.size(), R = o.ep;
@@ -88,7 +104,8 @@ void run(const RunOptions& o, Communicator& world) {
   Engine engine(model, *backend, exchange ? &*exchange : nullptr);
   CaseTracer tracer(engine, config.batch_rows);
 
-  // Only the writing rank has the real file; the others keep an in-memory mirror of its rows.
+  // Only the writing rank has the real file; the others get every stage's table from it and keep a
+  // small in-memory file for the pipeline's summaries (never the per-case rows).
   std::unique_ptr<ResultsFile> results = on_every_rank(world, [&] {
     if (!writer) return std::make_unique<ResultsFile>(fmt::format("scratch-rank-{}.h5", world.rank()), ResultsFile::Mode::Scratch);
     auto f = std::make_unique<ResultsFile>(out, o.resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
@@ -102,11 +119,11 @@ void run(const RunOptions& o, Communicator& world) {
     return f;
   });
 
-  // Between rows: save on schedule; a stop signal ends the run with everything computed so far saved.
+  // Between chunks: save on schedule; a stop signal ends the run with everything computed so far saved.
   auto checkpoint = [&] { results->flush_if_due(config.checkpoint_every_s); };
   std::unique_ptr<RowExecutor> executor;
   if (N == 1) {
-    executor = std::make_unique<LocalRowExecutor>(*results, config.progress_every_s, [&] {
+    executor = std::make_unique<LocalRowExecutor>(*results, config.chunk_tokens, config.progress_every_s, [&] {
       if (stop_requested()) {
         results->flush();
         throw StopRequested();
@@ -114,13 +131,14 @@ void run(const RunOptions& o, Communicator& world) {
       checkpoint();
     });
   } else {
-    executor = std::make_unique<DistributedRowExecutor>(world, *group, *leaders, *results, config.progress_every_s,
-                                                        checkpoint);
+    executor = std::make_unique<DistributedRowExecutor>(world, *group, *leaders, *results, config.chunk_tokens,
+                                                        config.progress_every_s, checkpoint);
   }
   TracingPipeline pipeline(config, tracer, *builder, sigma_base, *results, *executor);
   const PipelineSummary s = pipeline.run(records);
-  spdlog::info("done: {} cases, layer {}, expert {}; {} layer-token steps on rank 0. Results: {}  (tables: moetrace "
-               "report {})", s.usable_cases, s.selected_layer, s.selected_expert, engine.layer_token_steps(), out, out);
+  spdlog::info("done: {} cases, layer {}, expert {}. Results: {}  (tables: moetrace report {})", s.usable_cases,
+               s.selected_layer, s.selected_expert, out, out);
+  report_engine_work(tracer, s);
   if (exchange) {
     const double steps = static_cast<double>(engine.layer_token_steps());
     spdlog::info("expert exchange on rank 0: {} combine calls (MoE layer steps), {} bytes sent, {} bytes received "

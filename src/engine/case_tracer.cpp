@@ -16,7 +16,7 @@ TracedCase CaseTracer::prepare(const Prompt& prompt, std::vector<std::vector<flo
   clean.record = RecordLevel::Full;
   clean.readout = clean_readout;
   clean.deactivation = deactivation;
-  tc.clean = std::move(engine_.run({clean}).front());
+  tc.clean = std::move(run_batched({clean}, work_.prepare_steps).front());
 
   std::vector<StreamSpec> noised;
   for (const auto& n : tc.noise) {
@@ -29,8 +29,66 @@ TracedCase CaseTracer::prepare(const Prompt& prompt, std::vector<std::vector<flo
     s.record = noised_level;
     noised.push_back(s);
   }
-  if (!noised.empty()) tc.noised = engine_.run(noised);
+  if (!noised.empty()) tc.noised = run_batched(noised, work_.prepare_steps);
   return tc;
+}
+
+std::vector<TracedCase> CaseTracer::prepare_batch(std::vector<PrepareRequest> requests) {
+  std::vector<TracedCase> cases(requests.size());  // sized once: the specs point into it
+  std::vector<StreamSpec> clean;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    cases[i].prompt = std::move(requests[i].prompt);
+    cases[i].noise = std::move(requests[i].noise);
+    StreamSpec s;
+    s.prompt = &cases[i].prompt;
+    s.record = RecordLevel::Full;
+    clean.push_back(s);
+  }
+  std::vector<StreamOutput> out = run_batched(clean, work_.prepare_steps);
+  for (std::size_t i = 0; i < cases.size(); ++i) cases[i].clean = std::move(out[i]);
+
+  std::vector<StreamSpec> noised;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const TracedCase& tc = cases[i];
+    for (const auto& n : tc.noise) {
+      StreamSpec s;
+      s.prompt = &tc.prompt;
+      s.start_pos = tc.prompt.subject_begin;
+      s.base = s.start_pos > 0 ? tc.clean.record.get() : nullptr;
+      s.noise = &n;
+      s.record = requests[i].noised_level;
+      noised.push_back(s);
+    }
+  }
+  out = run_batched(noised, work_.prepare_steps);
+  std::size_t k = 0;
+  for (TracedCase& tc : cases)
+    for (std::size_t j = 0; j < tc.noise.size(); ++j) tc.noised.push_back(std::move(out[k++]));
+  return cases;
+}
+
+std::vector<StreamOutput> CaseTracer::run_batched(const std::vector<StreamSpec>& streams, std::uint64_t& steps) {
+  std::vector<StreamOutput> out;
+  out.reserve(streams.size());
+  std::vector<StreamSpec> batch;
+  int rows = 0;
+  auto flush = [&] {
+    ++work_.engine_calls;
+    work_.streams += batch.size();
+    const std::uint64_t before = engine_.layer_token_steps();
+    for (StreamOutput& o : engine_.run(batch)) out.push_back(std::move(o));
+    steps += engine_.layer_token_steps() - before;
+    batch.clear();
+    rows = 0;
+  };
+  for (const StreamSpec& s : streams) {
+    const int n = s.prompt->num_tokens() - s.start_pos;
+    if (!batch.empty() && rows + n > max_batch_rows_) flush();
+    batch.push_back(s);
+    rows += n;
+  }
+  if (!batch.empty()) flush();
+  return out;
 }
 
 StreamSpec CaseTracer::stream_for(const PatchedRun& run, PatchMode mode) {
@@ -51,23 +109,12 @@ StreamSpec CaseTracer::stream_for(const PatchedRun& run, PatchMode mode) {
 }
 
 std::vector<float> CaseTracer::evaluate(const std::vector<PatchedRun>& runs, PatchMode mode) {
+  std::vector<StreamSpec> streams;
+  streams.reserve(runs.size());
+  for (const PatchedRun& run : runs) streams.push_back(stream_for(run, mode));
   std::vector<float> contrasts;
   contrasts.reserve(runs.size());
-  std::vector<StreamSpec> batch;
-  int rows = 0;
-  auto flush = [&] {
-    for (const StreamOutput& o : engine_.run(batch)) contrasts.push_back(o.contrast);
-    batch.clear();
-    rows = 0;
-  };
-  for (const PatchedRun& run : runs) {
-    StreamSpec s = stream_for(run, mode);
-    const int n = s.prompt->num_tokens() - s.start_pos;
-    if (!batch.empty() && rows + n > max_batch_rows_) flush();
-    batch.push_back(s);
-    rows += n;
-  }
-  if (!batch.empty()) flush();
+  for (const StreamOutput& o : run_batched(streams, work_.condition_steps)) contrasts.push_back(o.contrast);
   return contrasts;
 }
 

@@ -2,6 +2,7 @@
 // Case-level tracing on top of the engine: one clean run (fully recorded), one noised run per
 // noise sample (recorded as a base to continue from), then any number of patched conditions,
 // evaluated either on the fast path or by full recomputation.
+#include <cstdint>
 #include <vector>
 
 #include "engine/forward.h"
@@ -18,6 +19,21 @@ struct TracedCase {
   StreamOutput clean;                     // RecordLevel::Full
   std::vector<std::vector<float>> noise;  // per sample: [(s1 - s0) * H]
   std::vector<StreamOutput> noised;       // per sample: RecordLevel::Base, with its contrast
+};
+
+// What prepare_batch needs of one case.
+struct PrepareRequest {
+  Prompt prompt;
+  std::vector<std::vector<float>> noise;  // per sample: [(s1 - s0) * H]
+  RecordLevel noised_level = RecordLevel::Base;
+};
+
+// Engine work done through a tracer (a unit of the end-of-run statistics).
+struct TracerWork {
+  std::uint64_t engine_calls = 0;
+  std::uint64_t streams = 0;
+  std::uint64_t prepare_steps = 0;    // layer-token steps of clean and noised runs
+  std::uint64_t condition_steps = 0;  // layer-token steps of patched runs
 };
 
 // One patched run to evaluate: condition `condition` on noise sample `sample` of a case.
@@ -38,7 +54,13 @@ class CaseTracer {
                      Readout clean_readout = Readout::Contrast, const Deactivation* deactivation = nullptr,
                      RecordLevel noised_level = RecordLevel::Base);
 
+  // prepare() for many cases in as few engine calls as max_batch_rows allows: every clean run in
+  // one call, then every noised run in one call. Each case's results are exactly those of prepare()
+  // (the backend computes every token row independently of the rows it shares a call with).
+  std::vector<TracedCase> prepare_batch(std::vector<PrepareRequest> requests);
+
   Engine& engine() { return engine_; }
+  const TracerWork& work() const { return work_; }
 
   // Contrast of every run, in order.
   std::vector<float> evaluate(const std::vector<PatchedRun>& runs, PatchMode mode);
@@ -47,8 +69,13 @@ class CaseTracer {
   static StreamSpec stream_for(const PatchedRun& run, PatchMode mode);
 
  private:
+  // engine_.run over `streams`, split into calls of at most max_batch_rows token rows.
+  // `steps` accumulates the layer-token steps of the calls.
+  std::vector<StreamOutput> run_batched(const std::vector<StreamSpec>& streams, std::uint64_t& steps);
+
   Engine& engine_;
   int max_batch_rows_;
+  TracerWork work_;
 };
 
 }  // namespace moetrace

@@ -2,24 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 #include <unordered_map>
 
 #include "protocols/selection.h"
-#include "util/counter_rng.h"
 #include "util/error.h"
 #include "util/logging.h"
 #include "util/progress.h"
 
 namespace moetrace {
-
-std::vector<float> subject_noise(std::uint64_t seed, std::int64_t case_id, int sample, int n, int hidden,
-                                 double sigma) {
-  std::vector<float> out(static_cast<std::size_t>(n) * hidden);
-  NoiseStream(seed, static_cast<std::uint64_t>(case_id), static_cast<std::uint32_t>(sample))
-      .fill_normal(out.data(), out.size(), sigma);
-  return out;
-}
 
 bool passes_filter(FilterKind filter, double d_clean, double d_noised) {
   const double min_clean = filter == FilterKind::Strict ? 1.0 : 0.5;
@@ -27,17 +17,9 @@ bool passes_filter(FilterKind filter, double d_clean, double d_noised) {
   return d_clean >= min_clean && d_clean - d_noised >= min_drop;
 }
 
-CaseScanner::CaseScanner(const RunConfig& config, CaseTracer& tracer, const CaseBuilder& builder, double sigma_base)
-    : config_(config), tracer_(tracer), builder_(builder), sigma_base_(sigma_base) {}
-
-TracedCase CaseScanner::prepare(const UsableCase& c, double multiplier, RecordLevel noised_level) const {
-  const int n = c.prompt.subject_end - c.prompt.subject_begin;
-  const int H = tracer_.engine().model().config.hidden_size;
-  std::vector<std::vector<float>> noise;
-  for (int s = 0; s < config_.noise_samples; ++s)
-    noise.push_back(subject_noise(config_.noise_seed, c.record.case_id, s, n, H, sigma_base_ * multiplier));
-  return tracer_.prepare(c.prompt, std::move(noise), Readout::Contrast, nullptr, noised_level);
-}
+CaseScanner::CaseScanner(const RunConfig& config, const CaseBuilder& builder, PreparedCases& prepared,
+                         double sigma_base)
+    : config_(config), builder_(builder), prepared_(prepared), sigma_base_(sigma_base) {}
 
 ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings,
                              RowExecutor& executor) const {
@@ -79,40 +61,51 @@ ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, cons
     result.skipped_cases.emplace_back(id, reason);
   };
   // Records are built (tokenised) here, cheaply; their clean and noised passes are the expensive part
-  // and go through the executor in chunks. The chunk size only affects how far past the target the
-  // scan may compute: usable cases are always taken in record order, so the result does not depend on it.
-  const std::size_t chunk = 64;  // records per executor call
+  // and go through the executor in chunks, their contrasts stored per position in `order`. The
+  // records considered per round depend only on how many usable cases are still missing, so the
+  // stored table is the same whatever the chunk size, rank count or restarts.
+  const std::size_t round = 64;  // records per executor call
   struct Candidate {
     UsableCase c;
     std::string skip_reason;  // set when the record cannot be built into a prompt
   };
+  const std::vector<RowOutput> outputs{{fmt::format("{}/multiplier_{}", layout::kScan, settings.noise_multiplier), 2}};
   for (std::size_t pos = 0; pos < order.size() && result.cases.size() < target;) {
-    // Never more than the cases still missing (but at least a few): the tail of a chunk past the
+    // Never more than the cases still missing (but at least a few): the tail of a round past the
     // target is computed for nothing.
-    const std::size_t n = std::min(order.size() - pos, std::clamp<std::size_t>(target - result.cases.size(), 8, chunk));
+    const std::size_t n = std::min(order.size() - pos, std::clamp<std::size_t>(target - result.cases.size(), 8, round));
     std::vector<Candidate> pending;
-    std::vector<int> to_run;
+    std::vector<int> to_run;  // positions in `order`
     for (std::size_t j = pos; j < pos + n; ++j) {
       const CounterFactRecord& rec = records[order[j]];
       BuiltCase built = builder_.build(rec);
       if (!built.skip_reason.empty() && explicit_ids)
         fail_input("case {} of the explicit case list cannot be used: {}", rec.case_id, built.skip_reason);
-      if (built.skip_reason.empty()) to_run.push_back(static_cast<int>(pending.size()));
+      if (built.skip_reason.empty()) to_run.push_back(static_cast<int>(j));
       pending.push_back({UsableCase{rec, built.prompt_text, built.prompt, NAN, NAN,
                                     explicit_ids ? fixed_split[j] : Split::Discovery},
                          built.skip_reason});
     }
-    pos += n;
-    const auto contrasts = executor.map("case scan", to_run, [&](int j) {
-      const TracedCase tc = prepare(pending[j].c, settings.noise_multiplier);
-      double sum = 0;
-      for (const StreamOutput& o : tc.noised) sum += o.contrast;
-      return std::vector<double>{tc.clean.contrast, sum / static_cast<double>(tc.noised.size())};
-    });
-    for (std::size_t r = 0; r < to_run.size(); ++r) {
-      pending[to_run[r]].c.d_clean = contrasts[r][0];
-      pending[to_run[r]].c.d_noised = contrasts[r][1];
+    auto candidate = [&](int position) -> Candidate& { return pending[static_cast<std::size_t>(position) - pos]; };
+    executor.set_row_cost([&](int position) { return static_cast<double>(candidate(position).c.prompt.num_tokens()); });
+    const Matrix2 contrasts = executor.run_rows(
+        "", static_cast<int>(order.size()), to_run, outputs, [&](const std::vector<int>& positions) {
+          std::vector<const UsableCase*> chunk;
+          for (int p : positions) chunk.push_back(&candidate(p).c);
+          std::vector<std::vector<double>> rows;
+          for (const auto& tc : prepared_.get(chunk, settings.noise_multiplier, RecordLevel::Base)) {
+            double sum = 0;
+            for (const StreamOutput& o : tc->noised) sum += o.contrast;
+            rows.push_back({tc->clean.contrast, sum / static_cast<double>(tc->noised.size())});
+          }
+          return rows;
+        });
+    executor.set_row_cost(nullptr);
+    for (int p : to_run) {
+      candidate(p).c.d_clean = contrasts.at(p, 0);
+      candidate(p).c.d_noised = contrasts.at(p, 1);
     }
+    pos += n;
     for (Candidate& p : pending) {
       if (result.cases.size() >= target) break;
       ++result.records_seen;

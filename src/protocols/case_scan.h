@@ -9,6 +9,7 @@
 
 #include "engine/case_tracer.h"
 #include "protocols/counterfact.h"
+#include "protocols/prepared_cases.h"
 #include "protocols/row_executor.h"
 #include "protocols/run_config.h"
 
@@ -47,11 +48,6 @@ struct ScanResult {
   double sigma = 0;
 };
 
-// Noise of one (case, sample): sigma * z, z from the counter-based generator keyed by
-// (seed, case_id, sample); [(s1 - s0) * hidden] floats.
-std::vector<float> subject_noise(std::uint64_t seed, std::int64_t case_id, int sample, int num_subject_tokens,
-                                 int hidden, double sigma);
-
 struct ScanSettings {
   double noise_multiplier = 3.0;
   FilterKind filter = FilterKind::Strict;
@@ -64,19 +60,19 @@ bool passes_filter(FilterKind filter, double d_clean, double d_noised);
 
 class CaseScanner {
  public:
-  CaseScanner(const RunConfig& config, CaseTracer& tracer, const CaseBuilder& builder, double sigma_base);
+  CaseScanner(const RunConfig& config, const CaseBuilder& builder, PreparedCases& prepared, double sigma_base);
   // Scans the records (explicit case ids or shuffle-and-scan) until enough usable cases.
-  // The clean and noised passes run through `executor`, in chunks, in record order.
+  // The clean and noised passes run through `executor`, in chunks; their contrasts are stored per
+  // record (results layout kScan, one table per noise multiplier), so a resumed scan computes only
+  // records not yet seen. Usable cases are taken in record order, so the result does not depend on
+  // the chunking.
   ScanResult scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings,
                   RowExecutor& executor) const;
-  // Re-runs the clean and noised passes of a usable case (for the later stages).
-  TracedCase prepare(const UsableCase& c, double noise_multiplier,
-                     RecordLevel noised_level = RecordLevel::Base) const;
 
  private:
   const RunConfig& config_;
-  CaseTracer& tracer_;
   const CaseBuilder& builder_;
+  PreparedCases& prepared_;
   double sigma_base_;  // sigma for multiplier 1
 };
 

@@ -1,8 +1,14 @@
 #pragma once
 // How the pipeline's per-case work is executed and stored. The pipeline says *what* to compute
-// for each row (case); an executor decides *where*: in this process (LocalRowExecutor), or spread
-// over MPI ranks by a coordinator (the distributed executor). Either way every rank gets every
-// row back, so the selections made from them are identical everywhere.
+// for a chunk of rows (cases); an executor decides *where*: in this process (LocalRowExecutor),
+// or spread over MPI ranks by a coordinator (the distributed executor). Either way every rank gets
+// every row back, so the selections made from them are identical everywhere.
+//
+// The unit of work is a chunk: rows still to do, costliest first (by token rows, from
+// set_row_cost), grouped while their token rows add up to at most `chunk_tokens` (at least one row
+// per chunk). A chunk's cases are prepared and evaluated in a few batched engine calls. Every row
+// is a deterministic function of its case, so neither the chunking nor where a chunk runs can
+// change a result.
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,44 +24,55 @@ struct RowOutput {
   int width = 1;
 };
 
-using RowFunction = std::function<std::vector<double>(int row)>;
+// The values of every row of a chunk (outputs concatenated), in the order of `rows`.
+using ChunkFunction = std::function<std::vector<std::vector<double>>(const std::vector<int>& rows)>;
 
 class RowExecutor {
  public:
   virtual ~RowExecutor() = default;
-  // Rows not yet marked done in the results file are computed with `compute` (which returns the
-  // outputs concatenated) and stored; returns all rows of all outputs, concatenated per row.
-  virtual Matrix2 run(const std::string& label, int rows, const std::vector<RowOutput>& outputs,
-                      const RowFunction& compute) = 0;
-  // Distributed executors hand rows of run() out costliest first (e.g. longest prompt); optional.
-  virtual void set_row_cost(std::function<double(int)>) {}
-  // Computes rows without storing them (the case scan, robustness reruns); results in row order.
-  // The caller reports progress.
-  virtual std::vector<std::vector<double>> map(const std::string& label, const std::vector<int>& rows,
-                                               const RowFunction& compute) = 0;
+  // Rows of `subset` (of a table of `rows` rows) not yet marked done in the results file are
+  // computed in chunks and handed to the results file; returns the whole table (rows done before
+  // included, rows outside `subset` that were never computed NaN), identical on every rank.
+  virtual Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset,
+                           const std::vector<RowOutput>& outputs, const ChunkFunction& compute) = 0;
+  // run_rows over every row.
+  Matrix2 run(const std::string& label, int rows, const std::vector<RowOutput>& outputs, const ChunkFunction& compute);
+  // Token rows of a row (chunk sizing; distributed executors also hand the costliest out first).
+  // Without one, every row counts as one token row.
+  void set_row_cost(std::function<double(int)> cost) { cost_ = std::move(cost); }
+
+ protected:
+  explicit RowExecutor(int chunk_tokens) : chunk_tokens_(chunk_tokens) {}
+  // Rows in chunks: costliest first (ties in row order), each chunk at most chunk_tokens_ token rows.
+  std::vector<std::vector<int>> make_chunks(std::vector<int> rows) const;
+
+  int chunk_tokens_;
+  std::function<double(int)> cost_;
 };
 
 // Runs everything in this process, logging progress and checkpointing the results file.
 class LocalRowExecutor final : public RowExecutor {
  public:
-  // `between_rows` is called after every computed row (checkpointing, stop signals).
-  LocalRowExecutor(ResultsFile& results, double progress_every_s, std::function<void()> between_rows);
-  Matrix2 run(const std::string& label, int rows, const std::vector<RowOutput>& outputs,
-              const RowFunction& compute) override;
-  std::vector<std::vector<double>> map(const std::string& label, const std::vector<int>& rows,
-                                       const RowFunction& compute) override;
+  // `between_chunks` is called after every computed chunk (checkpointing, stop signals).
+  LocalRowExecutor(ResultsFile& results, int chunk_tokens, double progress_every_s, std::function<void()> between_chunks);
+  Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset,
+                   const std::vector<RowOutput>& outputs, const ChunkFunction& compute) override;
 
  private:
   ResultsFile& results_;
   double progress_every_s_;
-  std::function<void()> between_rows_;
+  std::function<void()> between_chunks_;
 };
 
-// Creates the outputs' datasets when missing; returns the rows still to do.
-std::vector<int> rows_to_do(ResultsFile& results, int rows, const std::vector<RowOutput>& outputs);
-// Writes one computed row into its outputs (values first, done flags last).
-void store_row(ResultsFile& results, int row, const std::vector<RowOutput>& outputs, const std::vector<double>& values);
-// Reads every output back, concatenated per row.
-Matrix2 load_rows(ResultsFile& results, int rows, const std::vector<RowOutput>& outputs);
+// The rows of a table already in the results file, read once when a stage starts (a resumed run).
+struct StoredRows {
+  Matrix2 values;          // NaN where not done
+  std::vector<bool> done;  // per row: every output done
+};
+// Creates the outputs' datasets when missing and reads the rows already done.
+StoredRows open_rows(ResultsFile& results, int rows, const std::vector<RowOutput>& outputs);
+// Writes one computed row into its outputs (values first, done flags last) and into `table`.
+void store_row(ResultsFile& results, int row, const std::vector<RowOutput>& outputs, const std::vector<double>& values,
+               Matrix2& table);
 
 }  // namespace moetrace

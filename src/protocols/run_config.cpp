@@ -108,6 +108,18 @@ class TableReader {
 
 }  // namespace
 
+const char* coalition_name(CoalitionSet s) { return s == CoalitionSet::Union ? "union" : "clean_topk"; }
+
+const char* site_name(Site s) {
+  switch (s) {
+    case Site::Hidden: return "hidden";
+    case Site::Attn: return "attn";
+    case Site::Moe: return "moe";
+    case Site::Experts: return "experts";
+  }
+  return "?";
+}
+
 RunConfig parse_run_config(const std::string& text, const std::filesystem::path& origin) {
   const std::string o = origin.string();
   toml::table root;
@@ -163,9 +175,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   noise.reject_unknown();
 
   auto sweep = table("layer_sweep");
-  sweep.string("site", c.sweep_site);
-  if (c.sweep_site != "hidden" && c.sweep_site != "attn" && c.sweep_site != "moe")
-    fail_input("{} = '{}' is not one of: hidden, attn, moe", sweep.where("site"), c.sweep_site);
+  sweep.choice("site", c.sweep_site, {{"hidden", Site::Hidden}, {"attn", Site::Attn}, {"moe", Site::Moe}});
   sweep.choice("positions", c.sweep_positions,
                {{"final", SweepPositions::Final}, {"last_subject", SweepPositions::LastSubject}, {"subject", SweepPositions::Subject}});
   sweep.integer("window", c.sweep_window, 1);
@@ -179,9 +189,16 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   experts.reject_unknown();
 
   auto coal = table("coalitions");
-  coal.array("sets", c.coalitions);
-  for (const auto& s : c.coalitions)
-    if (s != "clean_topk" && s != "union") fail_input("{}: '{}' is not one of: clean_topk, union", coal.where("sets"), s);
+  std::vector<std::string> sets;
+  coal.array("sets", sets);
+  if (coal.get("sets")) {
+    c.coalitions.clear();
+    for (const auto& s : sets) {
+      if (s == "clean_topk") c.coalitions.push_back(CoalitionSet::CleanTopk);
+      else if (s == "union") c.coalitions.push_back(CoalitionSet::Union);
+      else fail_input("{}: '{}' is not one of: clean_topk, union", coal.where("sets"), s);
+    }
+  }
   coal.reject_unknown();
 
   auto stats = table("statistics");
@@ -205,6 +222,8 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
 
   auto run = table("run");
   run.integer("batch_rows", c.batch_rows, 1);
+  run.integer("chunk_tokens", c.chunk_tokens, 1);
+  run.integer("prepared_cache_mib", c.prepared_cache_mib, 0);
   run.integer("progress_every_s", c.progress_every_s, 1);
   run.integer("checkpoint_every_s", c.checkpoint_every_s, 0);
   run.reject_unknown();

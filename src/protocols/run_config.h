@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/intervention.h"          // Site
 #include "tokenizer/protocol_tokens.h"  // ObjectRule
 
 namespace moetrace {
@@ -15,6 +16,11 @@ enum class FilterKind { Strict, Relaxed };
 enum class SigmaRule { EmbeddingStd, SubjectStd };
 enum class SweepPositions { Final, LastSubject, Subject };
 enum class ExpertMode { SelectedLayer, AllLayers };
+// The expert sets of [coalitions] sets: "clean_topk" (the clean run's routed experts) or "union"
+// (clean-routed and own-routed). The name is what the results file and reports show.
+enum class CoalitionSet { CleanTopk, Union };
+const char* coalition_name(CoalitionSet s);
+const char* site_name(Site s);
 
 struct RunConfig {
   std::string source_text;  // the TOML as given (stored in results for provenance)
@@ -46,7 +52,7 @@ struct RunConfig {
   std::uint64_t noise_seed = 0;
 
   // [layer_sweep]
-  std::string sweep_site = "moe";  // hidden | attn | moe
+  Site sweep_site = Site::Moe;  // hidden | attn | moe
   SweepPositions sweep_positions = SweepPositions::Final;
   int sweep_window = 1;
 
@@ -57,7 +63,7 @@ struct RunConfig {
   std::uint64_t control_seed = 0;
 
   // [coalitions]
-  std::vector<std::string> coalitions{"clean_topk", "union"};
+  std::vector<CoalitionSet> coalitions{CoalitionSet::CleanTopk, CoalitionSet::Union};
 
   // [statistics]
   int bootstrap_resamples = 5000;
@@ -75,6 +81,11 @@ struct RunConfig {
 
   // [run]
   int batch_rows = 4096;
+  // Cases per unit of work are chosen by token rows: a chunk holds cases until their prompts add
+  // up to chunk_tokens (at least one case). Results never depend on it (docs/engine.md).
+  int chunk_tokens = 1024;
+  // Prepared clean/noised runs kept between stages (MiB of records); 0 prepares every stage anew.
+  int prepared_cache_mib = 2048;
   int progress_every_s = 10;
   int checkpoint_every_s = 30;  // results snapshot interval (a killed run loses at most this)
 };

@@ -9,12 +9,6 @@
 namespace moetrace {
 namespace {
 
-Site parse_site(const std::string& s) {
-  if (s == "hidden") return Site::Hidden;
-  if (s == "attn") return Site::Attn;
-  return Site::Moe;
-}
-
 // ||c_e(clean) - c_e(noised)|| at (layer, position); c_e = 0 where e is not routed.
 double delta_norm(Backend& b, const RunRecord& clean, const RunRecord& noised, int layer, int pos, int e, int H) {
   std::vector<float> delta(H, 0.0f), row(H);
@@ -50,88 +44,136 @@ std::vector<int> Sweeps::sweep_positions(const Prompt& p) const {
   return {};
 }
 
-std::vector<double> Sweeps::rescues(const TracedCase& tc, const std::vector<Condition>& conditions) const {
-  const int S = static_cast<int>(tc.noised.size());
+std::vector<std::vector<double>> Sweeps::rescues(const Chunk& cases,
+                                                 const std::vector<std::vector<Condition>>& conditions) const {
+  MOETRACE_ASSERT(cases.size() == conditions.size(), "one condition list per case");
   std::vector<PatchedRun> runs;
-  for (int s = 0; s < S; ++s)
-    for (const Condition& c : conditions) runs.push_back({&tc, s, &c});
+  for (std::size_t c = 0; c < cases.size(); ++c)
+    for (int s = 0; s < static_cast<int>(cases[c]->noised.size()); ++s)
+      for (const Condition& cond : conditions[c]) runs.push_back({cases[c], s, &cond});
   const std::vector<float> d = tracer_.evaluate(runs, PatchMode::FastPath);
-  std::vector<double> out(conditions.size(), 0.0);
-  for (int s = 0; s < S; ++s)
-    for (std::size_t i = 0; i < conditions.size(); ++i)
-      out[i] += (static_cast<double>(d[s * conditions.size() + i]) - tc.noised[s].contrast) / S;
+  std::vector<std::vector<double>> out(cases.size());
+  std::size_t k = 0;
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const TracedCase& tc = *cases[c];
+    const int S = static_cast<int>(tc.noised.size());
+    out[c].assign(conditions[c].size(), 0.0);
+    for (int s = 0; s < S; ++s)
+      for (std::size_t i = 0; i < conditions[c].size(); ++i)
+        out[c][i] += (static_cast<double>(d[k++]) - tc.noised[s].contrast) / S;
+  }
   return out;
 }
 
-std::vector<double> Sweeps::layer_sweep(const TracedCase& tc) const {
+std::vector<std::vector<double>> Sweeps::layer_sweep(const Chunk& cases) const {
   const int L = tracer_.engine().model().config.num_layers;
-  std::vector<Condition> conds;
-  for (int l = 0; l < L; ++l)
-    conds.push_back(restore_window(parse_site(config_.sweep_site), l, config_.sweep_window, L, sweep_positions(tc.prompt)));
-  return rescues(tc, conds);
+  std::vector<std::vector<Condition>> conds(cases.size());
+  for (std::size_t c = 0; c < cases.size(); ++c)
+    for (int l = 0; l < L; ++l)
+      conds[c].push_back(restore_window(config_.sweep_site, l, config_.sweep_window, L, sweep_positions(cases[c]->prompt)));
+  return rescues(cases, conds);
 }
 
-ExpertRow Sweeps::expert_layer(const TracedCase& tc, int layer) const {
-  const ModelConfig& c = tracer_.engine().model().config;
-  const int last = tc.prompt.num_tokens() - 1;
-  const Routing& routing = tc.clean.record->layers[layer].routing;
-  ExpertRow row{std::vector<double>(c.num_experts, NAN), std::vector<double>(c.num_experts, 0.0),
-                std::vector<double>(c.num_experts, 0.0)};
-  std::vector<Condition> conds;
-  std::vector<int> experts;
-  for (int j = 0; j < c.top_k; ++j) {
-    const int e = routing.expert(last, j);
-    row.clean_active[e] = 1;
-    row.clean_weight[e] = routing.weights[last * c.top_k + j];
-    experts.push_back(e);
-    conds.push_back(restore_experts(layer, {last}, ExpertSet::Listed, {e}));
-  }
-  const std::vector<double> r = rescues(tc, conds);
-  for (std::size_t i = 0; i < experts.size(); ++i) row.rescue[experts[i]] = r[i];
-  return row;
-}
-
-std::pair<double, double> Sweeps::equal_norm(const TracedCase& tc, int layer, int expert, int control) const {
-  const int H = tracer_.engine().model().config.hidden_size, last = tc.prompt.num_tokens() - 1;
-  const int S = static_cast<int>(tc.noised.size());
-  std::vector<Condition> conds;
-  for (int s = 0; s < S; ++s) {
-    MOETRACE_ASSERT(tc.noised[s].record && tc.noised[s].record->level == RecordLevel::Full,
-                    "equal-norm controls need fully recorded noised runs");
-    Backend& b = tracer_.engine().backend();
-    const double n1 = delta_norm(b, *tc.clean.record, *tc.noised[s].record, layer, last, expert, H);
-    const double n2 = delta_norm(b, *tc.clean.record, *tc.noised[s].record, layer, last, control, H);
-    const double target = std::min(n1, n2);
-    for (auto [e, n] : {std::pair{expert, n1}, std::pair{control, n2}}) {
-      Condition c = restore_experts(layer, {last}, ExpertSet::Listed, {e});
-      c.patches[0].scale = n > 0 ? static_cast<float>(target / n) : 0.0f;
-      conds.push_back(std::move(c));
+std::vector<std::vector<ExpertRow>> Sweeps::expert_layers(const Chunk& cases, const std::vector<int>& layers) const {
+  const ModelConfig& mc = tracer_.engine().model().config;
+  std::vector<std::vector<ExpertRow>> rows(cases.size());
+  std::vector<std::vector<Condition>> conds(cases.size());
+  std::vector<std::vector<std::pair<int, int>>> where(cases.size());  // condition -> (layer index, expert)
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const TracedCase& tc = *cases[c];
+    const int last = tc.prompt.num_tokens() - 1;
+    for (std::size_t li = 0; li < layers.size(); ++li) {
+      const int layer = layers[li];
+      const Routing& routing = tc.clean.record->layers[layer].routing;
+      ExpertRow row{std::vector<double>(mc.num_experts, NAN), std::vector<double>(mc.num_experts, 0.0),
+                    std::vector<double>(mc.num_experts, 0.0)};
+      for (int j = 0; j < mc.top_k; ++j) {
+        const int e = routing.expert(last, j);
+        row.clean_active[e] = 1;
+        row.clean_weight[e] = routing.weights[last * mc.top_k + j];
+        conds[c].push_back(restore_experts(layer, {last}, ExpertSet::Listed, {e}));
+        where[c].emplace_back(static_cast<int>(li), e);
+      }
+      rows[c].push_back(std::move(row));
     }
   }
+  const auto r = rescues(cases, conds);
+  for (std::size_t c = 0; c < cases.size(); ++c)
+    for (std::size_t i = 0; i < where[c].size(); ++i) rows[c][where[c][i].first].rescue[where[c][i].second] = r[c][i];
+  return rows;
+}
+
+std::vector<std::pair<double, double>> Sweeps::equal_norm(const std::vector<EqualNormRequest>& requests, int layer) const {
+  const int H = tracer_.engine().model().config.hidden_size;
+  Backend& b = tracer_.engine().backend();
   // Each sample has its own scales, so runs are built per sample rather than through rescues().
+  std::vector<Condition> conds;
   std::vector<PatchedRun> runs;
-  for (int s = 0; s < S; ++s)
-    for (int j = 0; j < 2; ++j) runs.push_back({&tc, s, &conds[2 * s + j]});
+  for (const EqualNormRequest& q : requests) {
+    const TracedCase& tc = *q.traced;
+    const int last = tc.prompt.num_tokens() - 1;
+    for (int s = 0; s < static_cast<int>(tc.noised.size()); ++s) {
+      MOETRACE_ASSERT(tc.noised[s].record && tc.noised[s].record->level == RecordLevel::Full,
+                      "equal-norm controls need fully recorded noised runs");
+      const double n1 = delta_norm(b, *tc.clean.record, *tc.noised[s].record, layer, last, q.expert, H);
+      const double n2 = delta_norm(b, *tc.clean.record, *tc.noised[s].record, layer, last, q.control, H);
+      const double target = std::min(n1, n2);
+      for (auto [e, n] : {std::pair{q.expert, n1}, std::pair{q.control, n2}}) {
+        Condition c = restore_experts(layer, {last}, ExpertSet::Listed, {e});
+        c.patches[0].scale = n > 0 ? static_cast<float>(target / n) : 0.0f;
+        conds.push_back(std::move(c));
+      }
+    }
+  }
+  std::size_t k = 0;
+  for (const EqualNormRequest& q : requests)
+    for (int s = 0; s < static_cast<int>(q.traced->noised.size()); ++s)
+      for (int j = 0; j < 2; ++j) runs.push_back({q.traced, s, &conds[k++]});
   const std::vector<float> d = tracer_.evaluate(runs, PatchMode::FastPath);
-  std::pair<double, double> out{0, 0};
-  for (int s = 0; s < S; ++s) {
-    out.first += (d[2 * s] - tc.noised[s].contrast) / static_cast<double>(S);
-    out.second += (d[2 * s + 1] - tc.noised[s].contrast) / static_cast<double>(S);
+  std::vector<std::pair<double, double>> out;
+  k = 0;
+  for (const EqualNormRequest& q : requests) {
+    const TracedCase& tc = *q.traced;
+    const int S = static_cast<int>(tc.noised.size());
+    std::pair<double, double> o{0, 0};
+    for (int s = 0; s < S; ++s) {
+      o.first += (d[k++] - tc.noised[s].contrast) / static_cast<double>(S);
+      o.second += (d[k++] - tc.noised[s].contrast) / static_cast<double>(S);
+    }
+    out.push_back(o);
   }
   return out;
 }
 
-double Sweeps::coalition(const TracedCase& tc, int layer, const std::string& set) const {
-  const int last = tc.prompt.num_tokens() - 1;
-  return rescues(tc, {restore_experts(layer, {last}, set == "union" ? ExpertSet::Union : ExpertSet::CleanRouted)})[0];
+std::vector<std::vector<double>> Sweeps::coalitions(const Chunk& cases, int layer,
+                                                    const std::vector<CoalitionSet>& sets) const {
+  std::vector<std::vector<Condition>> conds(cases.size());
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const int last = cases[c]->prompt.num_tokens() - 1;
+    for (CoalitionSet set : sets)
+      conds[c].push_back(restore_experts(layer, {last}, set == CoalitionSet::Union ? ExpertSet::Union : ExpertSet::CleanRouted));
+  }
+  return rescues(cases, conds);
 }
 
-std::vector<double> Sweeps::heatmap(const TracedCase& tc, Site site) const {
-  const int L = tracer_.engine().model().config.num_layers, T = tc.prompt.num_tokens();
-  std::vector<Condition> conds;
-  for (int l = 0; l < L; ++l)
-    for (int t = 0; t < T; ++t) conds.push_back(restore_site(site, l, {t}));
-  return rescues(tc, conds);
+std::vector<std::vector<std::vector<double>>> Sweeps::heatmaps(const Chunk& cases) const {
+  const int L = tracer_.engine().model().config.num_layers;
+  constexpr Site kSites[] = {Site::Hidden, Site::Attn, Site::Moe};
+  std::vector<std::vector<Condition>> conds(cases.size());
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const int T = cases[c]->prompt.num_tokens();
+    for (Site site : kSites)
+      for (int l = 0; l < L; ++l)
+        for (int t = 0; t < T; ++t) conds[c].push_back(restore_site(site, l, {t}));
+  }
+  const auto r = rescues(cases, conds);
+  std::vector<std::vector<std::vector<double>>> out(cases.size());
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const std::size_t cells = r[c].size() / 3;
+    for (int k = 0; k < 3; ++k)
+      out[c].emplace_back(r[c].begin() + static_cast<std::ptrdiff_t>(k * cells), r[c].begin() + static_cast<std::ptrdiff_t>((k + 1) * cells));
+  }
+  return out;
 }
 
 }  // namespace moetrace

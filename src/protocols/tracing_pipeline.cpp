@@ -6,7 +6,6 @@
 
 #include "protocols/selection.h"
 #include "protocols/statistics.h"
-#include "protocols/sweeps.h"
 #include "util/error.h"
 #include "util/logging.h"
 #include "util/progress.h"
@@ -86,37 +85,76 @@ std::vector<RowOutput> expert_outputs(int layer, int E) {
   return {{g + "/clean_active", E}, {g + "/clean_weight", E}, {g + "/rescue", E}};
 }
 
-struct ExpertMatrices {
-  Matrix2 rescue, active, weight;
-};
+std::vector<int> all_rows(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  return v;
+}
 
 }  // namespace
 
+Chunk chunk_of(const std::vector<std::shared_ptr<const TracedCase>>& prepared) {
+  Chunk c;
+  for (const auto& p : prepared) c.push_back(p.get());
+  return c;
+}
+
 TracingPipeline::TracingPipeline(const RunConfig& config, CaseTracer& tracer, const CaseBuilder& builder,
                                  double sigma_base, ResultsFile& results, RowExecutor& executor)
-    : config_(config), tracer_(tracer), scanner_(config, tracer, builder, sigma_base), results_(results),
-      executor_(executor) {}
+    : config_(config), tracer_(tracer),
+      prepared_(config, tracer, sigma_base, static_cast<std::size_t>(config.prepared_cache_mib) << 20),
+      scanner_(config, builder, prepared_, sigma_base), sweeps_(config, tracer), results_(results),
+      executor_(executor) {
+  L_ = tracer.engine().model().config.num_layers;
+  E_ = tracer.engine().model().config.num_experts;
+}
+
+std::vector<std::shared_ptr<const TracedCase>> TracingPipeline::prepare(const std::vector<UsableCase>& cases,
+                                                                        const std::vector<int>& rows,
+                                                                        double multiplier, RecordLevel level) {
+  std::vector<const UsableCase*> chunk;
+  for (int i : rows) chunk.push_back(&cases[i]);
+  return prepared_.get(chunk, multiplier, level);
+}
+
+void TracingPipeline::use_case_costs(const std::vector<UsableCase>& cases) {
+  // Chunks are sized by token rows; distributed executors hand the longest prompts out first.
+  executor_.set_row_cost([&cases](int i) { return static_cast<double>(cases[i].prompt.num_tokens()); });
+}
 
 PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& records) {
-  const ModelConfig& mc = tracer_.engine().model().config;
-  const int L = mc.num_layers, E = mc.num_experts;
-  Sweeps sweeps(config_, tracer_);
-  PipelineSummary summary;
+  scan_cases(records);
+  layer_sweep();
+  trace_expert_layers(config_.expert_mode == ExpertMode::AllLayers ? all_rows(L_)
+                                                                   : std::vector<int>{summary_.selected_layer});
+  select_expert_stage();
+  controls_and_coalitions();
+  statistics();
+  results_.flush();
+  if (config_.heatmap_cases > 0) heatmaps();
+  robustness(records);
+  results_.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
+  results_.flush();
+  summary_.preparations = prepared_.stats();
+  return summary_;
+}
 
-  // ---- 1. cases ------------------------------------------------------------------------------
+// ---- 1. cases ------------------------------------------------------------------------------
+void TracingPipeline::scan_cases(const std::vector<CounterFactRecord>& records) {
   const ScanResult scan = scanner_.scan(records, {config_.noise_multiplier, config_.filter, config_.split_seed}, executor_);
-  const std::vector<UsableCase>& cases = scan.cases;
-  const int N = static_cast<int>(cases.size());
-  summary.usable_cases = N;
-  const std::vector<int> discovery = rows_of(cases, Split::Discovery), validation = rows_of(cases, Split::Validation);
+  cases_ = scan.cases;
+  const int N = static_cast<int>(cases_.size());
+  summary_.usable_cases = N;
+  discovery_ = rows_of(cases_, Split::Discovery);
+  validation_ = rows_of(cases_, Split::Validation);
   std::string skipped;
   for (const auto& [reason, count] : scan.skipped) skipped += fmt::format("{}{} {}", skipped.empty() ? "" : ", ", count, reason);
-  spdlog::info("{} usable cases ({} discovery, {} validation) from {} records; skipped: {}", N, discovery.size(),
-               validation.size(), scan.records_seen, skipped.empty() ? "none" : skipped);
-  if (discovery.empty() || validation.empty())
+  spdlog::info("{} usable cases ({} discovery, {} validation) from {} records; skipped: {}", N, discovery_.size(),
+               validation_.size(), scan.records_seen, skipped.empty() ? "none" : skipped);
+  if (discovery_.empty() || validation_.empty())
     fail_input("only {} usable cases: the protocol needs at least one discovery and one validation case", N);
-  const CaseTable table = case_table(cases);
-  if (results_.has(layout::kCases)) {
+  const CaseTable table = case_table(cases_);
+  if (results_.has(std::string(layout::kCases) + "/case_id")) {
     if (results_.read_cases(layout::kCases).case_id != table.case_id)
       fail_input("{}: the cases of the run being resumed differ from this run's (changed data or code?)", results_.path());
   } else {
@@ -133,61 +171,64 @@ PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& recor
   results_.set_attr(layout::kCases, "noise_sigma", scan.sigma);
   for (const auto& [reason, count] : scan.skipped) results_.set_attr(layout::kSkipped, reason, static_cast<std::int64_t>(count));
   results_.flush();
+}
 
-  // Distributed executors hand out the longest prompts first, so that no group ends on a long case.
-  auto case_cost = [&](int i) { return static_cast<double>(cases[i].prompt.num_tokens()); };
-  executor_.set_row_cost(case_cost);
-
-  // ---- 2. layer sweep --------------------------------------------------------------------------
+// ---- 2. layer sweep --------------------------------------------------------------------------
+void TracingPipeline::layer_sweep() {
   const std::string sweep = std::string(layout::kLayerSweep) + "/rescue";
-  const Matrix2 layer_rescue = executor_.run("layer sweep", N, {{sweep, L}}, [&](int i) {
-    return sweeps.layer_sweep(scanner_.prepare(cases[i], config_.noise_multiplier));
+  use_case_costs(cases_);
+  layer_rescue_ = executor_.run("layer sweep", static_cast<int>(cases_.size()), {{sweep, L_}}, [&](const std::vector<int>& rows) {
+    return sweeps_.layer_sweep(chunk_of(prepare(cases_, rows, config_.noise_multiplier)));
   });
-  results_.set_attr(sweep, "site", config_.sweep_site);
+  results_.set_attr(sweep, "site", std::string(site_name(config_.sweep_site)));
   results_.set_attr(sweep, "window", static_cast<std::int64_t>(config_.sweep_window));
-  const int lstar = select_best_column(layer_rescue, discovery);
+  const int lstar = select_best_column(layer_rescue_, discovery_);
   if (lstar < 0) fail_input("the layer sweep produced no finite rescue on the discovery cases");
-  summary.selected_layer = lstar;
-  std::vector<double> discovery_means(L);
-  for (int l = 0; l < L; ++l) discovery_means[l] = column_mean(layer_rescue, l, discovery);
+  summary_.selected_layer = lstar;
+  std::vector<double> discovery_means(L_);
+  for (int l = 0; l < L_; ++l) discovery_means[l] = column_mean(layer_rescue_, l, discovery_);
   results_.write_vector(std::string(layout::kLayerSweep) + "/discovery_mean", discovery_means);
   results_.set_attr(layout::kLayerSweep, "selected_layer", static_cast<std::int64_t>(lstar));
   spdlog::info("layer sweep: selected layer {} (discovery mean rescue {:.3f})", lstar, discovery_means[lstar]);
+}
 
-  // ---- 3. expert tracing -----------------------------------------------------------------------
-  // Traces every clean-active expert at the final position of each listed layer; layers already in
-  // the file (robustness splits may ask for the same layer again) are not recomputed.
-  auto trace_expert_layers = [&](const std::vector<int>& layers) {
-    std::vector<RowOutput> outputs;
-    for (int l : layers)
-      for (const RowOutput& o : expert_outputs(l, E)) outputs.push_back(o);
-    const std::string label = layers.size() == 1 ? fmt::format("expert tracing (layer {})", layers[0])
-                                                 : fmt::format("expert tracing ({} layers)", layers.size());
-    executor_.run(label, N, outputs, [&](int i) {
-      const TracedCase tc = scanner_.prepare(cases[i], config_.noise_multiplier);
+// ---- 3. expert tracing -----------------------------------------------------------------------
+// Traces every clean-active expert at the final position of each listed layer; layers already
+// traced (robustness splits may ask for the same layer again) are not recomputed.
+void TracingPipeline::trace_expert_layers(const std::vector<int>& wanted) {
+  std::vector<int> layers;
+  for (int l : wanted)
+    if (!experts_.count(l)) layers.push_back(l);
+  if (layers.empty()) return;
+  std::vector<RowOutput> outputs;
+  for (int l : layers)
+    for (const RowOutput& o : expert_outputs(l, E_)) outputs.push_back(o);
+  const std::string label = layers.size() == 1 ? fmt::format("expert tracing (layer {})", layers[0])
+                                               : fmt::format("expert tracing ({} layers)", layers.size());
+  use_case_costs(cases_);
+  const Matrix2 m = executor_.run(label, static_cast<int>(cases_.size()), outputs, [&](const std::vector<int>& rows) {
+    const auto tcs = prepare(cases_, rows, config_.noise_multiplier);
+    std::vector<std::vector<double>> out;
+    for (const std::vector<ExpertRow>& per_layer : sweeps_.expert_layers(chunk_of(tcs), layers)) {
       std::vector<double> row;
-      for (int l : layers) {
-        const ExpertRow r = sweeps.expert_layer(tc, l);
+      for (const ExpertRow& r : per_layer)
         for (const auto* part : {&r.clean_active, &r.clean_weight, &r.rescue}) row.insert(row.end(), part->begin(), part->end());
-      }
-      return row;
-    });
-  };
-  auto load_layer = [&](int l) {
-    const Matrix2 m = load_rows(results_, N, expert_outputs(l, E));
-    return ExpertMatrices{columns(m, 2 * E, E), columns(m, 0, E), columns(m, E, E)};
-  };
-  if (config_.expert_mode == ExpertMode::AllLayers) {
-    std::vector<int> all(L);
-    for (int l = 0; l < L; ++l) all[l] = l;
-    trace_expert_layers(all);
-  } else {
-    trace_expert_layers({lstar});
+      out.push_back(std::move(row));
+    }
+    return out;
+  });
+  for (std::size_t k = 0; k < layers.size(); ++k) {
+    const int c = static_cast<int>(k) * 3 * E_;
+    experts_[layers[k]] = ExpertMatrices{columns(m, c + 2 * E_, E_), columns(m, c, E_), columns(m, c + E_, E_)};
   }
-  const ExpertMatrices X = load_layer(lstar);
-  const std::vector<int> candidates = expert_candidates(X.active, discovery, config_.candidate_threshold);
-  const int estar = select_expert(X.rescue, X.active, discovery, candidates);
-  summary.selected_expert = estar;
+}
+
+void TracingPipeline::select_expert_stage() {
+  const int lstar = summary_.selected_layer;
+  const ExpertMatrices& X = experts_.at(lstar);
+  const std::vector<int> candidates = expert_candidates(X.active, discovery_, config_.candidate_threshold);
+  const int estar = select_expert(X.rescue, X.active, discovery_, candidates);
+  summary_.selected_expert = estar;
   results_.write_ints(std::string(layout::kExperts) + "/candidates", candidates);
   results_.set_attr(layout::kExperts, "selected_layer", static_cast<std::int64_t>(lstar));
   results_.set_attr(layout::kExperts, "selected_expert", static_cast<std::int64_t>(estar));
@@ -197,42 +238,73 @@ PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& recor
                  100 * config_.candidate_threshold);
   else
     spdlog::info("expert tracing: selected L{}E{:03d} from {} candidates", lstar, estar, candidates.size());
+}
 
-  // ---- 4. controls and coalitions --------------------------------------------------------------
+// ---- 4. controls and coalitions --------------------------------------------------------------
+void TracingPipeline::controls_and_coalitions() {
+  const int lstar = summary_.selected_layer, estar = summary_.selected_expert;
+  const ExpertMatrices& X = experts_.at(lstar);
   const std::string controls = std::string(layout::kControls) + "/values";
   const std::string coalitions = std::string(layout::kCoalitions) + "/rescue";
   const int S = static_cast<int>(config_.coalitions.size());
-  const Matrix2 CK = executor_.run("controls and coalitions", N, {{controls, 5}, {coalitions, S}}, [&](int i) {
+  use_case_costs(cases_);
+  controls_ = executor_.run("controls and coalitions", static_cast<int>(cases_.size()), {{controls, 5}, {coalitions, S}},
+                            [&](const std::vector<int>& rows) {
     // Columns: sampled controls' mean rescue, gate-matched expert, its rescue, equal-norm rescue
-    // of e* and of the gate-matched control; then one rescue per coalition.
-    std::vector<double> row(5, NAN);
-    const bool need_full = estar >= 0 && X.active.at(i, estar) != 0;
-    const TracedCase tc =
-        scanner_.prepare(cases[i], config_.noise_multiplier, need_full ? RecordLevel::Full : RecordLevel::Base);
-    if (need_full) {
-      const ExpertControls ctl = expert_controls(row_of(X.rescue, i), row_of(X.active, i), row_of(X.weight, i), estar,
-                                                 config_.sampled_controls, config_.control_seed, cases[i].record.case_id);
-      row[0] = ctl.sampled;
-      row[1] = ctl.gate_matched_expert;
-      row[2] = ctl.gate_matched;
-      if (ctl.gate_matched_expert >= 0) std::tie(row[3], row[4]) = sweeps.equal_norm(tc, lstar, estar, ctl.gate_matched_expert);
+    // of e* and of the gate-matched control; then one rescue per coalition. Cases whose e* is
+    // clean-active need fully recorded noised runs (equal-norm controls).
+    std::vector<int> full, base;
+    for (int i : rows) (estar >= 0 && X.active.at(i, estar) != 0 ? full : base).push_back(i);
+    std::map<int, std::shared_ptr<const TracedCase>> tcs;
+    for (auto [list, level] : {std::pair{&full, RecordLevel::Full}, std::pair{&base, RecordLevel::Base}}) {
+      const auto p = prepare(cases_, *list, config_.noise_multiplier, level);
+      for (std::size_t k = 0; k < list->size(); ++k) tcs[(*list)[k]] = p[k];
     }
-    for (const std::string& set : config_.coalitions) row.push_back(sweeps.coalition(tc, lstar, set));
-    return row;
+    std::vector<std::vector<double>> out(rows.size(), std::vector<double>(5, NAN));
+    std::vector<EqualNormRequest> equal_norm;
+    std::vector<std::size_t> equal_norm_row;
+    Chunk chunk;
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      const int i = rows[k];
+      chunk.push_back(tcs[i].get());
+      if (estar < 0 || X.active.at(i, estar) == 0) continue;
+      const ExpertControls ctl = expert_controls(row_of(X.rescue, i), row_of(X.active, i), row_of(X.weight, i), estar,
+                                                 config_.sampled_controls, config_.control_seed, cases_[i].record.case_id);
+      out[k][0] = ctl.sampled;
+      out[k][1] = ctl.gate_matched_expert;
+      out[k][2] = ctl.gate_matched;
+      if (ctl.gate_matched_expert >= 0) {
+        equal_norm.push_back({tcs[i].get(), estar, ctl.gate_matched_expert});
+        equal_norm_row.push_back(k);
+      }
+    }
+    const auto norms = sweeps_.equal_norm(equal_norm, lstar);
+    for (std::size_t j = 0; j < norms.size(); ++j) std::tie(out[equal_norm_row[j]][3], out[equal_norm_row[j]][4]) = norms[j];
+    const auto coal = sweeps_.coalitions(chunk, lstar, config_.coalitions);
+    for (std::size_t k = 0; k < rows.size(); ++k) out[k].insert(out[k].end(), coal[k].begin(), coal[k].end());
+    return out;
   });
+  std::vector<std::string> names;
+  for (CoalitionSet set : config_.coalitions) names.emplace_back(coalition_name(set));
   results_.set_attr(controls, "columns", std::string("sampled_controls_mean, gate_matched_expert, gate_matched_rescue, "
                                                      "equal_norm_selected, equal_norm_control"));
-  results_.set_attr(coalitions, "columns", fmt::format("{}", fmt::join(config_.coalitions, ", ")));
+  results_.set_attr(coalitions, "columns", fmt::format("{}", fmt::join(names, ", ")));
   results_.set_attr(coalitions, "layer", static_cast<std::int64_t>(lstar));
+}
 
-  // ---- 5. statistics ---------------------------------------------------------------------------
-  for (auto [group, rows] : {std::pair{layout::kValidation, &validation}, std::pair{layout::kDiscovery, &discovery}}) {
+// ---- 5. statistics ---------------------------------------------------------------------------
+void TracingPipeline::statistics() {
+  const int lstar = summary_.selected_layer, estar = summary_.selected_expert;
+  const ExpertMatrices& X = experts_.at(lstar);
+  const Matrix2& CK = controls_;
+  const int S = static_cast<int>(config_.coalitions.size());
+  for (auto [group, rows] : {std::pair{layout::kValidation, &validation_}, std::pair{layout::kDiscovery, &discovery_}}) {
     std::vector<double> layer, normalized, expert, spec, spec_gate, spec_norm;
     int active_count = 0;
     for (int i : *rows) {
-      const double r = layer_rescue.at(i, lstar);
+      const double r = layer_rescue_.at(i, lstar);
       layer.push_back(r);
-      normalized.push_back(r / (cases[i].d_clean - cases[i].d_noised));
+      normalized.push_back(r / (cases_[i].d_clean - cases_[i].d_noised));
       if (estar < 0) continue;
       expert.push_back(rescue_or_zero(X.rescue, X.active, i, estar));
       if (X.active.at(i, estar) == 0) continue;
@@ -252,121 +324,124 @@ PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& recor
     for (int s = 0; s < S; ++s) {
       std::vector<double> v;
       for (int i : *rows) v.push_back(CK.at(i, 5 + s));
-      results_.write_summary(group, summarize_named("coalition_" + config_.coalitions[s], v, config_));
+      results_.write_summary(group, summarize_named(std::string("coalition_") + coalition_name(config_.coalitions[s]), v, config_));
     }
     results_.set_attr(group, "selected_layer", static_cast<std::int64_t>(lstar));
     results_.set_attr(group, "selected_expert", static_cast<std::int64_t>(estar));
     results_.set_attr(group, "cases", static_cast<std::int64_t>(rows->size()));
     results_.set_attr(group, "selected_expert_clean_active", static_cast<std::int64_t>(active_count));
   }
-  results_.flush();
+}
 
-  // ---- 6a. heat maps ---------------------------------------------------------------------------
-  if (config_.heatmap_cases > 0) {
-    const int n = std::min<int>(config_.heatmap_cases, static_cast<int>(validation.size()));
-    int tmax = 0;
-    for (int j = 0; j < n; ++j) tmax = std::max(tmax, cases[validation[j]].prompt.num_tokens());
-    const std::vector<int> heat_rows(validation.begin(), validation.begin() + n);
-    results_.write_ints(std::string(layout::kHeatmap) + "/case_index", heat_rows);
-    const std::size_t cells = static_cast<std::size_t>(L) * tmax;
-    const std::string g = layout::kHeatmap;
-    executor_.set_row_cost([&](int j) { return case_cost(heat_rows[j]); });
-    executor_.run("heat maps", n, {{g + "/hidden", static_cast<int>(cells)}, {g + "/attn", static_cast<int>(cells)},
-                                   {g + "/moe", static_cast<int>(cells)}},
-                  [&](int j) {
-                    const TracedCase tc = scanner_.prepare(cases[heat_rows[j]], config_.noise_multiplier);
-                    const int T = tc.prompt.num_tokens();
+// ---- 6a. heat maps ---------------------------------------------------------------------------
+void TracingPipeline::heatmaps() {
+  const int n = std::min<int>(config_.heatmap_cases, static_cast<int>(validation_.size()));
+  int tmax = 0;
+  for (int j = 0; j < n; ++j) tmax = std::max(tmax, cases_[validation_[j]].prompt.num_tokens());
+  const std::vector<int> heat_rows(validation_.begin(), validation_.begin() + n);
+  results_.write_ints(std::string(layout::kHeatmap) + "/case_index", heat_rows);
+  const std::size_t cells = static_cast<std::size_t>(L_) * tmax;
+  const std::string g = layout::kHeatmap;
+  executor_.set_row_cost([&](int j) { return static_cast<double>(cases_[heat_rows[j]].prompt.num_tokens()); });
+  executor_.run("heat maps", n, {{g + "/hidden", static_cast<int>(cells)}, {g + "/attn", static_cast<int>(cells)},
+                                 {g + "/moe", static_cast<int>(cells)}},
+                [&](const std::vector<int>& js) {
+                  std::vector<int> rows;
+                  for (int j : js) rows.push_back(heat_rows[j]);
+                  const auto tcs = prepare(cases_, rows, config_.noise_multiplier);
+                  const auto maps = sweeps_.heatmaps(chunk_of(tcs));
+                  std::vector<std::vector<double>> out;
+                  for (std::size_t c = 0; c < js.size(); ++c) {
+                    const int T = tcs[c]->prompt.num_tokens();
                     std::vector<double> row(3 * cells, NAN);
-                    int k = 0;
-                    for (Site site : {Site::Hidden, Site::Attn, Site::Moe}) {
-                      const std::vector<double> h = sweeps.heatmap(tc, site);
-                      for (int l = 0; l < L; ++l)
-                        for (int t = 0; t < T; ++t) row[k * cells + static_cast<std::size_t>(l) * tmax + t] = h[l * T + t];
-                      ++k;
-                    }
-                    return row;
-                  });
-    executor_.set_row_cost(case_cost);
-    for (const char* site : {"hidden", "attn", "moe"}) {  // rows are [layers x tokens], flattened
-      results_.set_attr(g + "/" + site, "layers", static_cast<std::int64_t>(L));
-      results_.set_attr(g + "/" + site, "tokens", static_cast<std::int64_t>(tmax));
-    }
+                    for (int k = 0; k < 3; ++k)
+                      for (int l = 0; l < L_; ++l)
+                        for (int t = 0; t < T; ++t) row[k * cells + static_cast<std::size_t>(l) * tmax + t] = maps[c][k][l * T + t];
+                    out.push_back(std::move(row));
+                  }
+                  return out;
+                });
+  for (const char* site : {"hidden", "attn", "moe"}) {  // rows are [layers x tokens], flattened
+    results_.set_attr(g + "/" + site, "layers", static_cast<std::int64_t>(L_));
+    results_.set_attr(g + "/" + site, "tokens", static_cast<std::int64_t>(tmax));
   }
+}
 
-  // ---- 6b. robustness --------------------------------------------------------------------------
-  // Reruns of the case scan and layer sweep under other settings; not stored per case, so a
-  // stopped run redoes them on resume.
-  auto rerun_layer_stage = [&](const std::string& label, double multiplier, FilterKind filter) {
-    const ScanResult s = scanner_.scan(records, {multiplier, filter, config_.split_seed}, executor_);
-    const int n = static_cast<int>(s.cases.size());
-    std::vector<int> all(n);
-    for (int i = 0; i < n; ++i) all[i] = i;
-    const auto rows = executor_.map("robustness: " + label, all, [&](int i) {
-      return sweeps.layer_sweep(scanner_.prepare(s.cases[i], multiplier));
-    });
-    Matrix2 m(n, L, NAN);
-    for (int i = 0; i < n; ++i)
-      for (int l = 0; l < L; ++l) m.at(i, l) = rows[i][l];
-    const std::vector<int> disc = rows_of(s.cases, Split::Discovery), val = rows_of(s.cases, Split::Validation);
-    const int best = select_best_column(m, disc);
-    std::vector<double> v;
-    for (int i : val) v.push_back(best >= 0 ? m.at(i, best) : NAN);
-    spdlog::info("robustness {}: {} cases, layer {}", label, n, best);
-    return std::pair{best, summarize_named(label, v, config_)};
-  };
+// ---- 6b. robustness --------------------------------------------------------------------------
+// Reruns of the case scan and layer sweep under other settings; their per-case rows are stored
+// (group/name/layer_rescue), so a resumed run computes only what is missing.
+std::pair<int, SummaryRecord> TracingPipeline::rerun_layer_stage(const std::vector<CounterFactRecord>& records,
+                                                                 const std::string& group, const std::string& name,
+                                                                 double multiplier, FilterKind filter) {
+  const ScanResult s = scanner_.scan(records, {multiplier, filter, config_.split_seed}, executor_);
+  const int n = static_cast<int>(s.cases.size());
+  Matrix2 m(n, L_, NAN);
+  if (n > 0) {
+    use_case_costs(s.cases);
+    m = executor_.run("robustness: " + name, n, {{group + "/" + name + "/layer_rescue", L_}},
+                      [&](const std::vector<int>& rows) {
+                        return sweeps_.layer_sweep(chunk_of(prepare(s.cases, rows, multiplier)));
+                      });
+  }
+  const std::vector<int> disc = rows_of(s.cases, Split::Discovery), val = rows_of(s.cases, Split::Validation);
+  const int best = select_best_column(m, disc);
+  std::vector<double> v;
+  for (int i : val) v.push_back(best >= 0 ? m.at(i, best) : NAN);
+  spdlog::info("robustness {}: {} cases, layer {}", name, n, best);
+  return {best, summarize_named(name, v, config_)};
+}
+
+void TracingPipeline::robustness(const std::vector<CounterFactRecord>& records) {
   if (!config_.robust_noise_multipliers.empty()) {
     const std::string g = std::string(layout::kRobustness) + "/noise_multiplier";
     for (double m : config_.robust_noise_multipliers) {
-      auto [best, rec] = rerun_layer_stage(fmt::format("multiplier_{}", m), m, config_.filter);
+      auto [best, rec] = rerun_layer_stage(records, g, fmt::format("multiplier_{}", m), m, config_.filter);
       results_.write_summary(g, rec);
       results_.set_attr(g + "/" + rec.name, "selected_layer", static_cast<std::int64_t>(best));
       results_.set_attr(g + "/" + rec.name, "multiplier", m);
     }
   }
   if (config_.robust_relaxed_filter) {
-    auto [best, rec] = rerun_layer_stage("relaxed_filter", config_.noise_multiplier, FilterKind::Relaxed);
     const std::string g = std::string(layout::kRobustness) + "/filter";
+    auto [best, rec] = rerun_layer_stage(records, g, "relaxed_filter", config_.noise_multiplier, FilterKind::Relaxed);
     results_.write_summary(g, rec);
     results_.set_attr(g + "/" + rec.name, "selected_layer", static_cast<std::int64_t>(best));
   }
-  if (!config_.robust_split_seeds.empty()) {
-    std::vector<double> thresholds = config_.robust_candidate_thresholds;
-    if (thresholds.empty()) thresholds.push_back(config_.candidate_threshold);
-    const std::string g = std::string(layout::kRobustness) + "/splits";
-    for (std::uint64_t seed : config_.robust_split_seeds) {
-      std::vector<int> disc, val;
-      split_halves(N, seed, disc, val);
-      const int l = select_best_column(layer_rescue, disc);
-      trace_expert_layers({l});
-      const ExpertMatrices M = load_layer(l);
-      for (double th : thresholds) {
-        const std::vector<int> cand = expert_candidates(M.active, disc, th);
-        const int e = select_expert(M.rescue, M.active, disc, cand);
-        std::vector<double> rescue, spec;
-        for (int i : val) {
-          if (e < 0) break;
-          rescue.push_back(rescue_or_zero(M.rescue, M.active, i, e));
-          const ExpertControls ctl = expert_controls(row_of(M.rescue, i), row_of(M.active, i), row_of(M.weight, i), e,
-                                                     config_.sampled_controls, config_.control_seed, cases[i].record.case_id);
-          if (!std::isnan(ctl.sampled)) spec.push_back(M.rescue.at(i, e) - ctl.sampled);
-        }
-        const std::string name = fmt::format("seed_{}_threshold_{}", seed, th);
-        results_.write_summary(g, summarize_named(name, rescue, config_));
-        const SummaryRecord sp = summarize_named(name, spec, config_);
-        const std::string o = g + "/" + name;
-        results_.set_attr(o, "split_seed", static_cast<std::int64_t>(seed));
-        results_.set_attr(o, "threshold", th);
-        results_.set_attr(o, "selected_layer", static_cast<std::int64_t>(l));
-        results_.set_attr(o, "selected_expert", static_cast<std::int64_t>(e));
-        results_.set_attr(o, "specificity_mean", sp.mean);
-        results_.set_attr(o, "specificity_ci_low", sp.ci_low);
-        results_.set_attr(o, "specificity_ci_high", sp.ci_high);
+  if (config_.robust_split_seeds.empty()) return;
+  std::vector<double> thresholds = config_.robust_candidate_thresholds;
+  if (thresholds.empty()) thresholds.push_back(config_.candidate_threshold);
+  const std::string g = std::string(layout::kRobustness) + "/splits";
+  const int N = static_cast<int>(cases_.size());
+  for (std::uint64_t seed : config_.robust_split_seeds) {
+    std::vector<int> disc, val;
+    split_halves(N, seed, disc, val);
+    const int l = select_best_column(layer_rescue_, disc);
+    trace_expert_layers({l});
+    const ExpertMatrices& M = experts_.at(l);
+    for (double th : thresholds) {
+      const std::vector<int> cand = expert_candidates(M.active, disc, th);
+      const int e = select_expert(M.rescue, M.active, disc, cand);
+      std::vector<double> rescue, spec;
+      for (int i : val) {
+        if (e < 0) break;
+        rescue.push_back(rescue_or_zero(M.rescue, M.active, i, e));
+        const ExpertControls ctl = expert_controls(row_of(M.rescue, i), row_of(M.active, i), row_of(M.weight, i), e,
+                                                   config_.sampled_controls, config_.control_seed, cases_[i].record.case_id);
+        if (!std::isnan(ctl.sampled)) spec.push_back(M.rescue.at(i, e) - ctl.sampled);
       }
+      const std::string name = fmt::format("seed_{}_threshold_{}", seed, th);
+      results_.write_summary(g, summarize_named(name, rescue, config_));
+      const SummaryRecord sp = summarize_named(name, spec, config_);
+      const std::string o = g + "/" + name;
+      results_.set_attr(o, "split_seed", static_cast<std::int64_t>(seed));
+      results_.set_attr(o, "threshold", th);
+      results_.set_attr(o, "selected_layer", static_cast<std::int64_t>(l));
+      results_.set_attr(o, "selected_expert", static_cast<std::int64_t>(e));
+      results_.set_attr(o, "specificity_mean", sp.mean);
+      results_.set_attr(o, "specificity_ci_low", sp.ci_low);
+      results_.set_attr(o, "specificity_ci_high", sp.ci_high);
     }
   }
-  results_.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
-  results_.flush();
-  return summary;
 }
 
 }  // namespace moetrace

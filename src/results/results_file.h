@@ -16,6 +16,7 @@ namespace moetrace {
 namespace layout {
 inline constexpr const char* kCases = "/cases";
 inline constexpr const char* kSkipped = "/cases/skipped";
+inline constexpr const char* kScan = "/case_scan";  // per noise multiplier: [records in scan order, 2]
 inline constexpr const char* kLayerSweep = "/layer_sweep";
 inline constexpr const char* kExperts = "/experts";
 inline constexpr const char* kControls = "/experts/controls";

@@ -69,7 +69,17 @@ BOOST_AUTO_TEST_CASE(a_job_killed_and_resumed_with_another_rank_count_matches) {
   std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(1500, 4000)(rng)));
   kill(p.pid, SIGKILL);  // mpirun dies at once; its ranks are orphaned and die with their pipes
   p.wait();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Until the orphaned ranks are gone, rank 0 may still save the file: wait for them (they are the
+  // only processes naming this test's output path), so that "does the file exist" is decided once.
+  for (int tries = 0; tries < 300; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    int alive = 0;
+    if (FILE* f = popen(("pgrep -f '[m]oetrace run.*" + out.string() + "' | wc -l").c_str(), "r")) {
+      if (std::fscanf(f, "%d", &alive) != 1) alive = 0;
+      pclose(f);
+    }
+    if (alive == 0) break;
+  }
   const std::vector<std::string> args = fs::exists(out)
                                             ? std::vector<std::string>{"run", s.config.string(), "--out", out.string(), "--resume"}
                                             : std::vector<std::string>{"run", s.config.string(), "--out", out.string()};

@@ -45,7 +45,9 @@ BOOST_AUTO_TEST_CASE(defaults_are_the_paper_settings_and_paths_resolve_against_t
   BOOST_TEST(c.noise_multiplier == 3.0);
   BOOST_TEST((c.object_rule == ObjectRule::BareThenSpace));
   BOOST_TEST((c.filter == FilterKind::Strict));
-  BOOST_TEST(c.sweep_site == "moe");
+  BOOST_TEST((c.sweep_site == Site::Moe));
+  BOOST_TEST((c.coalitions == std::vector<CoalitionSet>{CoalitionSet::CleanTopk, CoalitionSet::Union}));
+  BOOST_TEST(c.chunk_tokens == 1024);
   BOOST_TEST(c.candidate_threshold == 0.5);
   BOOST_TEST(c.bootstrap_resamples == 5000);
   BOOST_TEST(c.sign_flips == 10000);
@@ -58,6 +60,8 @@ BOOST_AUTO_TEST_CASE(config_errors_name_the_key) {
   expect_error([] { parse_run_config(kMinimal + "[cases]\nn = -1\n", "a.toml"); }, {"[cases] n", "at least 0"});
   expect_error([] { parse_run_config(kMinimal + "[cases]\nfilter = \"loose\"\n", "a.toml"); }, {"[cases] filter", "strict"});
   expect_error([] { parse_run_config(kMinimal + "[layer_sweep]\nsite = \"mlp\"\n", "a.toml"); }, {"[layer_sweep] site", "moe"});
+  expect_error([] { parse_run_config(kMinimal + "[coalitions]\nsets = [\"union\", \"all\"]\n", "a.toml"); }, {"[coalitions] sets", "clean_topk"});
+  expect_error([] { parse_run_config(kMinimal + "[run]\nchunk_tokens = 0\n", "a.toml"); }, {"[run] chunk_tokens", "at least 1"});
   expect_error([] { parse_run_config(kMinimal + "[bogus]\nx = 1\n", "a.toml"); }, {"unknown section [bogus]"});
   expect_error([] { parse_run_config("[data]\ncounterfact = \"x\"\n", "a.toml"); }, {"[model] path is required"});
   expect_error([] { parse_run_config("[model]\npath = \"m\"\n", "a.toml"); }, {"[data] counterfact is required"});

@@ -1,6 +1,8 @@
 // `moetrace run` end to end on the demo model, through the CLI as a user runs it: localisation is
 // found, a run killed with SIGKILL or stopped with SIGTERM and resumed gives exactly the results of
-// an uninterrupted run, and existing or damaged results files are never overwritten.
+// an uninterrupted run (every stage, the case scan and robustness reruns included), results do not
+// depend on the chunk size, a resumed finished run does no engine work, and existing or damaged
+// results files are never overwritten.
 #define BOOST_TEST_MODULE run_end_to_end
 #include <boost/test/unit_test.hpp>
 
@@ -14,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "results/h5_file.h"
+#include "results/results_file.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
 
@@ -34,10 +37,38 @@ fs::path write_config(const fs::path& dir) {
   return dir / "run.toml";
 }
 
+// Every dataset, and every summary (stored as attributes), of the two files agree exactly.
 void expect_identical(const fs::path& a, const fs::path& b) {
   int compared = 0;
   for (const std::string& d : differing_datasets(a, b, &compared)) BOOST_ERROR(d << " differs");
   BOOST_TEST(compared > 10);
+  ResultsFile fa(a.string(), ResultsFile::Mode::Read), fb(b.string(), ResultsFile::Mode::Read);
+  for (const char* g : {"/validation", "/discovery", "/robustness/noise_multiplier", "/robustness/filter",
+                        "/robustness/splits"}) {
+    const auto x = fa.read_summaries(g), y = fb.read_summaries(g);
+    BOOST_TEST_REQUIRE(x.size() == y.size(), g);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      BOOST_TEST(x[i].name == y[i].name);
+      const bool same = x[i].n == y[i].n && x[i].mean == y[i].mean && x[i].ci_low == y[i].ci_low &&
+                        x[i].ci_high == y[i].ci_high && x[i].p_value == y[i].p_value;
+      BOOST_TEST(same, g << "/" << x[i].name << " differs");
+    }
+  }
+}
+
+// The demo protocol with a robustness grid (its own scans and layer sweeps) and the given chunk size.
+fs::path write_full_config(const fs::path& dir, const std::string& name, int chunk_tokens) {
+  std::ofstream(dir / name) << slurp(write_config(dir)) << "chunk_tokens = " << chunk_tokens << "\n"
+                            << "[robustness]\nnoise_multipliers = [2.0]\nrelaxed_filter = true\nsplit_seeds = [1]\n";
+  return dir / name;
+}
+
+// "engine work on this rank: N engine calls, ..." from a run's log.
+long engine_calls(const std::string& log) {
+  const std::string key = "engine work on this rank: ";
+  const auto at = log.rfind(key);
+  if (at == std::string::npos) return -1;
+  return std::stol(log.substr(at + key.size()));
 }
 
 struct Reference {
@@ -176,5 +207,56 @@ BOOST_AUTO_TEST_CASE(the_plotting_script_draws_every_figure_of_a_results_file) {
     const fs::path png = plots / (r.results.stem().string() + "." + figure + ".png");
     BOOST_TEST(fs::exists(png), png);
     BOOST_TEST((fs::exists(png) && fs::file_size(png) > 10000), png << " looks empty");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_chunk_size_and_a_finished_run_resumes_without_engine_work) {
+  const fs::path dir = fresh_temp_dir("chunks");
+  // chunk_tokens 1: one case per chunk; 70: about seven demo cases; 100000: every case in one chunk.
+  std::vector<fs::path> outs;
+  for (int tokens : {1, 70, 100000}) {
+    const fs::path config = write_full_config(dir, fmt::format("chunk{}.toml", tokens), tokens);
+    const fs::path out = dir / fmt::format("chunk{}.h5", tokens), log = dir / fmt::format("chunk{}.log", tokens);
+    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", config.string(), "--out", out.string()}), log) == 0, slurp(log));
+    BOOST_TEST(engine_calls(slurp(log)) > 0, slurp(log));
+    BOOST_TEST(slurp(log).find("layer-token steps") != std::string::npos);
+    outs.push_back(out);
+  }
+  for (std::size_t i = 1; i < outs.size(); ++i) BOOST_TEST_CONTEXT(outs[i]) { expect_identical(outs[0], outs[i]); }
+
+  // Resuming the finished run recomputes nothing: no scan, no stage, no robustness rerun.
+  const fs::path log = dir / "resume-finished.log";
+  const std::string before = slurp(outs[1]);
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", (dir / "chunk70.toml").string(), "--out", outs[1].string(),
+                                                  "--resume"}), log) == 0, slurp(log));
+  BOOST_TEST(engine_calls(slurp(log)) == 0, slurp(log));
+  expect_identical(outs[0], outs[1]);
+}
+
+BOOST_AUTO_TEST_CASE(every_stage_resumes_after_sigkill_to_the_same_results) {
+  // Kills spread over the whole run (scan, sweeps, controls, heat maps, robustness scans and sweeps);
+  // each resumed run must end with the uninterrupted run's file, and redo less than all the work.
+  const fs::path dir = fresh_temp_dir("kills");
+  const fs::path config = write_full_config(dir, "run.toml", 70);
+  const fs::path ref = dir / "ref.h5", ref_log = dir / "ref.log";
+  const auto t0 = std::chrono::steady_clock::now();
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", config.string(), "--out", ref.string()}), ref_log) == 0,
+                     slurp(ref_log));
+  const int total_ms = static_cast<int>(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  const long all_calls = engine_calls(slurp(ref_log));
+  for (double at : {0.15, 0.4, 0.65, 0.9}) {
+    const fs::path out = dir / fmt::format("killed{}.h5", at), log = dir / fmt::format("killed{}.log", at);
+    Process p = spawn(moetrace_command({"run", config.string(), "--out", out.string()}), log);
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(at * total_ms)));
+    kill(p.pid, SIGKILL);
+    p.wait();
+    const bool resumed = fs::exists(out);
+    const auto args = resumed ? std::vector<std::string>{"run", config.string(), "--out", out.string(), "--resume"}
+                              : std::vector<std::string>{"run", config.string(), "--out", out.string()};
+    BOOST_TEST_REQUIRE(run_to_end(moetrace_command(args), log) == 0, slurp(log));
+    BOOST_TEST_MESSAGE("killed at " << at << " of the run: resumed run made " << engine_calls(slurp(log)) << " of "
+                                    << all_calls << " engine calls");
+    if (resumed && at > 0.3) BOOST_TEST(engine_calls(slurp(log)) < all_calls);
+    expect_identical(ref, out);
   }
 }

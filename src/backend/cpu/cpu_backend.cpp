@@ -1,11 +1,14 @@
 // The reference backend: float32 Eigen matrices in host memory. Per-row work (norms, RoPE,
-// attention per stream and head, experts) is spread over OpenMP threads; matrix products use
-// Eigen's own threading.
+// attention per stream and head, experts) is spread over OpenMP threads; matrix products are
+// single-threaded Eigen GEMMs over fixed blocks of output columns spread over the threads.
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 #include <Eigen/Dense>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_routing.h"
@@ -33,6 +36,47 @@ const CpuTensor& cpu(const Tensor& t) { return static_cast<const CpuTensor&>(t);
 const CpuWeight& cpu(const Weight& w) { return static_cast<const CpuWeight&>(w); }
 
 std::unique_ptr<CpuTensor> make(int rows, int cols) { return std::make_unique<CpuTensor>(rows, cols); }
+
+// out = a b^T such that every row of out depends only on the same row of a, never on how many
+// other rows share the call (the pipeline batches any number of cases into one call, and results
+// must not depend on the chunk size). Eigen's products are not so by themselves: one row takes
+// the GEMV path, and a multi-threaded GEMM blocks the depth differently from a single-threaded
+// one. So the product is always a single-threaded GEMM (threads split fixed blocks of output
+// columns; inside an OpenMP region Eigen does not start its own), and one row is padded to two.
+// tests/pipeline/test_row_independence.cpp checks the property.
+template <typename A>
+void row_independent_product(const A& a, const Matrix& b, Matrix& out) {
+  // Eigen evaluates products with rows + cols + depth < 20 coefficient-wise, and treats the rows
+  // past the last full SIMD packet one by one with another summation order; padding the rows to a
+  // multiple of the packet size (and to at least two rows) keeps every row on
+  // the same GEMM kernels.
+  constexpr Eigen::Index kPacket = Eigen::internal::packet_traits<float>::size;
+  Eigen::Index min_rows = std::max<Eigen::Index>({2, a.rows(), 20 - b.rows() - b.cols()});
+  min_rows = (min_rows + kPacket - 1) / kPacket * kPacket;
+  if (a.rows() < min_rows) {
+    Matrix padded = Matrix::Zero(min_rows, a.cols());
+    padded.topRows(a.rows()) = a;
+    Matrix o(min_rows, b.rows());
+    row_independent_product(padded, b, o);
+    out = o.topRows(a.rows());
+    return;
+  }
+  constexpr int kColumnBlock = 256;  // fixed, so the blocking never depends on the thread count
+  const int blocks = static_cast<int>((b.rows() + kColumnBlock - 1) / kColumnBlock);
+  auto block = [&](int j) {
+    const Eigen::Index c0 = static_cast<Eigen::Index>(j) * kColumnBlock;
+    const Eigen::Index n = std::min<Eigen::Index>(kColumnBlock, b.rows() - c0);
+    out.middleCols(c0, n).noalias() = a * b.middleRows(c0, n).transpose();
+  };
+#ifdef _OPENMP
+  if (!omp_in_parallel() && blocks > 1) {
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < blocks; ++j) block(j);
+    return;
+  }
+#endif
+  for (int j = 0; j < blocks; ++j) block(j);
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -119,7 +163,7 @@ class CpuBackend final : public Backend {
     const auto& b = cpu(w).m;
     MOETRACE_ASSERT(a.cols() == b.cols(), "linear: input width does not match the weight");
     auto out = make(a.rows(), b.rows());
-    if (a.rows()) out->m.noalias() = a * b.transpose();
+    if (a.rows()) row_independent_product(a, b, out->m);
     return out;
   }
 
@@ -216,13 +260,15 @@ class CpuBackend final : public Backend {
       if (task.in_rows.empty()) continue;
       Matrix in(task.in_rows.size(), xm.cols());
       for (std::size_t i = 0; i < task.in_rows.size(); ++i) in.row(i) = xm.row(task.in_rows[i]);
-      Matrix g = in * cpu(*task.gate).m.transpose();
-      const Matrix u = in * cpu(*task.up).m.transpose();
+      Matrix g(in.rows(), cpu(*task.gate).m.rows()), u(in.rows(), cpu(*task.up).m.rows());
+      row_independent_product(in, cpu(*task.gate).m, g);
+      row_independent_product(in, cpu(*task.up).m, u);
       for (Eigen::Index i = 0; i < g.size(); ++i) {
         const float a = g.data()[i];
         g.data()[i] = a / (1.0f + std::exp(-a)) * u.data()[i];
       }
-      const Matrix y = g * cpu(*task.down).m.transpose();
+      Matrix y(g.rows(), cpu(*task.down).m.rows());
+      row_independent_product(g, cpu(*task.down).m, y);
       for (std::size_t i = 0; i < task.out_rows.size(); ++i) om.row(task.out_rows[i]) = task.weights[i] * y.row(i);
     }
   }

@@ -1,0 +1,86 @@
+#include "protocols/prepared_cases.h"
+
+#include "protocols/case_scan.h"
+#include "util/counter_rng.h"
+
+namespace moetrace {
+namespace {
+
+std::size_t tensor_bytes(const TensorPtr& t) {
+  return t ? static_cast<std::size_t>(t->rows()) * static_cast<std::size_t>(t->cols()) * sizeof(float) : 0;
+}
+
+std::size_t record_bytes(const RunRecord* r) {
+  if (!r) return 0;
+  std::size_t b = tensor_bytes(r->output);
+  for (const LayerRecord& l : r->layers)
+    b += tensor_bytes(l.input) + tensor_bytes(l.keys) + tensor_bytes(l.values) + tensor_bytes(l.attn_out) +
+         tensor_bytes(l.moe_out) + tensor_bytes(l.updates) + l.router_logits.size() * sizeof(float) +
+         l.routing.weights.size() * (sizeof(float) + sizeof(int));
+  return b;
+}
+
+bool covers(RecordLevel have, RecordLevel want) { return static_cast<int>(have) >= static_cast<int>(want); }
+
+}  // namespace
+
+std::vector<float> subject_noise(std::uint64_t seed, std::int64_t case_id, int sample, int n, int hidden,
+                                 double sigma) {
+  std::vector<float> out(static_cast<std::size_t>(n) * hidden);
+  NoiseStream(seed, static_cast<std::uint64_t>(case_id), static_cast<std::uint32_t>(sample))
+      .fill_normal(out.data(), out.size(), sigma);
+  return out;
+}
+
+std::size_t traced_case_bytes(const TracedCase& tc) {
+  std::size_t b = record_bytes(tc.clean.record.get());
+  for (const StreamOutput& o : tc.noised) b += record_bytes(o.record.get());
+  for (const auto& n : tc.noise) b += n.size() * sizeof(float);
+  return b;
+}
+
+PreparedCases::PreparedCases(const RunConfig& config, CaseTracer& tracer, double sigma_base, std::size_t budget_bytes)
+    : config_(config), tracer_(tracer), sigma_base_(sigma_base), budget_(budget_bytes) {}
+
+std::vector<std::shared_ptr<const TracedCase>> PreparedCases::get(const std::vector<const UsableCase*>& cases,
+                                                                   double multiplier, RecordLevel level) {
+  std::vector<std::shared_ptr<const TracedCase>> out(cases.size());
+  std::vector<PrepareRequest> requests;
+  std::vector<std::size_t> missing;
+  const int H = tracer_.engine().model().config.hidden_size;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    auto it = kept_.find({cases[i]->record.case_id, multiplier});
+    if (it != kept_.end() && covers(it->second.level, level)) {
+      out[i] = it->second.traced;
+      ++stats_.reused;
+      continue;
+    }
+    const Prompt& p = cases[i]->prompt;
+    PrepareRequest r{p, {}, level};
+    for (int s = 0; s < config_.noise_samples; ++s)
+      r.noise.push_back(subject_noise(config_.noise_seed, cases[i]->record.case_id, s, p.subject_end - p.subject_begin,
+                                      H, sigma_base_ * multiplier));
+    requests.push_back(std::move(r));
+    missing.push_back(i);
+  }
+  if (requests.empty()) return out;
+  std::vector<TracedCase> prepared = tracer_.prepare_batch(std::move(requests));
+  stats_.prepared += prepared.size();
+  for (std::size_t k = 0; k < missing.size(); ++k) {
+    const std::size_t i = missing[k];
+    auto traced = std::make_shared<const TracedCase>(std::move(prepared[k]));
+    out[i] = traced;
+    // Keep what fits; the first cases kept stay (a later stage walks the cases in the same order).
+    const Key key{cases[i]->record.case_id, multiplier};
+    auto it = kept_.find(key);
+    const std::size_t old = it == kept_.end() ? 0 : it->second.bytes;
+    const std::size_t bytes = traced_case_bytes(*traced);
+    if (used_ - old + bytes <= budget_) {
+      used_ = used_ - old + bytes;
+      kept_[key] = Entry{traced, level, bytes};
+    }
+  }
+  return out;
+}
+
+}  // namespace moetrace

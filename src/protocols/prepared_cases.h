@@ -1,0 +1,59 @@
+#pragma once
+// The clean and noised runs of cases, prepared in chunks (one batched engine call for the clean runs
+// and one for the noised runs) and kept between stages within a memory budget, so that a case is
+// prepared once per noise setting rather than once per stage (docs/engine.md, "Engine work per
+// case"). Cases that do not fit the budget are prepared again when a later stage needs them; which
+// ones are kept never changes a result (a prepared case is a deterministic function of the case).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "engine/case_tracer.h"
+#include "protocols/run_config.h"
+
+namespace moetrace {
+
+struct UsableCase;
+
+// Noise of one (case, sample): sigma * z, z from the counter-based generator keyed by
+// (seed, case_id, sample); [(s1 - s0) * hidden] floats.
+std::vector<float> subject_noise(std::uint64_t seed, std::int64_t case_id, int sample, int num_subject_tokens,
+                                 int hidden, double sigma);
+
+struct PreparedStats {
+  std::uint64_t prepared = 0;  // case preparations computed (clean + noised runs of one case)
+  std::uint64_t reused = 0;    // preparations served from the kept ones
+};
+
+class PreparedCases {
+ public:
+  PreparedCases(const RunConfig& config, CaseTracer& tracer, double sigma_base, std::size_t budget_bytes);
+
+  // The prepared runs of `cases` under noise multiplier `multiplier`, with noised runs recorded at
+  // least at `level` (in the order of `cases`).
+  std::vector<std::shared_ptr<const TracedCase>> get(const std::vector<const UsableCase*>& cases, double multiplier,
+                                                     RecordLevel level);
+  const PreparedStats& stats() const { return stats_; }
+
+ private:
+  using Key = std::pair<std::int64_t, double>;  // case id, noise multiplier
+  struct Entry {
+    std::shared_ptr<const TracedCase> traced;
+    RecordLevel level;
+    std::size_t bytes;
+  };
+
+  const RunConfig& config_;
+  CaseTracer& tracer_;
+  double sigma_base_;
+  std::size_t budget_, used_ = 0;
+  std::map<Key, Entry> kept_;
+  PreparedStats stats_;
+};
+
+// Bytes of host or device memory a prepared case holds.
+std::size_t traced_case_bytes(const TracedCase& tc);
+
+}  // namespace moetrace
