@@ -9,7 +9,8 @@
 # records peak RSS and weights held, and writes the table into docs/benchmarks.md.
 #
 #   tools/bench/cpu_vs_peer.sh [--arch qwen3|mixtral|both] [--threads N] [--peer-facts N] [--repeats N]
-#                              [--build DIR] [--work DIR] [--no-docs] [--keep]
+#                              [--build DIR] [--work DIR] [--no-docs] [--keep] [--reuse-peer]
+# (--reuse-peer: keep an existing <work>/<arch>.peer.json, e.g. after changing only moetrace)
 #
 # Needs Debian's python3-torch (apt-get install python3-torch; not a CI dependency) and a build of
 # moetrace (build/ by default). Memory: about 2x the float32 model (~8 GB) at a time; the model
@@ -17,7 +18,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 arch=both threads="${OMP_NUM_THREADS:-1}" peer_facts=3 repeats=2 build="$here/build"
-work="${TMPDIR:-/tmp}/moetrace-cpu-vs-peer" docs=1 keep=0
+work="${TMPDIR:-/tmp}/moetrace-cpu-vs-peer" docs=1 keep=0 reuse_peer=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --arch) arch="$2"; shift 2 ;;
@@ -28,6 +29,7 @@ while [[ $# -gt 0 ]]; do
     --work) work="$2"; shift 2 ;;
     --no-docs) docs=0; shift ;;
     --keep) keep=1; shift ;;
+    --reuse-peer) reuse_peer=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -43,8 +45,12 @@ for a in "${archs[@]}"; do
   model="$work/$a-model"
   echo "== $a: writing the random checkpoint ($l layers)" >&2
   [[ -f "$model/prompts.json" ]] || "$py" "$here/tools/peer/cpu_peer.py" write --arch "$a" --layers "$l" --out "$model" >&2
-  echo "== $a: peer (torch, float32, $threads threads)" >&2
-  "$py" "$here/tools/peer/cpu_peer.py" run --model "$model" --facts "$peer_facts" --threads "$threads" > "$work/$a.peer.json"
+  if [[ $reuse_peer == 1 && -s "$work/$a.peer.json" ]]; then
+    echo "== $a: peer: reusing $work/$a.peer.json" >&2
+  else
+    echo "== $a: peer (torch, float32, $threads threads)" >&2
+    "$py" "$here/tools/peer/cpu_peer.py" run --model "$model" --facts "$peer_facts" --threads "$threads" > "$work/$a.peer.json"
+  fi
   for backend in cpu cpu-bf16; do
     echo "== $a: moetrace ($backend, $threads threads, 64 facts per batch)" >&2
     /usr/bin/time -v "$bench" --model "$model" --backend "$backend" --facts 64 --repeats "$repeats" \

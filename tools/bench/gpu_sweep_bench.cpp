@@ -215,9 +215,30 @@ int main(int argc, char** argv) try {
   for (int rep = 0; rep <= a.repeats; ++rep) {  // rep 0 is the warm-up
     engine.reset_steps();
     t0 = Clock::now();
-    std::vector<TracedCase> cases;
-    cases.reserve(F);
-    for (int f = 0; f < F; ++f) cases.push_back(tracer.prepare(prompts[f], {noise[f]}));
+    // Clean and noised runs of all facts, each as one engine call (what CaseTracer::prepare does
+    // per fact; the engine's own batching of cases is a sibling issue).
+    std::vector<TracedCase> cases(F);
+    {
+      std::vector<StreamSpec> specs(F);
+      for (int f = 0; f < F; ++f) {
+        cases[f].prompt = prompts[f];
+        cases[f].noise = {noise[f]};
+        specs[f].prompt = &cases[f].prompt;
+        specs[f].record = RecordLevel::Full;
+      }
+      std::vector<StreamOutput> clean = engine.run(specs);
+      for (int f = 0; f < F; ++f) {
+        cases[f].clean = std::move(clean[f]);
+        specs[f] = StreamSpec{};
+        specs[f].prompt = &cases[f].prompt;
+        specs[f].start_pos = prompts[f].subject_begin;
+        specs[f].base = specs[f].start_pos > 0 ? cases[f].clean.record.get() : nullptr;
+        specs[f].noise = &cases[f].noise[0];
+        specs[f].record = RecordLevel::Base;
+      }
+      std::vector<StreamOutput> noised = engine.run(specs);
+      for (int f = 0; f < F; ++f) cases[f].noised.push_back(std::move(noised[f]));
+    }
     const double tp = seconds_since(t0);
     steps_prepare = engine.layer_token_steps();
 
