@@ -7,7 +7,8 @@
 //    experts 14336 wide, 8 experts top-2), in `cpu` and `cpu-bf16`, as GFLOP/s and as a share of the
 //    same precision's peak; Eigen's product as the project used it before (x * W^T, W repacked per
 //    call) alongside for float32 linear.
-// Time: best and median of --repeat runs (std::chrono::steady_clock); threads: OMP_NUM_THREADS.
+// Time: best and median of --repeat runs (fewer past 10 s; std::chrono::steady_clock); threads:
+// OMP_NUM_THREADS.
 //
 //   moetrace_cpu_gemm_bench [--repeat N] [--models qwen3,mixtral]
 #include <algorithm>
@@ -35,13 +36,17 @@ struct Timing {
   double best = 0, median = 0;
 };
 
+// Best and median of `repeat` timed runs after a warm-up; large cases stop after 10 s of runs
+// (at least 2).
 Timing time_it(int repeat, const std::function<void()>& f) {
   f();  // warm-up: primitive creation, page faults
   std::vector<double> t;
-  for (int i = 0; i < repeat; ++i) {
+  double total = 0;
+  for (int i = 0; i < repeat && (i < 2 || total < 10.0); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
     t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    total += t.back();
   }
   std::sort(t.begin(), t.end());
   return {t.front(), t[t.size() / 2]};
@@ -85,6 +90,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", repeat, "timed repeats (best and median reported)")->check(CLI::Range(1, 1000));
   app.add_option("--models", models, "qwen3 and/or mixtral")->delimiter(',');
   CLI11_PARSE(app, argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::printf("threads (OMP_NUM_THREADS): %d\n\n", omp_get_max_threads());
 
   // --- 1. libraries at 2048^3 -------------------------------------------------------------------
@@ -126,14 +132,13 @@ int main(int argc, char** argv) {
       // 16): 16 for Qwen3, 2 for Mixtral (the machine is shared).
       const double expert_bytes = 3.0 * s.hidden * s.expert_width * 4;
       const int held = std::clamp(static_cast<int>(1.5e9 / expert_bytes), 1, std::min(s.experts, 16));
-      std::vector<std::unique_ptr<HostWeight>> hw;
       std::vector<WeightPtr> dw;
       for (int e = 0; e < held; ++e) {
-        hw.push_back(std::make_unique<HostWeight>("experts.gate_proj.weight", s.expert_width, s.hidden));
-        hw.push_back(std::make_unique<HostWeight>("experts.up_proj.weight", s.expert_width, s.hidden));
-        hw.push_back(std::make_unique<HostWeight>("experts.down_proj.weight", s.hidden, s.expert_width));
-        for (int j = 0; j < 3; ++j) dw.push_back(b->upload_weight(hw.back()->view));
-        hw.clear();  // the backend holds its own copy
+        for (int j = 0; j < 3; ++j) {  // gate, up, down; the backend holds its own copy
+          const HostWeight w(j == 2 ? "experts.down_proj.weight" : "experts.gate_proj.weight",
+                             j == 2 ? s.hidden : s.expert_width, j == 2 ? s.expert_width : s.hidden);
+          dw.push_back(b->upload_weight(w.view));
+        }
       }
       for (int rows : {16, 256, 4096}) {
         const auto xs = randn(static_cast<std::size_t>(rows) * s.hidden, 1.f);
