@@ -56,17 +56,23 @@ dnnl::matmul::primitive_desc make_pd(dnnl::memory::dim m, dnnl::memory::dim k, d
   return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), attr, engine());
 }
 
-const Primitive& primitive(int m, int k, int n, WeightType t, const dnnl::memory::desc& weights) {
+// Cached per shape; bounded, because expert tasks bring many distinct row counts: past kMaxCached
+// entries the cache starts over (callers hold their own reference while they execute).
+constexpr std::size_t kMaxCached = 2048;
+
+std::shared_ptr<const Primitive> primitive(int m, int k, int n, WeightType t, const dnnl::memory::desc& weights) {
   static std::mutex mutex;
-  static std::map<std::tuple<int, int, int, int>, Primitive> cache;
+  static std::map<std::tuple<int, int, int, int>, std::shared_ptr<const Primitive>> cache;
   std::lock_guard<std::mutex> lock(mutex);
-  auto [it, fresh] = cache.try_emplace({m, k, n, static_cast<int>(t)});
-  if (fresh) {
-    auto pd = make_pd(m, k, n, t, weights);
-    it->second.scratch_bytes = pd.scratchpad_desc().get_size();
-    it->second.prim = dnnl::matmul(pd);
-  }
-  return it->second;
+  const auto key = std::make_tuple(m, k, n, static_cast<int>(t));
+  if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  if (cache.size() >= kMaxCached) cache.clear();
+  auto p = std::make_shared<Primitive>();
+  auto pd = make_pd(m, k, n, t, weights);
+  p->scratch_bytes = pd.scratchpad_desc().get_size();
+  p->prim = dnnl::matmul(pd);
+  cache.emplace(key, p);
+  return p;
 }
 
 void to_bf16(const float* x, std::size_t n, std::uint16_t* out) {
@@ -166,7 +172,8 @@ void matmul(const float* x, int m, const PackedWeight& w, float* y) {
       to_bf16(x, xs, xb);
       src = xb;
     }
-    const Primitive& p = primitive(m, k, n, w.type_, w.packed_->md);
+    const std::shared_ptr<const Primitive> prim = primitive(m, k, n, w.type_, w.packed_->md);
+    const Primitive& p = *prim;
     const auto& e = engine();
     dnnl::memory src_mem({{m, k}, dnnl_type(w.type_), tag::ab}, e, const_cast<void*>(src));
     dnnl::memory dst_mem({{m, n}, dt::f32, tag::ab}, e, y);
