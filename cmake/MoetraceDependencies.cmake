@@ -40,3 +40,12 @@ target_compile_definitions(moetrace_hdf5 INTERFACE ${HDF5_C_DEFINITIONS} ${HDF5_
 target_link_libraries(moetrace_hdf5 INTERFACE ${HDF5_C_LIBRARIES})
 
 find_package(OpenMP)
+# oneDNN (libdnnl-dev): the CPU backend's matrix products, with weights packed once into its
+# blocked layout and bf16 products on AVX512_BF16/AMX; it picks its kernels at run time.
+# Debian's dnnl-config.cmake insists on OpenCL (its build enables the GPU runtime), which the CPU
+# backend never uses, so the library is found directly.
+find_library(DNNL_LIBRARY NAMES dnnl REQUIRED)
+find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.hpp REQUIRED)
+add_library(moetrace_dnnl INTERFACE)
+target_include_directories(moetrace_dnnl INTERFACE ${DNNL_INCLUDE_DIR})
+target_link_libraries(moetrace_dnnl INTERFACE ${DNNL_LIBRARY})

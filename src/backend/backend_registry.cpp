@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "backend/cpu/cpu_backend.h"
 #include "util/error.h"
 
 #ifdef MOETRACE_WITH_CUDA
@@ -19,12 +20,13 @@ bool built_with_cuda() {
 }
 
 std::vector<std::string> backend_names() {
-  if (built_with_cuda()) return {"cpu", "cuda", "cuda-bf16"};
-  return {"cpu"};
+  if (built_with_cuda()) return {"cpu", "cpu-bf16", "cuda", "cuda-bf16"};
+  return {"cpu", "cpu-bf16"};
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& name) {
   if (name == "cpu") return make_cpu_backend();
+  if (name == "cpu-bf16") return make_cpu_backend(CpuBackendOptions{.precision = CpuPrecision::BF16});
   std::string base = name;
   int device = 0;
   if (const auto colon = name.find(':'); colon != std::string::npos) {
@@ -37,7 +39,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name) {
     device = static_cast<int>(v);
   }
   if (base != "cuda" && base != "cuda-bf16")
-    fail_input("unknown backend '{}' (expected cpu, cuda or cuda-bf16)", name);
+    fail_input("unknown backend '{}' (expected cpu, cpu-bf16, cuda or cuda-bf16)", name);
 #ifdef MOETRACE_WITH_CUDA
   CudaBackendOptions options;
   options.device = device;

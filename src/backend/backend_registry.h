@@ -1,5 +1,6 @@
 #pragma once
-// Backends by name, for configs and the command line: "cpu" (the float32 Eigen reference),
+// Backends by name, for configs and the command line: "cpu" (the float32 reference), "cpu-bf16"
+// (CPU, bf16 weights with float32 accumulation),
 // "cuda" (CUDA, float32 weights: the conformance mode) and "cuda-bf16" (CUDA, bf16 weights with
 // float32 accumulation). A CUDA name may end in ":<device>" ("cuda:1", "cuda-bf16:0").
 #include <memory>

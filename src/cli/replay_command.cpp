@@ -49,7 +49,7 @@ void register_replay_command(CLI::App& app) {
                   "position (the default); 'full' recomputes every run from the embeddings")
       ->check(CLI::IsMember({"fast", "full"}))
       ->capture_default_str();
-  cmd->add_option("--backend", opts->backend, "cpu, or cuda / cuda-bf16 in a CUDA build (docs/cuda.md)")
+  cmd->add_option("--backend", opts->backend, "cpu, cpu-bf16, or cuda / cuda-bf16 in a CUDA build (docs/cuda.md)")
       ->capture_default_str();
   cmd->add_flag("--clean-only", opts->clean_only, "write only facts/<n>/clean/*");
   cmd->add_option("--ep", opts->ep,

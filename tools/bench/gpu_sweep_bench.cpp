@@ -5,23 +5,14 @@
 //    every layer (fast path), all facts' conditions batched together;
 //  - the expert sweep of one layer: each clean-routed expert of the final position restored alone;
 // and report TFLOP/s achieved and the FLOP floor, scaled from the bench model's layers to the real
-// model's depth. Prints one JSON object on stdout (progress on stderr).
+// model's depth. Prints one JSON object on stdout (progress on stderr). It also runs on the CPU
+// backends (--backend cpu / cpu-bf16, tools/bench/cpu_vs_peer.sh); prompts.json may name a raw
+// float32 noise file ("noise_file": facts x subject tokens x hidden) so that both sides add the same noise.
 //
 //   moetrace_gpu_sweep_bench --model DIR [--backend cuda-bf16] [--prompts DIR/prompts.json]
 //       [--full-layers 48] [--facts 64] [--batch-rows 8192] [--repeats 3] [--peak-tflops 745]
 #include <cstdio>
 #include <cstdlib>
-
-#ifndef MOETRACE_WITH_CUDA
-
-int main() {
-  std::fprintf(stderr,
-               "moetrace_gpu_sweep_bench needs a CUDA build: configure with -DMOETRACE_CUDA=ON "
-               "(docs/cuda.md)\n");
-  return 2;
-}
-
-#else
 
 #include <algorithm>
 #include <chrono>
@@ -39,7 +30,10 @@ int main() {
 #include "backend/backend_registry.h"
 #include "engine/case_tracer.h"
 #include "engine/device_model.h"
+#ifdef MOETRACE_WITH_CUDA
 #include "kernels/cuda_backend.h"
+#endif
+#include <omp.h>
 #include "model/model_weights.h"
 #include "util/error.h"
 
@@ -180,9 +174,19 @@ int main(int argc, char** argv) try {
                                                                    : a.noise_multiplier * embedding_std(weights.embed);
   std::vector<std::vector<float>> noise(F);
   std::normal_distribution<float> nd(0.f, static_cast<float>(sigma));
+  std::ifstream noise_file;
+  if (have_prompts && pj.contains("noise_file")) {
+    noise_file.open(prompts_path.parent_path() / pj["noise_file"].get<std::string>(), std::ios::binary);
+    if (!noise_file) usage("cannot open the noise file named in " + prompts_path.string());
+  }
   for (int f = 0; f < F; ++f) {
     noise[f].resize(static_cast<std::size_t>(prompts[f].subject_end - prompts[f].subject_begin) * cfg.hidden_size);
-    for (float& x : noise[f]) x = nd(rng);
+    if (noise_file.is_open()) {
+      noise_file.read(reinterpret_cast<char*>(noise[f].data()), static_cast<std::streamsize>(noise[f].size() * 4));
+      if (!noise_file) usage("the noise file is shorter than the prompts need");
+    } else {
+      for (float& x : noise[f]) x = nd(rng);
+    }
   }
 
   // ---- model on the device -----------------------------------------------------------------------
@@ -211,9 +215,30 @@ int main(int argc, char** argv) try {
   for (int rep = 0; rep <= a.repeats; ++rep) {  // rep 0 is the warm-up
     engine.reset_steps();
     t0 = Clock::now();
-    std::vector<TracedCase> cases;
-    cases.reserve(F);
-    for (int f = 0; f < F; ++f) cases.push_back(tracer.prepare(prompts[f], {noise[f]}));
+    // Clean and noised runs of all facts, each as one engine call (what CaseTracer::prepare does
+    // per fact; the engine's own batching of cases is a sibling issue).
+    std::vector<TracedCase> cases(F);
+    {
+      std::vector<StreamSpec> specs(F);
+      for (int f = 0; f < F; ++f) {
+        cases[f].prompt = prompts[f];
+        cases[f].noise = {noise[f]};
+        specs[f].prompt = &cases[f].prompt;
+        specs[f].record = RecordLevel::Full;
+      }
+      std::vector<StreamOutput> clean = engine.run(specs);
+      for (int f = 0; f < F; ++f) {
+        cases[f].clean = std::move(clean[f]);
+        specs[f] = StreamSpec{};
+        specs[f].prompt = &cases[f].prompt;
+        specs[f].start_pos = prompts[f].subject_begin;
+        specs[f].base = specs[f].start_pos > 0 ? cases[f].clean.record.get() : nullptr;
+        specs[f].noise = &cases[f].noise[0];
+        specs[f].record = RecordLevel::Base;
+      }
+      std::vector<StreamOutput> noised = engine.run(specs);
+      for (int f = 0; f < F; ++f) cases[f].noised.push_back(std::move(noised[f]));
+    }
     const double tp = seconds_since(t0);
     steps_prepare = engine.layer_token_steps();
 
@@ -257,6 +282,7 @@ int main(int argc, char** argv) try {
       sample["noised_contrast_fact0"] = cases[0].noised[0].contrast;
       sample["layer_sweep_contrasts_fact0"] = std::vector<float>(dl.begin(), dl.begin() + Lb);
       sample["expert_sweep_contrasts_fact0"] = std::vector<float>(de.begin(), de.begin() + cfg.top_k);
+      if (F > 1) sample["layer_sweep_contrasts_fact1"] = std::vector<float>(dl.begin() + Lb, dl.begin() + 2 * Lb);
       continue;
     }
     t_prepare.push_back(tp);
@@ -297,7 +323,12 @@ int main(int argc, char** argv) try {
   out["weight_bytes"] = backend->weight_bytes();
   out["weight_bytes_full_depth_estimate"] =
       static_cast<double>(backend->weight_bytes()) * 1.0;  // refined below
-  out["activation_pool_peak_bytes"] = cuda::pool_peak_bytes(*backend);
+#ifdef MOETRACE_WITH_CUDA
+  out["activation_pool_peak_bytes"] = a.backend.rfind("cuda", 0) == 0 ? cuda::pool_peak_bytes(*backend) : 0;
+#else
+  out["activation_pool_peak_bytes"] = 0;
+#endif
+  out["threads"] = omp_get_max_threads();
   out["upload_s"] = upload_s;
   out["measured"] = {{"prepare_s", tp},           {"layer_sweep_s", tl},          {"expert_sweep_s", te},
                      {"layer_sweep_runs", layer_runs}, {"expert_sweep_runs", expert_runs},
@@ -319,7 +350,8 @@ int main(int argc, char** argv) try {
     std::size_t shared = backend->weight_bytes();
     (void)shared;
     const double H = cfg.hidden_size, V = cfg.vocab_size;
-    const double bytes_per = a.backend.rfind("cuda-bf16", 0) == 0 ? 2.0 : 4.0;
+    const bool bf16 = a.backend.rfind("cuda-bf16", 0) == 0 || a.backend == "cpu-bf16";
+    const double bytes_per = bf16 ? 2.0 : 4.0;
     const double embed = (cfg.tie_word_embeddings ? 1 : 2) * V * H * bytes_per + H * 4;
     per_layer = (static_cast<double>(backend->weight_bytes()) - embed) / Lb;
     out["weight_bytes_full_depth_estimate"] = embed + per_layer * Lf;
@@ -332,5 +364,3 @@ int main(int argc, char** argv) try {
   std::cerr << "moetrace_gpu_sweep_bench: " << e.what() << "\n";
   return 1;
 }
-
-#endif

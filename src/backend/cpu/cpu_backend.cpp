@@ -1,17 +1,20 @@
-// The reference backend: float32 Eigen matrices in host memory. Per-row work (norms, RoPE,
-// attention per stream and head, experts) is spread over OpenMP threads; matrix products are
-// single-threaded Eigen GEMMs over fixed blocks of output columns spread over the threads.
+// The CPU backend: activations are float32 Eigen matrices in host memory; weights are packed once,
+// at upload, into oneDNN's blocked layout (float32 in `cpu`, bf16 in `cpu-bf16`) and every product
+// x W^T goes through cpu::matmul (cpu_matmul.h). Embedding tables and norm weights stay plain
+// row-major. Per-row work (norms, RoPE, attention per stream and head, experts) is spread over
+// OpenMP threads; a single product uses oneDNN's OpenMP threading.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
-#include <Eigen/Dense>
-#ifdef _OPENMP
 #include <omp.h>
-#endif
+#include <Eigen/Dense>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_routing.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_matmul.h"
 #include "util/error.h"
 
 namespace moetrace {
@@ -27,9 +30,26 @@ class CpuTensor final : public Tensor {
 
 class CpuWeight final : public Weight {
  public:
-  CpuWeight(int rows, int cols) : Weight(rows, cols), m(rows, cols) {}
-  Matrix m;
+  CpuWeight(const TensorView& view, int rows, int cols, cpu::WeightType type, bool packed)
+      : Weight(rows, cols), w(view, rows, cols, type, packed) {}
+  cpu::PackedWeight w;
 };
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+// Embedding tables and the read-out are read by rows (embed, select_logits): kept plain.
+bool is_table(const std::string& name) { return ends_with(name, "embed_tokens.weight") || ends_with(name, "lm_head.weight"); }
+bool is_router(const std::string& name) { return ends_with(name, ".gate.weight"); }
+
+// Thread-local, grow-only scratch matrices for run_experts.
+struct ExpertScratch {
+  std::vector<float> in, gate, up, out;
+};
+float* grow(std::vector<float>& v, std::size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
 
 CpuTensor& cpu(Tensor& t) { return static_cast<CpuTensor&>(t); }
 const CpuTensor& cpu(const Tensor& t) { return static_cast<const CpuTensor&>(t); }
@@ -37,50 +57,15 @@ const CpuWeight& cpu(const Weight& w) { return static_cast<const CpuWeight&>(w);
 
 std::unique_ptr<CpuTensor> make(int rows, int cols) { return std::make_unique<CpuTensor>(rows, cols); }
 
-// out = a b^T such that every row of out depends only on the same row of a, never on how many
-// other rows share the call (the pipeline batches any number of cases into one call, and results
-// must not depend on the chunk size). Eigen's products are not so by themselves: one row takes
-// the GEMV path, and a multi-threaded GEMM blocks the depth differently from a single-threaded
-// one. So the product is always a single-threaded GEMM (threads split fixed blocks of output
-// columns; inside an OpenMP region Eigen does not start its own), and one row is padded to two.
-// tests/pipeline/test_row_independence.cpp checks the property.
-template <typename A>
-void row_independent_product(const A& a, const Matrix& b, Matrix& out) {
-  // Eigen evaluates products with rows + cols + depth < 20 coefficient-wise, and treats the rows
-  // past the last full SIMD packet one by one with another summation order; padding the rows to a
-  // multiple of the packet size (and to at least two rows) keeps every row on
-  // the same GEMM kernels.
-  constexpr Eigen::Index kPacket = Eigen::internal::packet_traits<float>::size;
-  Eigen::Index min_rows = std::max<Eigen::Index>({2, a.rows(), 20 - b.rows() - b.cols()});
-  min_rows = (min_rows + kPacket - 1) / kPacket * kPacket;
-  if (a.rows() < min_rows) {
-    Matrix padded = Matrix::Zero(min_rows, a.cols());
-    padded.topRows(a.rows()) = a;
-    Matrix o(min_rows, b.rows());
-    row_independent_product(padded, b, o);
-    out = o.topRows(a.rows());
-    return;
-  }
-  constexpr int kColumnBlock = 256;  // fixed, so the blocking never depends on the thread count
-  const int blocks = static_cast<int>((b.rows() + kColumnBlock - 1) / kColumnBlock);
-  auto block = [&](int j) {
-    const Eigen::Index c0 = static_cast<Eigen::Index>(j) * kColumnBlock;
-    const Eigen::Index n = std::min<Eigen::Index>(kColumnBlock, b.rows() - c0);
-    out.middleCols(c0, n).noalias() = a * b.middleRows(c0, n).transpose();
-  };
-#ifdef _OPENMP
-  if (!omp_in_parallel() && blocks > 1) {
-#pragma omp parallel for schedule(static)
-    for (int j = 0; j < blocks; ++j) block(j);
-    return;
-  }
-#endif
-  for (int j = 0; j < blocks; ++j) block(j);
-}
-
 class CpuBackend final : public Backend {
  public:
-  std::string name() const override { return "cpu"; }
+  explicit CpuBackend(const CpuBackendOptions& o) : opt_(o) {
+    if (const char* env = std::getenv("MOETRACE_CPU_BF16_FALLBACK"); env && std::string(env) == "1")
+      opt_.force_bf16_fallback = true;
+    bf16_packed_ = !opt_.force_bf16_fallback && cpu::cpu_has_native_bf16();
+  }
+
+  std::string name() const override { return opt_.precision == CpuPrecision::BF16 ? "cpu-bf16" : "cpu"; }
 
   TensorPtr zeros(int rows, int cols) override { return make(rows, cols); }
 
@@ -97,20 +82,24 @@ class CpuBackend final : public Backend {
 
   WeightPtr upload_weight(const TensorView& view) override {
     const auto [rows, cols] = weight_matrix_shape(view);
-    auto w = std::make_unique<CpuWeight>(rows, cols);
-    view.to_float(w->m.data());
-    weight_bytes_ += sizeof(float) * static_cast<std::size_t>(rows) * cols;
+    // Norm weights (1-D) and, by default, the router stay float32 in bf16 mode.
+    const bool bf16 = opt_.precision == CpuPrecision::BF16 && view.shape.size() == 2 &&
+                      !(opt_.router_f32 && is_router(view.name));
+    const auto type = bf16 ? cpu::WeightType::BF16 : cpu::WeightType::F32;
+    const bool packed = view.shape.size() == 2 && !is_table(view.name) && (!bf16 || bf16_packed_);
+    auto w = std::make_unique<CpuWeight>(view, rows, cols, type, packed);
+    weight_bytes_ += w->w.bytes();
     return w;
   }
 
   std::size_t weight_bytes() const override { return weight_bytes_; }
 
   TensorPtr embed(const Weight& table, const std::vector<int>& ids) override {
-    const auto& w = cpu(table).m;
-    auto out = make(static_cast<int>(ids.size()), w.cols());
+    const auto& w = cpu(table).w;
+    auto out = make(static_cast<int>(ids.size()), w.k());
     for (std::size_t i = 0; i < ids.size(); ++i) {
-      MOETRACE_ASSERT(ids[i] >= 0 && ids[i] < w.rows(), "token id out of range");
-      out->m.row(i) = w.row(ids[i]);
+      MOETRACE_ASSERT(ids[i] >= 0 && ids[i] < w.n(), "token id out of range");
+      w.row(ids[i], out->m.data() + i * static_cast<std::size_t>(w.k()));
     }
     return out;
   }
@@ -160,17 +149,20 @@ class CpuBackend final : public Backend {
 
   TensorPtr linear(const Tensor& x, const Weight& w) override {
     const auto& a = cpu(x).m;
-    const auto& b = cpu(w).m;
-    MOETRACE_ASSERT(a.cols() == b.cols(), "linear: input width does not match the weight");
-    auto out = make(a.rows(), b.rows());
-    if (a.rows()) row_independent_product(a, b, out->m);
+    const auto& b = cpu(w).w;
+    MOETRACE_ASSERT(a.cols() == b.k(), "linear: input width does not match the weight");
+    auto out = make(static_cast<int>(a.rows()), b.n());
+    cpu::matmul(a.data(), static_cast<int>(a.rows()), b, out->m.data());
     return out;
   }
 
   TensorPtr rms_norm(const Tensor& x, const Weight& weight, int group, float eps) override {
     const auto& a = cpu(x).m;
-    const auto& w = cpu(weight).m;
-    MOETRACE_ASSERT(w.cols() == group && a.cols() % group == 0, "rms_norm: bad group size");
+    const auto& wt = cpu(weight).w;
+    MOETRACE_ASSERT(wt.n() == 1 && wt.k() == group && wt.type() == cpu::WeightType::F32 && !wt.packed() &&
+                        a.cols() % group == 0,
+                    "rms_norm: bad group size");
+    const float* w = wt.f32_data();
     auto out = make(a.rows(), a.cols());
     const int groups = a.cols() / group;
 #pragma omp parallel for schedule(static)
@@ -181,7 +173,7 @@ class CpuBackend final : public Backend {
         double ss = 0;  // double accumulation: the mean of squares is the sensitive part
         for (int c = 0; c < group; ++c) ss += static_cast<double>(in[c]) * in[c];
         const float inv = static_cast<float>(1.0 / std::sqrt(ss / group + eps));
-        for (int c = 0; c < group; ++c) o[c] = w(0, c) * (in[c] * inv);
+        for (int c = 0; c < group; ++c) o[c] = w[c] * (in[c] * inv);
       }
     }
     return out;
@@ -253,23 +245,39 @@ class CpuBackend final : public Backend {
   void run_experts(const Tensor& x, const std::vector<ExpertTask>& tasks, Tensor& out) override {
     const auto& xm = cpu(x).m;
     auto& om = cpu(out).m;
-    // Each task writes distinct output rows, so tasks run in parallel without races.
-#pragma omp parallel for schedule(dynamic)
-    for (int t = 0; t < static_cast<int>(tasks.size()); ++t) {
+    const int H = static_cast<int>(xm.cols()), ntasks = static_cast<int>(tasks.size());
+    // Each task writes distinct output rows, so tasks run in parallel without races. With fewer
+    // tasks than threads the tasks run one after the other and each product uses every thread.
+    const bool task_parallel = ntasks >= omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic) if (task_parallel)
+    for (int t = 0; t < ntasks; ++t) {
       const ExpertTask& task = tasks[t];
-      if (task.in_rows.empty()) continue;
-      Matrix in(task.in_rows.size(), xm.cols());
-      for (std::size_t i = 0; i < task.in_rows.size(); ++i) in.row(i) = xm.row(task.in_rows[i]);
-      Matrix g(in.rows(), cpu(*task.gate).m.rows()), u(in.rows(), cpu(*task.up).m.rows());
-      row_independent_product(in, cpu(*task.gate).m, g);
-      row_independent_product(in, cpu(*task.up).m, u);
-      for (Eigen::Index i = 0; i < g.size(); ++i) {
-        const float a = g.data()[i];
-        g.data()[i] = a / (1.0f + std::exp(-a)) * u.data()[i];
+      const int n = static_cast<int>(task.in_rows.size());
+      if (n == 0) continue;
+      const auto& gw = cpu(*task.gate).w;
+      const auto& uw = cpu(*task.up).w;
+      const auto& dw = cpu(*task.down).w;
+      MOETRACE_ASSERT(gw.k() == H && uw.k() == H && uw.n() == gw.n() && dw.k() == gw.n() && dw.n() == om.cols(),
+                      "run_experts: expert shapes do not match");
+      const int I = gw.n();
+      thread_local ExpertScratch ws;
+      float* in = grow(ws.in, static_cast<std::size_t>(n) * H);
+      float* g = grow(ws.gate, static_cast<std::size_t>(n) * I);
+      float* u = grow(ws.up, static_cast<std::size_t>(n) * I);
+      float* y = grow(ws.out, static_cast<std::size_t>(n) * om.cols());
+      for (int i = 0; i < n; ++i)
+        std::memcpy(in + static_cast<std::size_t>(i) * H, xm.data() + static_cast<std::size_t>(task.in_rows[i]) * H,
+                    sizeof(float) * H);
+      cpu::matmul(in, n, gw, g);
+      cpu::matmul(in, n, uw, u);
+      for (std::size_t i = 0; i < static_cast<std::size_t>(n) * I; ++i) {
+        const float a = g[i];
+        g[i] = a / (1.0f + std::exp(-a)) * u[i];
       }
-      Matrix y(g.rows(), cpu(*task.down).m.rows());
-      row_independent_product(g, cpu(*task.down).m, y);
-      for (std::size_t i = 0; i < task.out_rows.size(); ++i) om.row(task.out_rows[i]) = task.weights[i] * y.row(i);
+      cpu::matmul(g, n, dw, y);
+      for (int i = 0; i < n; ++i)
+        om.row(task.out_rows[i]) =
+            task.weights[i] * Eigen::Map<const Eigen::RowVectorXf>(y + static_cast<std::size_t>(i) * om.cols(), om.cols());
     }
   }
 
@@ -285,11 +293,16 @@ class CpuBackend final : public Backend {
   std::vector<float> select_logits(const Tensor& x, const Weight& table, const std::vector<int>& ids,
                                    int per_row) override {
     const auto& a = cpu(x).m;
-    const auto& w = cpu(table).m;
+    const auto& w = cpu(table).w;
     MOETRACE_ASSERT(static_cast<int>(ids.size()) == a.rows() * per_row, "select_logits: ids per row");
+    MOETRACE_ASSERT(a.cols() == w.k(), "select_logits: width");
     std::vector<float> out(ids.size());
     for (int r = 0; r < a.rows(); ++r)
-      for (int j = 0; j < per_row; ++j) out[r * per_row + j] = a.row(r).dot(w.row(ids[r * per_row + j]));
+      for (int j = 0; j < per_row; ++j) {
+        const int id = ids[r * per_row + j];
+        MOETRACE_ASSERT(id >= 0 && id < w.n(), "select_logits: id out of range");
+        out[r * per_row + j] = w.dot_row(a.data() + static_cast<std::size_t>(r) * a.cols(), id);
+      }
     return out;
   }
 
@@ -299,11 +312,16 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  CpuBackendOptions opt_;
+  bool bf16_packed_ = false;  // bf16 products through oneDNN (native bf16) rather than the fallback
   std::size_t weight_bytes_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
+std::unique_ptr<Backend> make_cpu_backend() { return make_cpu_backend(CpuBackendOptions{}); }
 
 }  // namespace moetrace

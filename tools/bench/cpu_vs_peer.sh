@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# One command for the CPU comparison of docs/benchmarks.md ("CPU backend against the PyTorch peer"):
+# tools/peer/cpu_peer.py writes a random checkpoint with the real layer widths (Qwen3-30B-A3B: 2 layers;
+# Mixtral-8x7B: 1 layer; bf16, real vocabulary) plus prompts.json and the noise, then times its
+# ROME-style layer sweep and one-layer expert sweep (float32, one batch of L+2 / k+2 rows per fact);
+# moetrace_gpu_sweep_bench runs the same sweeps on the same files on the CPU backend (`cpu`, then
+# `cpu-bf16`), 64 facts driven as one batch by the bench. Prints per-fact times scaled to full depth,
+# the ratios and the thread count, checks that both sides' contrasts agree (<= 1e-5 relative, float32),
+# records peak RSS and weights held, and writes the table into docs/benchmarks.md.
+#
+#   tools/bench/cpu_vs_peer.sh [--arch qwen3|mixtral|both] [--threads N] [--peer-facts N] [--repeats N]
+#                              [--build DIR] [--work DIR] [--no-docs] [--keep] [--reuse-peer]
+# (--reuse-peer: keep an existing <work>/<arch>.peer.json, e.g. after changing only moetrace)
+#
+# Needs Debian's python3-torch (apt-get install python3-torch; not a CI dependency) and a build of
+# moetrace (build/ by default). Memory: about 2x the float32 model (~8 GB) at a time; the model
+# folders are removed at the end unless --keep.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+arch=both threads="${OMP_NUM_THREADS:-1}" peer_facts=3 repeats=2 build="$here/build"
+work="${TMPDIR:-/tmp}/moetrace-cpu-vs-peer" docs=1 keep=0 reuse_peer=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --arch) arch="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --peer-facts) peer_facts="$2"; shift 2 ;;
+    --repeats) repeats="$2"; shift 2 ;;
+    --build) build="$2"; shift 2 ;;
+    --work) work="$2"; shift 2 ;;
+    --no-docs) docs=0; shift ;;
+    --keep) keep=1; shift ;;
+    --reuse-peer) reuse_peer=1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+bench="$build/tools/bench/moetrace_gpu_sweep_bench"
+[[ -x "$bench" ]] || cmake --build "$build" -j"$(nproc)" --target moetrace_gpu_sweep_bench >&2
+py=/usr/bin/python3  # Debian's python with python3-torch
+mkdir -p "$work"
+archs=("$arch"); [[ "$arch" == both ]] && archs=(qwen3 mixtral)
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
+rss() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
+for a in "${archs[@]}"; do
+  l=2; [[ "$a" == mixtral ]] && l=1
+  model="$work/$a-model"
+  echo "== $a: writing the random checkpoint ($l layers)" >&2
+  [[ -f "$model/prompts.json" ]] || "$py" "$here/tools/peer/cpu_peer.py" write --arch "$a" --layers "$l" --out "$model" >&2
+  if [[ $reuse_peer == 1 && -s "$work/$a.peer.json" ]]; then
+    echo "== $a: peer: reusing $work/$a.peer.json" >&2
+  else
+    echo "== $a: peer (torch, float32, $threads threads)" >&2
+    "$py" "$here/tools/peer/cpu_peer.py" run --model "$model" --facts "$peer_facts" --threads "$threads" > "$work/$a.peer.json"
+  fi
+  for backend in cpu cpu-bf16; do
+    echo "== $a: moetrace ($backend, $threads threads, 64 facts per batch)" >&2
+    /usr/bin/time -v "$bench" --model "$model" --backend "$backend" --facts 64 --repeats "$repeats" \
+        > "$work/$a.$backend.json" 2> "$work/$a.$backend.log" || { cat "$work/$a.$backend.log" >&2; exit 1; }
+    grep -v "^\s" "$work/$a.$backend.log" | grep -v "Command being timed" >&2 || true
+    echo "{\"peak_rss_bytes\": $(( $(rss "$work/$a.$backend.log") * 1024 )), \"file_bytes\": $(stat -c %s "$model/model.safetensors")}" \
+        > "$work/$a.$backend.mem.json"
+  done
+  [[ $keep == 1 ]] || rm -rf "$model"
+done
+"$py" - "$work" "$here/docs/benchmarks.md" "$docs" "${archs[@]}" <<'PY' | tee "$work/summary.md"
+import json, sys, datetime
+work, doc, write_doc, archs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
+lines = []
+out = lines.append
+out("| model | sweep | peer s/fact (median / min) | moetrace `cpu` s/fact | ratio | moetrace `cpu-bf16` s/fact | ratio bf16 |")
+out("|---|---|---:|---:|---:|---:|---:|")
+notes, checks, mem = [], [], []
+for a in archs:
+    p = json.load(open(f"{work}/{a}.peer.json"))
+    m = {b: json.load(open(f"{work}/{a}.{b}.json")) for b in ("cpu", "cpu-bf16")}
+    for sweep in ("layer_sweep", "expert_sweep"):
+        if sweep not in p["per_fact_full_depth"]:
+            continue
+        ps, pmin = p["per_fact_full_depth"][sweep], p["per_fact_full_depth_min"][sweep]
+        mf = m["cpu"]["per_fact_full_depth"][sweep + "_s"]
+        mb = m["cpu-bf16"]["per_fact_full_depth"][sweep + "_s"]
+        out(f"| {a} | {sweep.replace('_', ' ')} | {ps:.3f} / {pmin:.3f} | {mf:.4f} | **{ps / mf:.1f}x** | {mb:.4f} | {ps / mb:.1f}x |")
+    # contrasts of fact 0: peer rows [clean, noised, restored...] against moetrace's sample (float32)
+    s = m["cpu"]["sample"]
+    pl = p["sample"]["layer_sweep_contrasts_fact0"]
+    B = p["bench_layers"]
+    pairs = [(pl[0], s["clean_contrast_fact0"]), (pl[1], s["noised_contrast_fact0"])]
+    pairs += [(pl[2 + l], s["layer_sweep_contrasts_fact0"][l]) for l in range(B)]
+    if "expert_sweep_contrasts_fact0" in p["sample"]:
+        pe = p["sample"]["expert_sweep_contrasts_fact0"]
+        pairs += [(pe[2 + j], s["expert_sweep_contrasts_fact0"][j]) for j in range(len(pe) - 2)]
+    scale = max(abs(x) for x, _ in pairs)
+    rel = max(abs(x - y) for x, y in pairs) / scale
+    checks.append(f"{a}: {len(pairs)} contrasts of fact 0, max|peer - moetrace| / max|peer| = {rel:.2e} "
+                  f"({'ok' if rel <= 1e-5 else 'ABOVE 1e-5'})")
+    for b in ("cpu", "cpu-bf16"):
+        mm = json.load(open(f"{work}/{a}.{b}.mem.json"))
+        wb = m[b]["weight_bytes"]
+        mem.append(f"| {a} | `{b}` | {mm['file_bytes'] / 1e9:.3f} | {wb / 1e9:.3f} | {wb / mm['file_bytes']:.3f} | "
+                   f"{mm['peak_rss_bytes'] / 1e9:.3f} | {mm['peak_rss_bytes'] / wb:.3f} |")
+    notes.append(f"{a}: {p['bench_layers']} bench layers scaled to {p['full_layers']}; peer torch {p['torch']}, "
+                 f"{p['threads']} threads, OpenBLAS core {p['openblas_core']}, {p['facts']} timed facts; "
+                 f"moetrace {m['cpu']['threads']} threads, {m['cpu']['facts']} facts in one batch, "
+                 f"{m['cpu']['repeats']} repeats (median)")
+out("")
+out("Contrast check (float32 on both sides, same checkpoint, prompts and noise):")
+out("")
+for c in checks:
+    out(f"- {c}")
+out("")
+out("| model | mode | bf16 file GB | weights held GB | held / file | peak RSS GB | peak RSS / held |")
+out("|---|---|---:|---:|---:|---:|---:|")
+lines += mem
+out("")
+for n in notes:
+    out(f"- {n}")
+text = "\n".join(lines)
+print(text)
+if write_doc:
+    begin, end = "<!-- cpu_vs_peer:begin -->", "<!-- cpu_vs_peer:end -->"
+    d = open(doc).read()
+    stamp = f"Measured {datetime.date.today().isoformat()} by `tools/bench/cpu_vs_peer.sh`:\n\n"
+    if begin in d and end in d:
+        d = d[:d.index(begin) + len(begin)] + "\n" + stamp + text + "\n" + d[d.index(end):]
+        open(doc, "w").write(d)
+PY
