@@ -2,7 +2,7 @@
 # The parsers of hostile input (checkpoints, config.json, tokenizer.json, run configs, CounterFact)
 # under AddressSanitizer + UndefinedBehaviorSanitizer: a separate build (gcc, CUDA off) of only the
 # CLI and the parser tests, which then run with UBSan aborting on its first finding. Called by
-# tools/test.sh (and so by CI); about 6-8 minutes on 2 cores from a clean build (docs/fuzzing.md).
+# tools/test.sh (and so by CI); budgeted at 6-8 minutes on 2 cores from a clean build (docs/fuzzing.md).
 # Build folder: $MOETRACE_SANITIZE_BUILD_DIR, else build-sanitize next to build/.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
