@@ -14,5 +14,10 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "${cuda_flag[@]}"
 cmake --build "$build" -j "$(nproc)"
 exclude=()
 if ! nvidia-smi -L >/dev/null 2>&1; then exclude=(-LE gpu); fi
-cd "$build"
-ctest --output-on-failure -j "$(nproc)" "${exclude[@]}"
+(cd "$build" && ctest --output-on-failure -j "$(nproc)" "${exclude[@]}")
+
+# Sanitizer step (ASan + UBSan on the parsers of hostile input, tools/sanitize.sh): a separate
+# build of only the CLI and the parser tests. MOETRACE_SANITIZE=OFF skips it.
+if [ "${MOETRACE_SANITIZE:-ON}" != "OFF" ]; then
+  MOETRACE_SANITIZE_BUILD_DIR="${MOETRACE_SANITIZE_BUILD_DIR:-$build-sanitize}" bash "$root/tools/sanitize.sh"
+fi
