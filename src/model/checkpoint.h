@@ -20,6 +20,9 @@ class Checkpoint {
   const TensorView* find(const std::string& name) const;
   // The safetensors files in load order (for hashing into provenance).
   std::vector<std::filesystem::path> files() const;
+  // InputError naming the file, the tensor and the element when any weight is NaN or infinite.
+  // Reads every byte of every tensor.
+  void check_finite() const;
 
  private:
   std::filesystem::path dir_;

@@ -1,45 +1,88 @@
 #include "model/model_config.h"
 
-#include <fstream>
-#include <sstream>
+#include <cmath>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
+#include "util/checked.h"
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/json_input.h"
+#include "util/message.h"
 
 namespace moetrace {
 namespace {
 
 using nlohmann::json;
+constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 
-// Reads a required numeric field; `names` lists the spellings the hub configs use.
-template <typename T>
-T required(const json& j, std::initializer_list<const char*> names, const std::string& origin) {
+// The value of the first spelling in `names` that is present and not null.
+const json* find_field(const json& j, std::initializer_list<const char*> names, const char*& found) {
   for (const char* name : names) {
     auto it = j.find(name);
     if (it == j.end() || it->is_null()) continue;
-    if (!it->is_number())
-      fail_input("{}: field '{}' must be a number, got {}", origin, name, it->dump());
-    return it->get<T>();
+    found = name;
+    return &*it;
   }
-  fail_input("{}: missing required field '{}'", origin, *names.begin());
+  found = *names.begin();
+  return nullptr;
 }
 
-template <typename T>
-T optional(const json& j, const char* name, T fallback, const std::string& origin) {
+// An int field, checked to be a JSON integer in [lo, hi] before it is narrowed (so 4294967304
+// never becomes 8 and 1.5 never becomes 1).
+int int_field(const json& v, const char* name, std::int64_t lo, std::int64_t hi, const std::string& origin) {
+  if (!v.is_number_integer())
+    fail_input("{}: field '{}' must be an integer, got {}", origin, name, json_for_message(v));
+  const std::int64_t x = json_integer(v, std::numeric_limits<std::int64_t>::min(),
+                                      std::numeric_limits<std::int64_t>::max(), origin, name);
+  if (lo == 1 && x < 1) fail_input("{}: field '{}' must be positive, got {}", origin, name, x);
+  if (x < lo || x > hi) fail_input("{}: field '{}' must be in [{}, {}], got {}", origin, name, lo, hi, x);
+  return static_cast<int>(x);
+}
+
+// A required positive int field; `names` lists the spellings the hub configs use.
+int required_int(const json& j, std::initializer_list<const char*> names, const std::string& origin) {
+  const char* name = nullptr;
+  const json* v = find_field(j, names, name);
+  if (!v) fail_input("{}: missing required field '{}'", origin, name);
+  return int_field(*v, name, 1, kIntMax, origin);
+}
+
+int optional_int(const json& j, const char* name, int fallback, std::int64_t lo, std::int64_t hi,
+                 const std::string& origin) {
   auto it = j.find(name);
   if (it == j.end() || it->is_null()) return fallback;
-  if constexpr (std::is_same_v<T, bool>) {
-    if (!it->is_boolean()) fail_input("{}: field '{}' must be true or false, got {}", origin, name, it->dump());
-  } else {
-    if (!it->is_number()) fail_input("{}: field '{}' must be a number, got {}", origin, name, it->dump());
-  }
-  return it->get<T>();
+  return int_field(*it, name, lo, hi, origin);
+}
+
+// A float field: a finite number in (0, hi] (NaN never passes).
+double positive_double(const json& v, const char* name, double hi, const std::string& origin) {
+  if (!v.is_number()) fail_input("{}: field '{}' must be a number, got {}", origin, name, json_for_message(v));
+  const double x = v.get<double>();
+  if (!(std::isfinite(x) && x > 0 && x <= hi))
+    fail_input("{}: field '{}' must be positive, finite and at most {}, got {}", origin, name, hi, json_for_message(v));
+  return x;
+}
+
+bool optional_bool(const json& j, const char* name, bool fallback, const std::string& origin) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) return fallback;
+  return json_bool(*it, origin, name);
+}
+
+// a * b as an int, or an InputError naming the product.
+int product_field(int a, int b, const char* what, const std::string& origin) {
+  const auto r = checked_mul<std::int64_t>(a, b);
+  if (!r || *r > kIntMax) fail_input("{}: {} = {} x {} is too large (at most {})", origin, what, a, b, kIntMax);
+  return static_cast<int>(*r);
 }
 
 void require_positive(int v, const char* name, const std::string& origin) {
   if (v <= 0) fail_input("{}: field '{}' must be positive, got {}", origin, name, v);
 }
+
+ModelConfig parse_model_config_json(const json& j, const std::string& origin);
 
 }  // namespace
 
@@ -53,12 +96,18 @@ std::string to_string(Architecture a) {
 }
 
 ModelConfig parse_model_config(const std::string& text, const std::string& origin) {
-  json j;
   try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail_input("{}: not valid JSON: {}", origin, e.what());
+    return parse_model_config_json(parse_json_input(text, origin), origin);
+  } catch (const json::exception& e) {
+    // A safety net: every field is read through checked getters, but no library exception may
+    // leave this function as anything but an InputError naming the file.
+    fail_input("{}: unreadable value: {}", origin, e.what());
   }
+}
+
+namespace {
+
+ModelConfig parse_model_config_json(const json& j, const std::string& origin) {
   if (!j.is_object()) fail_input("{}: expected a JSON object", origin);
   auto mt = j.find("model_type");
   if (mt == j.end() || mt->is_null()) fail_input("{}: missing required field 'model_type'", origin);
@@ -72,52 +121,61 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
   if (c.model_type == "mixtral") {
     c.arch = Architecture::Mixtral;
     experts_field = "num_local_experts";
-    c.num_experts = required<int>(j, {"num_local_experts"}, origin);
-    c.expert_width = required<int>(j, {"intermediate_size"}, origin);
+    c.num_experts = required_int(j, {"num_local_experts"}, origin);
+    c.expert_width = required_int(j, {"intermediate_size"}, origin);
     c.norm_topk_prob = true;  // Mixtral always renormalises its top-k weights
     c.qk_norm = QkNorm::None;
   } else if (c.model_type == "qwen3_moe") {
     c.arch = Architecture::Qwen3Moe;
-    c.num_experts = required<int>(j, {"num_experts"}, origin);
+    c.num_experts = required_int(j, {"num_experts"}, origin);
     width_field = "moe_intermediate_size";
-    c.expert_width = required<int>(j, {"moe_intermediate_size"}, origin);
-    c.norm_topk_prob = optional<bool>(j, "norm_topk_prob", false, origin);
+    c.expert_width = required_int(j, {"moe_intermediate_size"}, origin);
+    c.norm_topk_prob = optional_bool(j, "norm_topk_prob", false, origin);
     c.qk_norm = QkNorm::PerHead;
     // Dense layers are not supported: every layer must be sparse.
-    if (optional<int>(j, "decoder_sparse_step", 1, origin) != 1)
+    if (optional_int(j, "decoder_sparse_step", 1, 1, kIntMax, origin) != 1)
       fail_input("{}: decoder_sparse_step != 1 (dense MLP layers) is not supported", origin);
     if (auto it = j.find("mlp_only_layers"); it != j.end() && it->is_array() && !it->empty())
       fail_input("{}: mlp_only_layers (dense MLP layers) is not supported", origin);
   } else if (c.model_type == "olmoe") {
     c.arch = Architecture::Olmoe;
-    c.num_experts = required<int>(j, {"num_experts"}, origin);
-    c.expert_width = required<int>(j, {"intermediate_size"}, origin);
-    c.norm_topk_prob = optional<bool>(j, "norm_topk_prob", false, origin);
+    c.num_experts = required_int(j, {"num_experts"}, origin);
+    c.expert_width = required_int(j, {"intermediate_size"}, origin);
+    c.norm_topk_prob = optional_bool(j, "norm_topk_prob", false, origin);
     c.qk_norm = QkNorm::WholeProjection;
     if (auto it = j.find("clip_qkv"); it != j.end() && !it->is_null())
       fail_input("{}: clip_qkv is not supported", origin);
   } else {
-    fail_input("{}: unsupported model_type '{}' (supported: mixtral, qwen3_moe, olmoe)", origin, c.model_type);
+    fail_input("{}: unsupported model_type '{}' (supported: mixtral, qwen3_moe, olmoe)", origin,
+               truncate_for_message(c.model_type));
   }
-  c.vocab_size = required<int>(j, {"vocab_size"}, origin);
-  c.hidden_size = required<int>(j, {"hidden_size"}, origin);
-  c.num_layers = required<int>(j, {"num_hidden_layers"}, origin);
-  c.num_heads = required<int>(j, {"num_attention_heads"}, origin);
-  c.num_kv_heads = optional<int>(j, "num_key_value_heads", c.num_heads, origin);
-  c.top_k = required<int>(j, {"num_experts_per_tok"}, origin);
-  c.rms_norm_eps = required<double>(j, {"rms_norm_eps"}, origin);
-  c.rope_theta = optional<double>(j, "rope_theta", 10000.0, origin);
+  c.vocab_size = required_int(j, {"vocab_size"}, origin);
+  c.hidden_size = required_int(j, {"hidden_size"}, origin);
+  c.num_layers = required_int(j, {"num_hidden_layers"}, origin);
+  c.num_heads = required_int(j, {"num_attention_heads"}, origin);
+  c.num_kv_heads = optional_int(j, "num_key_value_heads", c.num_heads, 1, kIntMax, origin);
+  c.top_k = required_int(j, {"num_experts_per_tok"}, origin);
+  {
+    const char* name = nullptr;
+    const json* eps = find_field(j, {"rms_norm_eps"}, name);
+    if (!eps) fail_input("{}: missing required field 'rms_norm_eps'", origin);
+    c.rms_norm_eps = positive_double(*eps, "rms_norm_eps", 1.0, origin);
+  }
+  c.rope_theta = 10000.0;
+  if (auto th = j.find("rope_theta"); th != j.end() && !th->is_null())
+    c.rope_theta = positive_double(*th, "rope_theta", 1e30, origin);
   if (auto rp = j.find("rope_parameters"); rp != j.end() && rp->is_object()) {
     // transformers 5 may nest rope settings; only the default rope type is supported.
-    if (auto t = rp->find("rope_type"); t != rp->end() && t->is_string() && *t != "default")
-      fail_input("{}: rope_type '{}' is not supported (only the default rotate-half RoPE)", origin, t->get<std::string>());
-    if (auto th = rp->find("rope_theta"); th != rp->end() && th->is_number()) c.rope_theta = th->get<double>();
+    if (auto t = rp->find("rope_type"); t != rp->end() && !t->is_null() && (!t->is_string() || *t != "default"))
+      fail_input("{}: rope_type {} is not supported (only the default rotate-half RoPE)", origin, json_for_message(*t));
+    if (auto th = rp->find("rope_theta"); th != rp->end() && !th->is_null())
+      c.rope_theta = positive_double(*th, "rope_parameters.rope_theta", 1e30, origin);
   }
   if (auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null())
     fail_input("{}: rope_scaling is not supported", origin);
-  c.tie_word_embeddings = optional<bool>(j, "tie_word_embeddings", false, origin);
-  c.bos_token_id = optional<int>(j, "bos_token_id", -1, origin);
-  c.head_dim = optional<int>(j, "head_dim", 0, origin);
+  c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false, origin);
+  c.bos_token_id = optional_int(j, "bos_token_id", -1, 0, c.vocab_size - 1, origin);
+  c.head_dim = optional_int(j, "head_dim", 0, 0, kIntMax, origin);
   if (c.head_dim == 0) {
     require_positive(c.num_heads, "num_attention_heads", origin);
     if (c.hidden_size % c.num_heads != 0)
@@ -125,9 +183,9 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
                  origin, c.hidden_size, c.num_heads);
     c.head_dim = c.hidden_size / c.num_heads;
   }
-  if (auto act = j.find("hidden_act"); act != j.end() && act->is_string() && *act != "silu")
-    fail_input("{}: hidden_act '{}' is not supported (only silu)", origin, act->get<std::string>());
-  if (optional<bool>(j, "attention_bias", false, origin))
+  if (auto act = j.find("hidden_act"); act != j.end() && !act->is_null() && (!act->is_string() || *act != "silu"))
+    fail_input("{}: hidden_act {} is not supported (only silu)", origin, json_for_message(*act));
+  if (optional_bool(j, "attention_bias", false, origin))
     fail_input("{}: attention_bias = true is not supported", origin);
 
   require_positive(c.vocab_size, "vocab_size", origin);
@@ -145,18 +203,17 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
                c.num_heads, c.num_kv_heads);
   if (c.top_k > c.num_experts)
     fail_input("{}: num_experts_per_tok {} exceeds the number of experts {}", origin, c.top_k, c.num_experts);
-  if (!(c.rms_norm_eps > 0)) fail_input("{}: rms_norm_eps must be positive", origin);
-  if (!(c.rope_theta > 0)) fail_input("{}: rope_theta must be positive", origin);
+  // Every size the loader and the engine derive from these must fit in an int.
+  (void)product_field(c.num_heads, c.head_dim, "num_attention_heads x head_dim", origin);
+  (void)product_field(2, c.expert_width, "2 x the expert width", origin);
   return c;
 }
 
+}  // namespace
+
 ModelConfig load_model_config(const std::filesystem::path& path) {
-  auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
-  std::ifstream in(file);
-  if (!in) fail_input("cannot open model config {}", file.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_model_config(ss.str(), file.string());
+  const auto file = input_path_kind(path, "model config") == PathKind::Directory ? path / "config.json" : path;
+  return parse_model_config(read_regular_file(file, "model config", kMaxConfigJsonBytes), file.string());
 }
 
 }  // namespace moetrace

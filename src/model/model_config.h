@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "util/checked.h"
+
 namespace moetrace {
 
 enum class Architecture { Mixtral, Qwen3Moe, Olmoe };
@@ -34,8 +36,9 @@ struct ModelConfig {
   QkNorm qk_norm = QkNorm::None;
   int bos_token_id = -1;  // -1 when config.json has none
 
-  int q_width() const { return num_heads * head_dim; }
-  int kv_width() const { return num_kv_heads * head_dim; }
+  // Checked (parse_model_config also refuses configs where these overflow).
+  int q_width() const { return mul_or_fail(num_heads, head_dim, "model config: num_attention_heads x head_dim"); }
+  int kv_width() const { return mul_or_fail(num_kv_heads, head_dim, "model config: num_key_value_heads x head_dim"); }
 };
 
 // Parses <model_dir>/config.json (or the given file). Errors name the file and the field.

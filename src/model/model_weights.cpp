@@ -117,10 +117,12 @@ ModelWeights resolve_weights(const ModelConfig& c, std::shared_ptr<const Checkpo
   return w;
 }
 
-ModelWeights load_model(const std::filesystem::path& model_dir) {
+ModelWeights load_model(const std::filesystem::path& model_dir, const LoadOptions& options) {
   ModelConfig config = load_model_config(model_dir);
   auto ckpt = std::make_shared<const Checkpoint>(model_dir);
-  return resolve_weights(config, std::move(ckpt));
+  ModelWeights w = resolve_weights(config, std::move(ckpt));
+  if (!options.allow_nonfinite_weights) w.checkpoint->check_finite();
+  return w;
 }
 
 }  // namespace moetrace

@@ -39,8 +39,14 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
-// Loads config.json and the safetensors of a model folder.
-ModelWeights load_model(const std::filesystem::path& model_dir);
+struct LoadOptions {
+  // NaN or infinite weights are an InputError naming the file and the tensor unless this is set.
+  bool allow_nonfinite_weights = false;
+};
+
+// Loads config.json and the safetensors of a model folder; every input is validated
+// (docs/ARCHITECTURE.md, "Inputs"), the weights included (a scan of every tensor for NaN/Inf).
+ModelWeights load_model(const std::filesystem::path& model_dir, const LoadOptions& options = {});
 // Resolves an already-open checkpoint against a config (used by tests to feed altered configs).
 ModelWeights resolve_weights(const ModelConfig& config, std::shared_ptr<const Checkpoint> checkpoint);
 

@@ -7,19 +7,14 @@
 
 #include "util/error.h"
 #include "util/input_file.h"
+#include "util/json_input.h"
 
 namespace moetrace {
 namespace {
 
 nlohmann::json parse_file(const std::filesystem::path& path, const std::string& what) {
-  const std::string text = read_input_file(path, what, kMaxCounterFactBytes);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail_input("{}: malformed JSON: {}", path.string(), e.what());
-  } catch (const nlohmann::json::exception& e) {  // e.g. a number out of range (1e400)
-    fail_input("{}: unreadable JSON: {}", path.string(), e.what());
-  }
+  // Every library exception (syntax, 1e400, duplicate keys) becomes an InputError naming the file.
+  return parse_json_input(read_input_file(path, what, kMaxCounterFactBytes), path.string());
 }
 
 // A case id: an integer that fits int64 (nlohmann keeps larger ones as unsigned).

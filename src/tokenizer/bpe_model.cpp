@@ -7,6 +7,7 @@
 
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/message.h"
 
 namespace moetrace::tok {
 
@@ -14,8 +15,11 @@ using json = nlohmann::json;
 
 void Vocab::load(std::vector<std::pair<std::string, std::int64_t>>&& entries, const std::string& where) {
   std::int64_t max_id = -1;
+  const std::int64_t bound = std::min<std::int64_t>(static_cast<std::int64_t>(entries.size()) + kMaxVocabIdGap, INT32_MAX);
   for (const auto& [tok, id] : entries) {
-    if (id < 0 || id > INT32_MAX) fail_input("{}: vocab entry \"{}\" has an invalid id {}", where, tok, id);
+    if (id < 0 || id >= bound)
+      fail_input("{}: model.vocab entry \"{}\" has the id {}; ids must be in [0, {}) for a vocabulary of {} entries",
+                 where, truncate_for_message(tok), id, bound, entries.size());
     max_id = std::max(max_id, id);
   }
   tokens_.assign(static_cast<std::size_t>(max_id + 1), std::string());
@@ -35,8 +39,10 @@ void Vocab::load(std::vector<std::pair<std::string, std::int64_t>>&& entries, co
         break;
       }
     }
-    if (duplicate) fail_input("{}: vocab token \"{}\" appears twice", where, tok);
-    if (present_[id]) fail_input("{}: vocab id {} is used by \"{}\" and \"{}\"", where, id, tokens_[id], tok);
+    if (duplicate) fail_input("{}: vocab token \"{}\" appears twice", where, truncate_for_message(tok));
+    if (present_[id])
+      fail_input("{}: vocab id {} is used by \"{}\" and \"{}\"", where, id, truncate_for_message(tokens_[id]),
+                 truncate_for_message(tok));
     slots_[i] = Slot{static_cast<std::int32_t>(id), tag};
     tokens_[id] = std::move(tok);
     present_[id] = true;
@@ -58,7 +64,9 @@ BpeModel::BpeModel(const json& m, TokenizerFile& file, const std::string& where)
   ignore_merges_ = m.value("ignore_merges", false);
   if (m.contains("unk_token") && m["unk_token"].is_string()) {
     unk_id_ = vocab_.find(m["unk_token"].get<std::string>());
-    if (!unk_id_) fail_input("{}: BPE unk_token \"{}\" is not in the vocabulary", where, m["unk_token"].get<std::string>());
+    if (!unk_id_)
+      fail_input("{}: BPE unk_token \"{}\" is not in the vocabulary", where,
+                 truncate_for_message(m["unk_token"].get<std::string>()));
   }
   for (int b = 0; b < 256; ++b) {
     const std::string name = fmt::format("<0x{:02X}>", b);
@@ -68,7 +76,7 @@ BpeModel::BpeModel(const json& m, TokenizerFile& file, const std::string& where)
   if (!file.has_merges) fail_input("{}: BPE model has no \"merges\" array", where);
   if (!file.merges_are_valid)
     fail_input("{}: model \"merges\" must be an array of \"a b\" strings or [\"a\", \"b\"] pairs; found {}", where,
-               file.bad_merge);
+               truncate_for_message(file.bad_merge));
   std::size_t cap = 16;
   while (cap < file.merges.size() * 2) cap *= 2;
   merge_slots_.assign(cap, MergeSlot{});
@@ -82,7 +90,8 @@ BpeModel::BpeModel(const json& m, TokenizerFile& file, const std::string& where)
       const std::string& s = mg.first;
       const auto sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-        fail_input("{}: merge #{} \"{}\" is not two tokens separated by one space", where, rank, s);
+        fail_input("{}: merge #{} \"{}\" is not two tokens separated by one space", where, rank,
+                   truncate_for_message(s));
       a = std::string_view(s).substr(0, sp);
       b = std::string_view(s).substr(sp + 1);
     } else {
@@ -95,7 +104,7 @@ BpeModel::BpeModel(const json& m, TokenizerFile& file, const std::string& where)
     const auto im = vocab_.find(joined);
     if (!ia || !ib || !im)
       fail_input("{}: merge #{} (\"{}\", \"{}\") uses a token that is not in the vocabulary", where, rank,
-                 std::string(a), std::string(b));
+                 truncate_for_message(a), truncate_for_message(b));
     const std::uint64_t kk = key(*ia, *ib);
     std::size_t i = hash_key(kk) & merge_mask_;
     while (merge_slots_[i].key != ~0ULL && merge_slots_[i].key != kk) i = (i + 1) & merge_mask_;

@@ -6,6 +6,7 @@
 #include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/json_input.h"
 
 namespace moetrace::tok {
 namespace {
@@ -174,8 +175,13 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where) {
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Strip") {
-    const std::string content = j.value("content", std::string(" "));
-    return std::make_unique<StripDecoder>(content, j.value("start", 0), j.value("stop", 0));
+    const std::string content = j.contains("content") ? json_string(j["content"], where, "decoder.content") : " ";
+    if (content.empty()) fail_input("{}: Strip decoder needs a non-empty \"content\"", where);
+    const auto count = [&](const char* key) {
+      return j.contains(key) ? static_cast<std::size_t>(json_integer(j[key], 0, INT32_MAX, where, std::string("decoder.") + key))
+                             : std::size_t{0};
+    };
+    return std::make_unique<StripDecoder>(content, count("start"), count("stop"));
   }
   if (type == "Replace") {
     const json& pat = j.value("pattern", json());

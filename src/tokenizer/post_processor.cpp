@@ -7,6 +7,8 @@
 
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/json_input.h"
+#include "util/message.h"
 
 namespace moetrace::tok {
 namespace {
@@ -102,7 +104,9 @@ std::unique_ptr<PostProcessor> make_template(const json& j, const std::string& w
         fail_input("{}: TemplateProcessing uses special token \"{}\" missing from \"special_tokens\"", where, name);
       const json& st = specials[name];
       TemplateProcessor::Item item{false, {}, {}};
-      for (const auto& id : st.value("ids", json::array())) item.ids.push_back(id.get<std::int32_t>());
+      for (const auto& id : st.value("ids", json::array()))
+        item.ids.push_back(static_cast<std::int32_t>(
+            json_integer(id, 0, INT32_MAX, where, "post_processor.special_tokens." + truncate_for_message(name) + ".ids")));
       for (const auto& tk : st.value("tokens", json::array())) item.tokens.push_back(tk.get<std::string>());
       if (item.ids.size() != item.tokens.size())
         fail_input("{}: special token \"{}\" has {} ids but {} tokens", where, name, item.ids.size(), item.tokens.size());

@@ -1,12 +1,12 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "tokenizer/tokenizer_json.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/json_input.h"
 
 namespace moetrace {
 
@@ -22,7 +22,11 @@ std::shared_ptr<Tokenizer::Impl> make_impl(std::string_view tokenizer_json, cons
                                            const std::string& where) {
   tok::TokenizerFile tj = tok::parse_tokenizer_json(tokenizer_json, where);
   auto impl = std::make_shared<Tokenizer::Impl>();
-  impl->c = tok::build_components(tj, config, where);
+  try {
+    impl->c = tok::build_components(tj, config, where);
+  } catch (const nlohmann::json::exception& e) {
+    fail_input("{}: unreadable value: {}", where, e.what());
+  }
   impl->source = where;
   impl->vocab_size = impl->c.model->vocab_size();
   for (const auto& t : impl->c.added.tokens())
@@ -54,24 +58,20 @@ std::string clean_up_spaces(std::string s) {
 
 Tokenizer Tokenizer::from_path(const std::filesystem::path& path) {
   std::filesystem::path file = path;
-  if (std::filesystem::is_directory(path)) {
-    file = path / "tokenizer.json";
-    if (!std::filesystem::exists(file))
-      fail_input("no tokenizer.json in folder {} (moetrace reads Hugging Face tokenizer.json files only)", path.string());
-  } else if (!std::filesystem::exists(path)) {
-    fail_input("tokenizer {} does not exist", path.string());
+  switch (input_path_kind(path, "tokenizer")) {
+    case PathKind::Directory:
+      file = path / "tokenizer.json";
+      if (input_path_kind(file, "tokenizer") == PathKind::Missing)
+        fail_input("no tokenizer.json in folder {} (moetrace reads Hugging Face tokenizer.json files only)",
+                   path.string());
+      break;
+    case PathKind::Missing: fail_input("tokenizer {} does not exist", path.string());
+    default: break;  // a regular file, or something read_regular_file names
   }
-  std::string text;
-  {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) fail_input("cannot open {}", file.string());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
+  const std::string text = read_regular_file(file, "tokenizer", kMaxTokenizerJsonBytes);
   nlohmann::json config;
   const auto config_file = file.parent_path() / "tokenizer_config.json";
-  if (std::filesystem::exists(config_file)) config = tok::read_json_file(config_file);
+  if (input_path_kind(config_file, "tokenizer config") != PathKind::Missing) config = tok::read_json_file(config_file);
   Tokenizer t;
   t.impl_ = make_impl(text, config, file.string());
   return t;
@@ -80,11 +80,7 @@ Tokenizer Tokenizer::from_path(const std::filesystem::path& path) {
 Tokenizer Tokenizer::from_json_text(const std::string& tokenizer_json, const std::string& tokenizer_config,
                                     const std::string& where) {
   nlohmann::json config;
-  try {
-    if (!tokenizer_config.empty()) config = nlohmann::json::parse(tokenizer_config);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail_input("tokenizer_config for {} is not valid JSON: {}", where, e.what());
-  }
+  if (!tokenizer_config.empty()) config = parse_json_input(tokenizer_config, "tokenizer_config for " + where);
   Tokenizer t;
   t.impl_ = make_impl(tokenizer_json, config, where);
   return t;

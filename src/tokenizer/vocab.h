@@ -11,6 +11,10 @@
 
 namespace moetrace::tok {
 
+// How far an id may lie beyond the number of vocabulary entries: a vocabulary may have holes, but
+// an id of 2^31-1 in a 100-token vocabulary must not allocate 2^31 strings.
+inline constexpr std::int64_t kMaxVocabIdGap = 65536;
+
 struct StringHash {
   using is_transparent = void;
   std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
@@ -18,7 +22,8 @@ struct StringHash {
 
 class Vocab {
  public:
-  // Takes the entries of a {"token": id, ...} object; throws InputError naming `where` on bad ids.
+  // Takes the entries of a {"token": id, ...} object; throws InputError naming `where` on bad ids
+  // (negative, or not below the number of entries + kMaxVocabIdGap).
   void load(std::vector<std::pair<std::string, std::int64_t>>&& entries, const std::string& where);
   std::optional<std::int32_t> find(std::string_view token) const {
     if (slots_.empty()) return std::nullopt;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/message.h"
 
 namespace moetrace::tok {
 
@@ -25,7 +26,7 @@ void WordLevelModel::tokenize(std::string_view piece, std::vector<ModelToken>& o
     out.push_back({*unk_id_, 0, end});
   } else {
     fail_input("WordLevel: \"{}\" is not in the vocabulary and the unk_token \"{}\" is missing from it",
-               std::string(piece), unk_token_);
+               truncate_for_message(piece), truncate_for_message(unk_token_));
   }
 }
 

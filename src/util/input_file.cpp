@@ -12,81 +12,114 @@
 namespace moetrace {
 namespace {
 
-std::string kind_of(const struct stat& st) {
-  if (S_ISDIR(st.st_mode)) return "a directory";
-  if (S_ISFIFO(st.st_mode)) return "a FIFO";
-  if (S_ISSOCK(st.st_mode)) return "a socket";
-  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "a device";
+const char* kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
   return "not a regular file";
 }
 
-// Opens without blocking (a FIFO would wait for a writer), then checks the opened file itself, so
-// that a file swapped between a check and the open is still caught.
-int open_regular(const std::filesystem::path& path, const std::string& what, struct stat& st) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) fail_input("{} {}: cannot open: no such file", what, path.string());
-    fail_input("{} {}: cannot open: {}", what, path.string(), std::strerror(err));
-  }
-  const bool stat_ok = ::fstat(fd, &st) == 0;
-  if (!stat_ok || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail_input("{} {}: {}, not a file", what, path.string(), stat_ok ? kind_of(st) : std::string("cannot be examined"));
-  }
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-  return fd;
+std::string errno_text(int err) {
+  if (err == ELOOP) return "too many levels of symbolic links (a symlink loop)";
+  return std::strerror(err);
 }
 
 }  // namespace
 
+FileDescriptor::~FileDescriptor() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+FileDescriptor& FileDescriptor::operator=(FileDescriptor&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+RegularFile open_regular_file(const std::filesystem::path& path, std::string_view what) {
+  const std::string p = path.string();
+  FileDescriptor fd(::open(p.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0) {
+    const int err = errno;
+    if (err == ENOENT) fail_input("{} {} does not exist", what, p);
+    fail_input("cannot open {} {}: {}", what, p, errno_text(err));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) fail_input("cannot stat {} {}: {}", what, p, errno_text(errno));
+  if (!S_ISREG(st.st_mode)) fail_input("{} {} is {}, not a regular file", what, p, kind_of(st.st_mode));
+  // Regular files ignore O_NONBLOCK; clear it anyway so that reads behave as documented.
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+  return {std::move(fd), static_cast<std::uintmax_t>(st.st_size)};
+}
+
+std::string read_regular_file(const std::filesystem::path& path, std::string_view what, std::uintmax_t max_bytes) {
+  RegularFile f = open_regular_file(path, what);
+  if (f.size > max_bytes)
+    fail_input("{} {} is {} bytes, more than the {} bytes such a file may have", what, path.string(), f.size,
+               max_bytes);
+  std::string text;
+  text.resize(static_cast<std::size_t>(f.size));
+  std::size_t got = 0;
+  for (;;) {
+    if (got == text.size()) {
+      // The file may have grown since fstat: read on, within the bound.
+      if (text.size() >= max_bytes + 1) break;
+      text.resize(std::min<std::uintmax_t>(max_bytes + 1, text.size() + 65536));
+    }
+    const ssize_t n = ::read(f.fd.get(), text.data() + got, text.size() - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_input("cannot read {} {}: {}", what, path.string(), errno_text(errno));
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got > max_bytes)
+    fail_input("{} {} is more than the {} bytes such a file may have", what, path.string(), max_bytes);
+  text.resize(got);
+  return text;
+}
+
+PathKind input_path_kind(const std::filesystem::path& path, std::string_view what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    if (err == ENOENT || err == ENOTDIR) return PathKind::Missing;
+    fail_input("cannot access {} {}: {}", what, path.string(), errno_text(err));
+  }
+  if (S_ISREG(st.st_mode)) return PathKind::RegularFile;
+  if (S_ISDIR(st.st_mode)) return PathKind::Directory;
+  return PathKind::Other;
+}
+
+}  // namespace moetrace
+
+#include "util/message.h"
+
+namespace moetrace {
+
 void require_regular_file(const std::filesystem::path& path, const std::string& what) {
-  struct stat st;
-  const int fd = open_regular(path, what, st);
-  ::close(fd);
+  open_regular_file(path, what);
 }
 
 void require_file_or_directory(const std::filesystem::path& path, const std::string& what) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    const int err = errno;
-    fail_input("{} {}: {}", what, path.string(), err == ENOENT ? std::string("no such file or folder") : std::strerror(err));
+  switch (input_path_kind(path, what)) {
+    case PathKind::Missing: fail_input("{} {} does not exist", what, path.string());
+    case PathKind::Other: fail_input("{} {} is neither a folder nor a regular file", what, path.string());
+    default: return;
   }
-  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
-    fail_input("{} {}: {}, not a folder or a file", what, path.string(), kind_of(st));
 }
 
-std::string read_input_file(const std::filesystem::path& path, const std::string& what, std::uint64_t max_bytes) {
-  struct stat st;
-  const int fd = open_regular(path, what, st);
-  if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
-    ::close(fd);
-    fail_input("{} {}: {} bytes, more than the {} allowed", what, path.string(), st.st_size, max_bytes);
-  }
-  std::string out(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t got = 0;
-  while (got < out.size()) {
-    const ssize_t n = ::read(fd, out.data() + got, out.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      fail_input("{} {}: read error: {}", what, path.string(), std::strerror(err));
-    }
-    if (n == 0) break;  // shrank while reading
-    got += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  out.resize(got);
-  return out;
+std::string read_input_file(const std::filesystem::path& path, const std::string& what, std::uintmax_t max_bytes) {
+  return read_regular_file(path, what, max_bytes);
 }
 
-std::string shorten(std::string_view value, std::size_t max_chars) {
-  if (value.size() <= max_chars) return std::string(value);
-  std::size_t cut = max_chars;
-  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
-  return fmt::format("{}... ({} bytes)", value.substr(0, cut), value.size());
-}
+std::string shorten(std::string_view value, std::size_t max_chars) { return truncate_for_message(value, max_chars); }
 
 }  // namespace moetrace

@@ -79,7 +79,7 @@ haddr_t chunk_offset(const fs::path& file, const char* dataset, hsize_t* size) {
 
 BOOST_AUTO_TEST_CASE(missing_files_are_exit_2_for_every_subcommand) {
   const std::string nope = (ws().dir / "nope").string();
-  expect_exit_2({"run", nope + ".toml"}, {"nope.toml", "no such file"});
+  expect_exit_2({"run", nope + ".toml"}, {"nope.toml", "does not exist"});
   expect_exit_2({"report", nope + ".h5"}, {"nope.h5"});
   expect_exit_2({"replay", "--model", (fixtures_dir() / "qwen3moe-tiny").string(), "--in", nope + ".h5", "--out",
                  (ws().dir / "o.h5").string()}, {"nope.h5"});

@@ -116,15 +116,27 @@ void write_safetensors(const fs::path& path, const std::vector<StTensor>& tensor
     json entry = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, end}}};
     if (i == 0 && options.corruption == Corruption::WrongOffsets) entry["data_offsets"] = {offset, end - 1};
     if (i == 0 && options.corruption == Corruption::MissingDataOffsets) entry.erase("data_offsets");
+    if (auto it = options.data_offsets.find(t.name); it != options.data_offsets.end())
+      entry["data_offsets"] = {it->second.first, it->second.second};
     header[t.name] = entry;
     offset = end;
   }
   std::string text = header.dump();
+  for (const std::string& name : options.duplicate_names) {  // nlohmann::json cannot hold duplicates: splice text
+    const json once = {{name, header.at(name)}};
+    std::string member = once.dump();  // {"name":{...}}: keep the inner member
+    member.front() = ',';
+    member.pop_back();
+    text.insert(text.size() - 1, member);
+  }
+  text.append(options.extra_padding, ' ');
   if (options.corruption == Corruption::HeaderNotJson) text = text.substr(0, text.size() / 2) + "#garbage";
   if (options.corruption == Corruption::HeaderNotObject) text = "[" + text + "]";
   while (text.size() % 8 != 0) text.push_back(' ');  // the format pads the header with spaces
   std::uint64_t len = text.size();
   if (options.corruption == Corruption::HeaderLengthTooLarge) len = len + offset + 1000;
+  len += static_cast<std::uint64_t>(options.header_length_delta);
+  if (options.header_length) len = *options.header_length;
 
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw std::runtime_error("cannot write " + path.string());
@@ -141,6 +153,8 @@ void write_safetensors(const fs::path& path, const std::vector<StTensor>& tensor
     if (options.corruption == Corruption::TruncatedData && i + 1 == tensors.size()) n /= 2;
     out.write(reinterpret_cast<const char*>(tensors[i].data.data()), static_cast<std::streamsize>(n));
   }
+  const std::string trailing(options.trailing_bytes, '\0');
+  out.write(trailing.data(), static_cast<std::streamsize>(trailing.size()));
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 

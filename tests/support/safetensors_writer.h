@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,13 @@ enum class Corruption {
 struct WriteOptions {
   Corruption corruption = Corruption::None;
   std::optional<std::string> metadata_format = "pt";  // "__metadata__": {"format": ...}
+  // Finer edits, for the data-section rules (each applies to every file written):
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> data_offsets{};  // replaces these tensors' offsets
+  std::vector<std::string> duplicate_names{};    // these tensors' entries appear a second time in the header
+  std::int64_t header_length_delta = 0;          // added to the length prefix
+  std::size_t extra_padding = 0;                 // more spaces after the header JSON (counted in the length)
+  std::size_t trailing_bytes = 0;                // zero bytes after the data section
+  std::optional<std::uint64_t> header_length{};  // replaces the length prefix
 };
 
 void write_safetensors(const std::filesystem::path& path, const std::vector<StTensor>& tensors,
