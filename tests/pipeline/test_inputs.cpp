@@ -55,14 +55,14 @@ BOOST_AUTO_TEST_CASE(defaults_are_the_paper_settings_and_paths_resolve_against_t
 BOOST_AUTO_TEST_CASE(config_errors_name_the_key) {
   expect_error([] { parse_run_config(kMinimal + "[noise]\nmultipler = 3\n", "a.toml"); }, {"a.toml", "unknown key 'multipler'", "[noise]"});
   expect_error([] { parse_run_config(kMinimal + "[noise]\nmultiplier = \"three\"\n", "a.toml"); }, {"[noise] multiplier", "must be a number"});
-  expect_error([] { parse_run_config(kMinimal + "[cases]\nn = -1\n", "a.toml"); }, {"[cases] n", "at least 0"});
+  expect_error([] { parse_run_config(kMinimal + "[cases]\nn = -1\n", "a.toml"); }, {"[cases] n", "must lie in [0,"});
   expect_error([] { parse_run_config(kMinimal + "[cases]\nfilter = \"loose\"\n", "a.toml"); }, {"[cases] filter", "strict"});
   expect_error([] { parse_run_config(kMinimal + "[layer_sweep]\nsite = \"mlp\"\n", "a.toml"); }, {"[layer_sweep] site", "moe"});
   expect_error([] { parse_run_config(kMinimal + "[bogus]\nx = 1\n", "a.toml"); }, {"unknown section [bogus]"});
   expect_error([] { parse_run_config("[data]\ncounterfact = \"x\"\n", "a.toml"); }, {"[model] path is required"});
   expect_error([] { parse_run_config("[model]\npath = \"m\"\n", "a.toml"); }, {"[data] counterfact is required"});
   expect_error([] { parse_run_config("[model\npath = 1", "a.toml"); }, {"a.toml", "invalid TOML"});
-  expect_error([] { parse_run_config(kMinimal + "[robustness]\ncandidate_thresholds = [64]\n", "a.toml"); }, {"candidate_thresholds", "fractions"});
+  expect_error([] { parse_run_config(kMinimal + "[robustness]\ncandidate_thresholds = [64]\n", "a.toml"); }, {"candidate_thresholds", "[0, 1]"});
   expect_error([] { load_run_config("/nonexistent/run.toml"); }, {"config file", "/nonexistent/run.toml", "does not exist"});
 }
 
