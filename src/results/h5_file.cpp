@@ -462,6 +462,7 @@ void read_attributes(const std::string& path, hid_t obj, const std::string& obje
     if (H5Tis_variable_str(ftype.id()) > 0) {
       Handle mtype(H5Tcopy(H5T_C_S1));
       MOETRACE_H5_CHECK(H5Tset_size(mtype.id(), H5T_VARIABLE), what);
+      MOETRACE_H5_CHECK(H5Tset_cset(mtype.id(), H5Tget_cset(ftype.id())), what);  // UTF-8 stays UTF-8
       std::vector<char*> ptrs(static_cast<std::size_t>(npoints), nullptr);
       if (npoints && H5Aread(a.id(), mtype.id(), ptrs.data()) < 0) fail_damaged(path, what, "it cannot be read");
       if (npoints) H5Dvlen_reclaim(mtype.id(), space.id(), H5P_DEFAULT, ptrs.data());
