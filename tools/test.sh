@@ -16,21 +16,8 @@ exclude=()
 if ! nvidia-smi -L >/dev/null 2>&1; then exclude=(-LE gpu); fi
 (cd "$build" && ctest --output-on-failure -j "$(nproc)" "${exclude[@]}")
 
-# Sanitizer step: the parsers of hostile input (checkpoints, config.json, tokenizer.json, run
-# configs, CounterFact) under AddressSanitizer + UndefinedBehaviorSanitizer, in a separate build
-# with CUDA off that builds only the CLI and these tests. UBSan aborts on the first finding.
-# MOETRACE_SANITIZE=OFF skips it. About 6-8 minutes on 2 cores (docs/fuzzing.md).
+# Sanitizer step (ASan + UBSan on the parsers of hostile input, tools/sanitize.sh): a separate
+# build of only the CLI and the parser tests. MOETRACE_SANITIZE=OFF skips it.
 if [ "${MOETRACE_SANITIZE:-ON}" != "OFF" ]; then
-  sanitize_build="${MOETRACE_SANITIZE_BUILD_DIR:-$build-sanitize}"
-  sanitize_tests=(test_model_hostile_inputs tokenizer_unit_test test_pipeline_inputs)
-  san_flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-  cmake -S "$root" -B "$sanitize_build" -DCMAKE_BUILD_TYPE=Debug -DMOETRACE_CUDA=OFF \
-    -DCMAKE_CXX_FLAGS="$san_flags" -DCMAKE_C_FLAGS="$san_flags" \
-    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
-  cmake --build "$sanitize_build" -j "$(nproc)" --target moetrace "${sanitize_tests[@]}"
-  regex="^($(IFS='|'; echo "${sanitize_tests[*]}"))\$"
-  (cd "$sanitize_build" &&
-    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1 \
-    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ctest --output-on-failure -j "$(nproc)" -R "$regex")
+  MOETRACE_SANITIZE_BUILD_DIR="${MOETRACE_SANITIZE_BUILD_DIR:-$build-sanitize}" bash "$root/tools/sanitize.sh"
 fi

@@ -111,7 +111,7 @@ ModelConfig parse_model_config_json(const json& j, const std::string& origin) {
   if (!j.is_object()) fail_input("{}: expected a JSON object", origin);
   auto mt = j.find("model_type");
   if (mt == j.end() || mt->is_null()) fail_input("{}: missing required field 'model_type'", origin);
-  if (!mt->is_string()) fail_input("{}: field 'model_type' must be a string, got {}", origin, mt->dump());
+  if (!mt->is_string()) fail_input("{}: field 'model_type' must be a string, got {}", origin, json_for_message(*mt));
 
   ModelConfig c;
   c.model_type = mt->get<std::string>();

@@ -47,6 +47,7 @@ std::string TensorView::shape_string() const { return fmt::format("[{}]", fmt::j
 
 void TensorView::to_float(float* out) const {
   const std::int64_t n = numel();
+  if (n == 0) return;  // `out` and `data` may be null then (memcpy must not see null, even for 0 bytes)
   switch (dtype) {
     case DType::F32: std::memcpy(out, data, n * sizeof(float)); break;
     case DType::BF16:

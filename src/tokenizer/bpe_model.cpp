@@ -7,6 +7,7 @@
 
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/json_input.h"
 #include "util/message.h"
 
 namespace moetrace::tok {
@@ -52,7 +53,7 @@ void Vocab::load(std::vector<std::pair<std::string, std::int64_t>>&& entries, co
 
 BpeModel::BpeModel(const json& m, TokenizerFile& file, const std::string& where) {
   if (m.contains("dropout") && !m["dropout"].is_null())
-    fail_input("{}: unsupported tokenizer feature: BPE dropout (model.dropout = {})", where, m["dropout"].dump());
+    fail_input("{}: unsupported tokenizer feature: BPE dropout (model.dropout = {})", where, json_for_message(m["dropout"]));
   for (const char* opt : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (m.contains(opt) && m[opt].is_string() && !m[opt].get<std::string>().empty())
       fail_input("{}: unsupported tokenizer feature: BPE {} \"{}\"", where, opt, m[opt].get<std::string>());

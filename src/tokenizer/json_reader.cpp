@@ -1,6 +1,7 @@
 #include "tokenizer/json_reader.h"
 
 #include "util/error.h"
+#include "util/json_input.h"
 
 namespace moetrace::tok {
 namespace {
@@ -53,6 +54,7 @@ class Handler {
   bool binary(binary_t& b) { return scalar([&] { return dom_.binary(b); }, "binary"); }
 
   bool start_object(std::size_t n) {
+    enter();
     if (pending_ != Mode::Forward) {
       mode_ = pending_ == Mode::Vocab ? Mode::Vocab : Mode::Skip;
       if (pending_ == Mode::Merges) bad_merges("an object");
@@ -82,12 +84,14 @@ class Handler {
     return dom_.key(k);
   }
   bool end_object() {
+    --nesting_;
     --depth_;
     if (mode_ == Mode::Forward) return dom_.end_object();
     if (depth_ == capture_depth_) mode_ = Mode::Forward;
     return true;
   }
   bool start_array(std::size_t n) {
+    enter();
     if (pending_ != Mode::Forward) {
       if (pending_ == Mode::Merges) {
         mode_ = Mode::Merges;
@@ -117,6 +121,7 @@ class Handler {
     return true;
   }
   bool end_array() {
+    --nesting_;
     --depth_;
     if (mode_ == Mode::Forward) return dom_.end_array();
     if (mode_ == Mode::Merges && depth_ == capture_depth_ + 1 && pair_parts_ != 2)
@@ -130,6 +135,10 @@ class Handler {
 
  private:
   enum class Mode { Forward, Vocab, Merges, Skip };
+  // The components are built recursively (Sequence of Sequence ...): bound the nesting.
+  void enter() {
+    if (++nesting_ > kMaxJsonDepth) fail_input("JSON nested deeper than {} levels", kMaxJsonDepth);
+  }
   template <typename F>
   bool scalar(F&& forward, const std::string& what) {
     if (pending_ != Mode::Forward) {
@@ -157,7 +166,7 @@ class Handler {
   TokenizerFile& f_;
   nlohmann::detail::json_sax_dom_parser<json> dom_;
   Mode mode_ = Mode::Forward, pending_ = Mode::Forward;
-  int depth_ = 0, capture_depth_ = 0, pair_parts_ = 0;
+  int depth_ = 0, capture_depth_ = 0, pair_parts_ = 0, nesting_ = 0;
   std::string top_key_, pending_key_;
 };
 
@@ -170,6 +179,8 @@ TokenizerFile parse_tokenizer_json(std::string_view text, const std::string& whe
     json::sax_parse(text.begin(), text.end(), &h);
   } catch (const json::exception& e) {
     fail_input("{} is not valid JSON: {}", where, e.what());
+  } catch (const InputError& e) {
+    fail_input("{}: {}", where, e.what());
   }
   return f;
 }

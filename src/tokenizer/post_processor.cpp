@@ -112,7 +112,7 @@ std::unique_ptr<PostProcessor> make_template(const json& j, const std::string& w
         fail_input("{}: special token \"{}\" has {} ids but {} tokens", where, name, item.ids.size(), item.tokens.size());
       items.push_back(std::move(item));
     } else {
-      fail_input("{}: TemplateProcessing item {} is neither Sequence nor SpecialToken", where, el.dump());
+      fail_input("{}: TemplateProcessing item {} is neither Sequence nor SpecialToken", where, json_for_message(el));
     }
   }
   return std::make_unique<TemplateProcessor>(std::move(items));

@@ -56,7 +56,7 @@ Components build_components(TokenizerFile& f, const json& config, const std::str
   for (const char* key : {"truncation", "padding"})
     if (tj.contains(key) && !tj[key].is_null())
       fail_input("{}: unsupported tokenizer feature: \"{}\" is set ({}); moetrace never truncates or pads", where, key,
-                 tj[key].dump());
+                 json_for_message(tj[key]));
   Components c;
   c.normalizer = component("normalizer", where, [&] { return make_normalizer(tj.value("normalizer", json()), where); });
   c.pre_tokenizer =

@@ -15,9 +15,15 @@ using nlohmann::json;
 nlohmann::json parse_json_input(std::string_view text, const std::string& origin) {
   // One set of keys per open object: a key seen twice in the same object is an error.
   std::vector<std::unordered_set<std::string>> open;
-  auto callback = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
     switch (event) {
-      case json::parse_event_t::object_start: open.emplace_back(); break;
+      case json::parse_event_t::array_start:
+        if (depth >= kMaxJsonDepth) fail_input("{}: JSON nested deeper than {} levels", origin, kMaxJsonDepth);
+        break;
+      case json::parse_event_t::object_start:
+        if (depth >= kMaxJsonDepth) fail_input("{}: JSON nested deeper than {} levels", origin, kMaxJsonDepth);
+        open.emplace_back();
+        break;
       case json::parse_event_t::object_end:
         if (!open.empty()) open.pop_back();
         break;

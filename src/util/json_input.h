@@ -12,7 +12,11 @@
 
 namespace moetrace {
 
-// Parses `text`; InputError "<origin>: ..." for invalid JSON, numbers out of range and duplicate keys.
+// Deeper nesting than this is refused (readers, and dump() for messages, recurse per level).
+inline constexpr int kMaxJsonDepth = 128;
+
+// Parses `text`; InputError "<origin>: ..." for invalid JSON, numbers out of range, duplicate keys
+// and nesting deeper than kMaxJsonDepth.
 nlohmann::json parse_json_input(std::string_view text, const std::string& origin);
 
 // `v` as an integer in [lo, hi]: a JSON integer (not 1.5, not "3"); InputError naming `field` otherwise.

@@ -189,6 +189,18 @@ BOOST_AUTO_TEST_CASE(a_shape_whose_byte_count_overflows_is_refused) {
   expect_mentions(input_error_of([&] { (void)v.numel(); }), {"f.safetensors", "'t'", "overflows"});
 }
 
+// Found by fuzz_safetensors: converting a zero-element tensor passed null to memcpy (UBSan).
+BOOST_AUTO_TEST_CASE(a_zero_element_tensor_converts_to_nothing) {
+  const fs::path dir = variant_dir("empty-tensor");
+  fs::create_directories(dir);
+  test::write_safetensors(dir / "t.safetensors", {test::StTensor{"empty", "F32", {0, 7}, {}},
+                                                  test::StTensor::from_float("one", "BF16", {}, {1.5f})});
+  SafetensorsFile f(dir / "t.safetensors");
+  BOOST_TEST(f.tensors().at("empty").to_float().empty());
+  BOOST_TEST(f.tensors().at("one").to_float() == std::vector<float>{1.5f});
+  BOOST_TEST(!first_nonfinite(f.tensors().at("empty")).has_value());
+}
+
 BOOST_AUTO_TEST_CASE(non_finite_weights_are_reported_unless_allowed) {
   struct Case {
     float value;
@@ -260,6 +272,13 @@ BOOST_AUTO_TEST_CASE(numbers_json_cannot_hold_name_the_file) {
     });
     BOOST_TEST_CONTEXT(number.substr(0, 8)) { expect_load_error(dir, {config_file(dir)}); }
   }
+}
+
+BOOST_AUTO_TEST_CASE(deeply_nested_values_are_refused) {
+  const fs::path dir = with_config_text("olmoe-tiny", [](std::string t) {
+    return replace(t, "{", "{\"deep\": " + std::string(100000, '[') + std::string(100000, ']') + ",");
+  });
+  expect_load_error(dir, {config_file(dir), "nested deeper"});
 }
 
 BOOST_AUTO_TEST_CASE(a_duplicate_key_is_an_error) {

@@ -125,6 +125,18 @@ BOOST_AUTO_TEST_CASE(post_processor_special_token_ids_are_range_checked) {
   expect_mentions(error_of([&] { make(j, "tok.json"); }), {"tok.json", "ids"});
 }
 
+// Components are built recursively (a Sequence of Sequences ...): deep nesting is refused before
+// it can exhaust the stack.
+BOOST_AUTO_TEST_CASE(deeply_nested_json_is_refused) {
+  std::string decoder;
+  for (int i = 0; i < 100000; ++i) decoder += R"({"type": "Sequence", "decoders": [)";
+  decoder += R"({"type": "Fuse"})";
+  for (int i = 0; i < 100000; ++i) decoder += "]}";
+  std::string text = neox_json().dump();
+  text.insert(text.rfind('}'), ", \"extra_decoder\": " + decoder);
+  expect_mentions(error_of([&] { from_text(text); }), {"tok.json", "nested deeper"});
+}
+
 BOOST_AUTO_TEST_CASE(long_values_are_truncated_in_messages) {
   const std::string huge(100000, 'x');
   json j = wordlevel_json();
