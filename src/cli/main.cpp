@@ -1,6 +1,7 @@
 // moetrace: expert-aware causal tracing of factual recall in sparse mixture-of-experts models.
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 
 #include <CLI/CLI.hpp>
 
@@ -34,11 +35,16 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end with 0; a bad command line is bad input: exit 2, as documented.
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const moetrace::StopRequested& e) {
     std::fprintf(stderr, "moetrace: %s (signal %d)\n", e.what(), moetrace::stop_signal_number());
     return moetrace::kExitStopped;
   } catch (const moetrace::InputError& e) {
+    std::fprintf(stderr, "moetrace: error: %s\n", e.what());
+    return 2;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave that the filesystem refused (the message names it).
     std::fprintf(stderr, "moetrace: error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {

@@ -1,6 +1,8 @@
 // `moetrace replay`: recompute a conformance fixture's datasets from its inputs, on one rank or on an
 // expert-parallel group of ranks (--ep R under mpirun -np R; docs/distribution.md).
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <optional>
 
 #include "backend/backend_registry.h"
@@ -12,10 +14,42 @@
 #include "model/model_weights.h"
 #include "protocols/replay.h"
 #include "util/error.h"
+#include "util/input_file.h"
 #include "util/logging.h"
 
 namespace moetrace::cli {
 namespace {
+
+// What a fixture asks of the model, checked before the engine runs (exit 2 naming the file and the
+// fact): token ids inside the vocabulary, deactivated experts that exist and leave at least top_k
+// experts in every layer, finite noise.
+void check_facts_against_model(const std::vector<FixtureFact>& facts, const ModelConfig& mc, const std::string& path) {
+  for (const FixtureFact& f : facts) {
+    const std::string where = fmt::format("{}: {}", path, f.group);
+    for (std::size_t i = 0; i < f.ids.size(); ++i)
+      if (f.ids[i] < 0 || f.ids[i] >= mc.vocab_size)
+        fail_input("{}/ids[{}] = {} is outside the model's vocabulary of {}", where, i, f.ids[i], mc.vocab_size);
+    for (auto [name, id] : {std::pair{"true_id", f.true_id}, std::pair{"foil_id", f.foil_id}})
+      if (id < 0 || id >= mc.vocab_size)
+        fail_input("{}@{} = {} is outside the model's vocabulary of {}", where, name, id, mc.vocab_size);
+    std::vector<std::vector<bool>> off(mc.num_layers, std::vector<bool>(mc.num_experts, false));
+    for (auto [l, e] : f.deactivate) {
+      if (l < 0 || l >= mc.num_layers || e < 0 || e >= mc.num_experts)
+        fail_input("{}/deactivate/experts: (layer {}, expert {}) does not exist in a model of {} layers of {} experts",
+                   where, l, e, mc.num_layers, mc.num_experts);
+      off[l][e] = true;
+    }
+    for (int l = 0; l < mc.num_layers; ++l) {
+      const int left = static_cast<int>(std::count(off[l].begin(), off[l].end(), false));
+      if (left < mc.top_k)
+        fail_input("{}/deactivate/experts leaves {} expert(s) in layer {}, fewer than the {} the model routes each "
+                   "token to (num_experts_per_tok)", where, left, l, mc.top_k);
+    }
+    for (std::size_t s = 0; s < f.noise.size(); ++s)
+      for (float v : f.noise[s])
+        if (!std::isfinite(v)) fail_input("{}/noise: sample {} holds a non-finite value ({})", where, s, v);
+  }
+}
 
 }  // namespace
 
@@ -42,7 +76,7 @@ void register_replay_command(CLI::App& app) {
       "  mpirun -np 2 moetrace replay --ep 2 --model ../shared/fixtures/qwen3moe-tiny \\\n"
       "      --in ../shared/fixtures/qwen3moe-tiny.golden.h5 --out qwen3.ep2.replay.h5");
   cmd->add_option("--model", opts->model, "Hugging Face model folder (config.json + safetensors)")->required();
-  cmd->add_option("--in", opts->in, "fixture file whose inputs are replayed")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--in", opts->in, "fixture file whose inputs are replayed")->required();
   cmd->add_option("--out", opts->out, "output HDF5 file (overwritten; written by rank 0 only)")->required();
   cmd->add_option("--mode", opts->mode,
                   "how restorations are evaluated: 'fast' continues the noised run from the patched layer and\n"
@@ -72,6 +106,11 @@ void register_replay_command(CLI::App& app) {
       if (rank != 0 && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
 
       const auto t0 = std::chrono::steady_clock::now();
+      on_every_rank(comm, [&] {
+        require_file_or_directory(opts->model, "--model");
+        require_regular_file(opts->in, "--in");  // exit 2 naming it, never CLI11's generic code
+        return 0;
+      });
       ModelWeights weights = on_every_rank(comm, [&] { return load_model(opts->model); });
       const ModelConfig& config = weights.config;
       auto backend = on_every_rank(comm, [&] { return make_backend(opts->backend); });
@@ -95,7 +134,11 @@ void register_replay_command(CLI::App& app) {
       ro.mode = opts->mode == "full" ? PatchMode::FullRecompute : PatchMode::FastPath;
       ro.traces = !opts->clean_only;
       const std::vector<FixtureFact> facts =
-          on_every_rank(comm, [&] { return read_fixture_inputs(opts->in, config.hidden_size); });
+          on_every_rank(comm, [&] {
+            auto f = read_fixture_inputs(opts->in, config.hidden_size);
+            check_facts_against_model(f, config, opts->in);
+            return f;
+          });
       std::vector<FactOutputs> outputs;
       for (const FixtureFact& fact : facts) outputs.push_back(replay_fact(engine, fact, ro));
       std::string write_error;

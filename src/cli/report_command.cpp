@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "protocols/report.h"
+#include "util/input_file.h"
 
 namespace moetrace::cli {
 
@@ -15,8 +16,11 @@ void register_report_command(CLI::App& app) {
       "two-sided sign-flip p-values for the layer, the expert, its specificity against sampled,\n"
       "gate-matched and equal-norm controls, and the coalitions; then any robustness grids.\n\n"
       "Example:\n  moetrace report results/demo.h5");
-  cmd->add_option("RESULTS", *path, "results file (.h5)")->required()->check(CLI::ExistingFile);
-  cmd->callback([path] { print_report(*path, std::cout); });
+  cmd->add_option("RESULTS", *path, "results file (.h5)")->required();
+  cmd->callback([path] {
+    require_regular_file(*path, "RESULTS");  // exit 2 naming it, never CLI11's generic code
+    print_report(*path, std::cout);
+  });
 }
 
 }  // namespace moetrace::cli

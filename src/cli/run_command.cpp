@@ -18,6 +18,7 @@
 #include "protocols/row_executor.h"
 #include "protocols/tokenized_case_builder.h"
 #include "protocols/tracing_pipeline.h"
+#include "results/output_lock.h"
 #include "util/error.h"
 #include "util/logging.h"
 #include "util/stop_signal.h"
@@ -62,6 +63,26 @@ void report_engine_work(const CaseTracer& tracer, const PipelineSummary& s) {
                w.engine_calls / n, steps / n, w.prepare_steps / n, w.condition_steps / n, s.preparations.prepared / n);
 }
 
+// The writing rank's checks on --out before any expensive work: its folder exists or is created,
+// the path is a regular file (or absent), the run holds the lock on it (a second run on the same
+// --out fails here, naming the holder), and it exists exactly when resuming.
+void prepare_output(const std::string& out, bool resume, std::optional<OutputLock>& lock) {
+  const std::filesystem::path parent = std::filesystem::path(out).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) {
+    std::filesystem::create_directories(parent, ec);
+    if (ec || !std::filesystem::is_directory(parent))
+      fail_input("--out {}: cannot create its folder {}: {}", out, parent.string(),
+                 ec ? ec.message() : std::string("a file of that name is in the way"));
+  }
+  const auto type = std::filesystem::symlink_status(out, ec).type();
+  if (type != std::filesystem::file_type::not_found && type != std::filesystem::file_type::regular &&
+      !(type == std::filesystem::file_type::symlink && std::filesystem::is_regular_file(out, ec)))
+    fail_input("--out {} exists and is not a regular file", out);
+  lock.emplace(out);
+  ResultsFile::check_can_open(out, resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
+}
+
 void run(const RunOptions& o, Communicator& world) {
   install_stop_handlers();
   const int N = world.size(), R = o.ep;
@@ -71,13 +92,15 @@ void run(const RunOptions& o, Communicator& world) {
   // Log lines only from the writing rank; the others keep warnings and errors.
   if (!writer && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
 
-  const RunConfig config = on_every_rank(world, [&] { return load_run_config(o.config); });
+  const RunConfig config = on_every_rank(world, [&] {
+    RunConfig c = load_run_config(o.config);
+    check_run_inputs(c);
+    return c;
+  });
   const std::string out = o.out.empty() ? default_output(o.config) : o.out;
+  std::optional<OutputLock> lock;  // held by the writing rank until the run ends
   on_every_rank(world, [&] {
-    if (!writer) return 0;
-    ResultsFile::check_can_open(out, o.resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
-    if (auto parent = std::filesystem::path(out).parent_path(); !parent.empty())
-      std::filesystem::create_directories(parent);
+    if (writer) prepare_output(out, o.resume, lock);
     return 0;
   });
 
@@ -166,12 +189,14 @@ void register_run_command(CLI::App& app) {
       "On a cluster: `mpirun -np N moetrace run CONFIG --ep R` splits the N ranks into N/R expert-parallel\n"
       "groups of R ranks (R divides N); rank 0 hands out cases, gathers rows and alone writes the file.\n"
       "Results do not depend on N or R (docs/distribution.md).\n\n"
-      "Exit codes: 0 done; 2 bad input (the message says what and where); 75 stopped by SIGTERM/SIGUSR1/SIGINT\n"
+      "Exit codes: 0 done; 2 bad input (the message says what and where), a damaged results file, or --out\n"
+      "locked by another run (<out>.lock names its host and PID); 75 stopped by SIGTERM/SIGUSR1/SIGINT\n"
       "after saving (rerun with --resume).\n\n"
       "Examples:\n"
       "  moetrace run configs/demo.toml --out results/demo.h5 && moetrace report results/demo.h5\n"
       "  mpirun -np 8 moetrace run configs/mixtral-8x7b.toml --ep 2 --out results/mixtral.h5 --resume");
-  cmd->add_option("CONFIG", o->config, "run configuration (.toml)")->required()->check(CLI::ExistingFile);
+  // A missing or unreadable CONFIG is reported by load_run_config (exit 2), not by CLI11's validator.
+  cmd->add_option("CONFIG", o->config, "run configuration (.toml)")->required();
   cmd->add_option("--out", o->out, "results file (default: results/<config name>.h5)");
   cmd->add_flag("--resume", o->resume, "continue the run stored in --out: only missing rows are computed");
   cmd->add_option("--ep", o->ep, "expert-parallel group size R under mpirun (R ranks share every layer's experts)")

@@ -1,34 +1,30 @@
 // `moetrace tokenize`: token ids of strings, with the model's own tokenizer.json.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace moetrace::cli {
 
 namespace {
 
 std::vector<std::string> read_strings(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_input("cannot open input file {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_input_file(path, "--input", std::uint64_t{1} << 30);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
     fail_input("{} is not valid JSON: {}", path, e.what());
   }
   if (!j.is_array()) fail_input("{} must hold a JSON array of strings, e.g. [\"The Eiffel Tower is in\"]", path);
   std::vector<std::string> out;
   out.reserve(j.size());
   for (std::size_t i = 0; i < j.size(); ++i) {
-    if (!j[i].is_string()) fail_input("{}: element {} is {}, not a string", path, i, j[i].dump());
+    if (!j[i].is_string()) fail_input("{}: element {} is {}, not a string", path, i, shorten(j[i].dump()));
     out.push_back(j[i].get<std::string>());
   }
   return out;
@@ -61,6 +57,8 @@ void register_tokenize_command(CLI::App& app) {
   cmd->add_option("--input", opts->input, "JSON file with an array of strings, e.g. [\"a\", \"b c\"]")->required();
   cmd->add_flag("--no-special", opts->no_special, "do not add the post-processor's special tokens (BOS)");
   cmd->callback([opts] {
+    require_file_or_directory(opts->tokenizer, "--tokenizer");
+    require_regular_file(opts->input, "--input");
     const Tokenizer tok = Tokenizer::from_path(opts->tokenizer);
     const std::vector<std::string> strings = read_strings(opts->input);
     std::string out = "[";

@@ -1,23 +1,32 @@
 #include "protocols/counterfact.h"
 
-#include <fstream>
+#include <limits>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/json_input.h"
 
 namespace moetrace {
 namespace {
 
-nlohmann::json parse_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) fail_input("cannot open {}: no such file or not readable", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail_input("{}: malformed JSON: {}", path.string(), e.what());
+nlohmann::json parse_file(const std::filesystem::path& path, const std::string& what) {
+  // Every library exception (syntax, 1e400, duplicate keys) becomes an InputError naming the file.
+  return parse_json_input(read_input_file(path, what, kMaxCounterFactBytes), path.string());
+}
+
+// A case id: an integer that fits int64 (nlohmann keeps larger ones as unsigned).
+bool read_case_id(const nlohmann::json& v, std::int64_t& out) {
+  if (v.is_number_unsigned()) {
+    if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return false;
+    out = static_cast<std::int64_t>(v.get<std::uint64_t>());
+    return true;
   }
+  if (!v.is_number_integer()) return false;
+  out = v.get<std::int64_t>();
+  return true;
 }
 
 const nlohmann::json& field(const nlohmann::json& obj, const char* name, const std::string& where) {
@@ -28,13 +37,17 @@ const nlohmann::json& field(const nlohmann::json& obj, const char* name, const s
 std::string string_field(const nlohmann::json& obj, const char* name, const std::string& where) {
   const auto& v = field(obj, name, where);
   if (!v.is_string()) fail_input("{}: field '{}' must be a string", where, name);
-  return v.get<std::string>();
+  const auto& s = v.get_ref<const std::string&>();
+  if (s.size() > kMaxCounterFactStringBytes)
+    fail_input("{}: field '{}' is {} bytes long, more than the {} allowed: \"{}\"", where, name, s.size(),
+               kMaxCounterFactStringBytes, shorten(s));
+  return s;
 }
 
 }  // namespace
 
-std::vector<CounterFactRecord> read_counterfact(const std::filesystem::path& path) {
-  const nlohmann::json j = parse_file(path);
+std::vector<CounterFactRecord> read_counterfact(const std::filesystem::path& path, const std::string& what) {
+  const nlohmann::json j = parse_file(path, what);
   if (!j.is_array()) fail_input("{}: expected a JSON list of CounterFact records", path.string());
   std::vector<CounterFactRecord> out;
   std::set<std::int64_t> seen;
@@ -42,9 +55,9 @@ std::vector<CounterFactRecord> read_counterfact(const std::filesystem::path& pat
     const auto& r = j[i];
     std::string where = fmt::format("{}: record {}", path.string(), i);
     const auto& id = field(r, "case_id", where);
-    if (!id.is_number_integer()) fail_input("{}: case_id must be an integer", where);
     CounterFactRecord rec;
-    rec.case_id = id.get<std::int64_t>();
+    if (!read_case_id(id, rec.case_id))
+      fail_input("{}: case_id must be an integer in the range of int64, got {}", where, shorten(id.dump()));
     where += fmt::format(" (case_id {})", rec.case_id);
     if (!seen.insert(rec.case_id).second) fail_input("{}: duplicate case_id", where);
     const auto& rw = field(r, "requested_rewrite", where);
@@ -54,18 +67,19 @@ std::vector<CounterFactRecord> read_counterfact(const std::filesystem::path& pat
                                    where + ".requested_rewrite.target_true");
     rec.foil_object = string_field(field(rw, "target_new", where + ".requested_rewrite"), "str",
                                    where + ".requested_rewrite.target_new");
-    if (rw.contains("relation_id") && rw["relation_id"].is_string()) rec.relation_id = rw["relation_id"].get<std::string>();
+    if (rw.contains("relation_id") && rw["relation_id"].is_string())
+      rec.relation_id = string_field(rw, "relation_id", where + ".requested_rewrite");
     out.push_back(std::move(rec));
   }
   return out;
 }
 
-CaseIdSplit read_case_id_split(const std::filesystem::path& path, const std::string& key) {
-  const nlohmann::json j = parse_file(path);
+CaseIdSplit read_case_id_split(const std::filesystem::path& path, const std::string& key, const std::string& what) {
+  const nlohmann::json j = parse_file(path, what);
   const nlohmann::json* obj = &j;
   std::string where = path.string();
   if (!key.empty()) {
-    if (!j.is_object() || !j.contains(key)) fail_input("{}: no entry '{}' (case_ids_key)", where, key);
+    if (!j.is_object() || !j.contains(key)) fail_input("{}: no entry '{}' (case_ids_key)", where, shorten(key));
     obj = &j[key];
     where += ":" + key;
   }
@@ -74,8 +88,9 @@ CaseIdSplit read_case_id_split(const std::filesystem::path& path, const std::str
     const auto& arr = field(*obj, name, where);
     if (!arr.is_array()) fail_input("{}: '{}' must be a list of case ids", where, name);
     for (const auto& v : arr) {
-      if (!v.is_number_integer()) fail_input("{}: '{}' must hold integer case ids", where, name);
-      dst->push_back(v.get<std::int64_t>());
+      std::int64_t id = 0;
+      if (!read_case_id(v, id)) fail_input("{}: '{}' must hold integer case ids (int64), got {}", where, name, shorten(v.dump()));
+      dst->push_back(id);
     }
   }
   return s;

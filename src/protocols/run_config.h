@@ -4,6 +4,7 @@
 // falls back to a default.
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -90,8 +91,34 @@ struct RunConfig {
   int checkpoint_every_s = 30;  // results snapshot interval (a killed run loses at most this)
 };
 
-// Parses a config file; relative paths are resolved against the config file's folder.
+// The largest values a config may ask for (docs/config.md lists them): an input never sizes an
+// allocation or a loop beyond these.
+namespace limits {
+inline constexpr std::int64_t kMaxCases = 10'000'000;
+inline constexpr std::int64_t kMaxSeed = std::numeric_limits<std::int64_t>::max();
+inline constexpr double kMaxNoiseMultiplier = 1e6;
+inline constexpr std::int64_t kMaxNoiseSamples = 1000;
+inline constexpr std::int64_t kMaxSweepWindow = 1024;
+inline constexpr std::int64_t kMaxSampledControls = 1024;
+inline constexpr std::int64_t kMaxBootstrap = 1'000'000;
+inline constexpr std::int64_t kMaxSignFlips = 10'000'000;
+inline constexpr std::int64_t kMaxHeatmapCases = 10'000;
+inline constexpr std::int64_t kMaxBatchRows = 1 << 20;
+inline constexpr std::int64_t kMaxChunkTokens = 1 << 24;
+inline constexpr std::int64_t kMaxPreparedCacheMib = 1 << 24;  // 16 TiB
+inline constexpr std::int64_t kMaxIntervalS = 7 * 86400;
+inline constexpr std::uint64_t kMaxConfigBytes = 1 << 20;
+inline constexpr std::int64_t kMaxPromptTokens = 2048;  // longer prompts are skipped with that reason
+}  // namespace limits
+
+// Parses a config file; relative paths are resolved against the config file's folder. Only a
+// regular file of at most limits::kMaxConfigBytes is read.
 RunConfig load_run_config(const std::filesystem::path& path);
+
+// Checks that the paths a config names are of the right kind before anything is loaded: the model
+// and tokenizer paths exist, the CounterFact and case-id files are regular files. Errors name the
+// config file, the key and the path.
+void check_run_inputs(const RunConfig& config);
 RunConfig parse_run_config(const std::string& text, const std::filesystem::path& origin);
 
 }  // namespace moetrace

@@ -33,6 +33,10 @@ BuiltCase TokenizedCaseBuilder::build(const CounterFactRecord& r) const {
     return out;
   }
   const Encoding enc = tokenizer_->encode(formatted.text, config_.add_bos);
+  if (enc.ids.size() > static_cast<std::size_t>(limits::kMaxPromptTokens)) {
+    out.skip_reason = fmt::format("prompt longer than {} tokens", limits::kMaxPromptTokens);
+    return out;
+  }
   TokenSpan span;
   try {
     span = find_subject_span(enc, formatted.subject_begin, formatted.subject_end);

@@ -1,11 +1,23 @@
 #include "results/fixture_io.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 #include "results/h5_file.h"
 #include "util/error.h"
 
 namespace moetrace {
+namespace {
+
+// An int64 read from the file, range-checked before it is narrowed.
+int to_int(std::int64_t v, const std::string& path, const std::string& what) {
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+    fail_input("{}: {} = {} is out of range", path, what, v);
+  return static_cast<int>(v);
+}
+
+}  // namespace
 
 std::vector<FixtureFact> read_fixture_inputs(const std::string& path, int H) {
   h5::File f(path, h5::File::Mode::ReadOnly);
@@ -22,17 +34,17 @@ std::vector<FixtureFact> read_fixture_inputs(const std::string& path, int H) {
     const std::string g = fact.group + "/";
     auto ids = f.read_int(g + "ids");
     if (ids.shape.size() != 1 || ids.data.empty()) fail_input("{}: {}ids must be a non-empty 1-D array", path, g);
-    fact.ids.assign(ids.data.begin(), ids.data.end());
+    for (std::int64_t id : ids.data) fact.ids.push_back(to_int(id, path, g + "ids"));
     auto subj = f.read_int(g + "subject");
     if (subj.data.size() != 2) fail_input("{}: {}subject must hold [s0, s1]", path, g);
-    fact.subject_begin = static_cast<int>(subj.data[0]);
-    fact.subject_end = static_cast<int>(subj.data[1]);
+    fact.subject_begin = to_int(subj.data[0], path, g + "subject");
+    fact.subject_end = to_int(subj.data[1], path, g + "subject");
     const int T = static_cast<int>(fact.ids.size());
     if (fact.subject_begin < 0 || fact.subject_end <= fact.subject_begin || fact.subject_end > T)
       fail_input("{}: {}subject [{}, {}) is not a span of the {} prompt tokens", path, g, fact.subject_begin,
                  fact.subject_end, T);
-    fact.true_id = static_cast<int>(f.attr_int(fact.group, "true_id"));
-    fact.foil_id = static_cast<int>(f.attr_int(fact.group, "foil_id"));
+    fact.true_id = to_int(f.attr_int(fact.group, "true_id"), path, fact.group + "@true_id");
+    fact.foil_id = to_int(f.attr_int(fact.group, "foil_id"), path, fact.group + "@foil_id");
     if (f.exists(g + "noise")) {
       auto noise = f.read_double(g + "noise");
       const std::size_t span = fact.subject_end - fact.subject_begin;
@@ -46,7 +58,8 @@ std::vector<FixtureFact> read_fixture_inputs(const std::string& path, int H) {
       auto d = f.read_int(g + "deactivate/experts");
       if (d.shape.size() != 2 || d.shape[1] != 2) fail_input("{}: {}deactivate/experts must be [M, 2]", path, g);
       for (std::size_t i = 0; i < d.shape[0]; ++i)
-        fact.deactivate.emplace_back(static_cast<int>(d.data[2 * i]), static_cast<int>(d.data[2 * i + 1]));
+        fact.deactivate.emplace_back(to_int(d.data[2 * i], path, g + "deactivate/experts"),
+                                     to_int(d.data[2 * i + 1], path, g + "deactivate/experts"));
     }
     facts.push_back(std::move(fact));
   }

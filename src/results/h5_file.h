@@ -35,10 +35,15 @@ struct Array {
   std::size_t numel() const { return data.size(); }
 };
 
+// Every non-empty numeric dataset is written chunked with HDF5's Fletcher32 checksum filter, and
+// every string dataset with a CRC-32 of its values (attribute `crc32`); reads verify both.
 struct WriteOptions {
-  bool compress = false;        // chunked + deflate (level 4) + shuffle
+  bool compress = false;        // + deflate (level 4) + shuffle
   std::vector<std::size_t> chunk;  // empty: chosen from the shape
 };
+
+// Throws the InputError for damaged data: names the file and object, advises a fresh run.
+[[noreturn]] void fail_damaged(const std::string& path, const std::string& object, const std::string& what);
 
 class File {
  public:
@@ -58,6 +63,10 @@ class File {
   const std::string& path() const { return path_; }
   std::int64_t id() const { return file_.id(); }
   void flush();
+  // Reads every object (attributes, datasets in full) so that HDF5 verifies every checksum;
+  // damage is an InputError naming the object. Returns the number of non-empty datasets that
+  // carry no checksum (files of older versions). Called when a snapshot is resumed.
+  std::size_t verify() const;
 
   bool exists(const std::string& object) const;  // every intermediate group is checked
   std::vector<std::string> children(const std::string& group) const;

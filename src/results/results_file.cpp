@@ -31,6 +31,12 @@ void ResultsFile::check_can_open(const std::string& path, Mode mode) {
 ResultsFile::ResultsFile(const std::string& path, Mode mode) : file_(path, file_mode(path, mode)) {
   if ((mode == Mode::Resume || mode == Mode::Read) && !file_.exists(layout::kProvenance))
     fail_input("{} is not a moetrace results file (no {} group)", path, layout::kProvenance);
+  // Every results file has these; without them the provenance group is damaged, not merely short.
+  if (mode == Mode::Resume || mode == Mode::Read)
+    for (const char* a : {"config_text", "moetrace_version", "ranks"})
+      if (!file_.has_attr(layout::kProvenance, a))
+        h5::fail_damaged(path, std::string("the ") + layout::kProvenance + " group",
+                         fmt::format("its attribute '{}' is missing", a));
 }
 
 void ResultsFile::write_provenance(const Provenance& p) {

@@ -99,3 +99,27 @@ PathKind input_path_kind(const std::filesystem::path& path, std::string_view wha
 }
 
 }  // namespace moetrace
+
+#include "util/message.h"
+
+namespace moetrace {
+
+void require_regular_file(const std::filesystem::path& path, const std::string& what) {
+  open_regular_file(path, what);
+}
+
+void require_file_or_directory(const std::filesystem::path& path, const std::string& what) {
+  switch (input_path_kind(path, what)) {
+    case PathKind::Missing: fail_input("{} {} does not exist", what, path.string());
+    case PathKind::Other: fail_input("{} {} is neither a folder nor a regular file", what, path.string());
+    default: return;
+  }
+}
+
+std::string read_input_file(const std::filesystem::path& path, const std::string& what, std::uintmax_t max_bytes) {
+  return read_regular_file(path, what, max_bytes);
+}
+
+std::string shorten(std::string_view value, std::size_t max_chars) { return truncate_for_message(value, max_chars); }
+
+}  // namespace moetrace

@@ -47,3 +47,18 @@ inline constexpr std::uintmax_t kMaxConfigJsonBytes = 64ull << 20;      // confi
 inline constexpr std::uintmax_t kMaxTokenizerJsonBytes = 512ull << 20;  // tokenizer.json
 
 }  // namespace moetrace
+
+// Shorthands used by the run-time inputs (run config, CounterFact, CLI options); `what` names where
+// the path came from, e.g. "run.toml: [data] counterfact =" or "--input".
+namespace moetrace {
+
+// InputError unless `path` is an existing regular file (symlinks followed); never blocks.
+void require_regular_file(const std::filesystem::path& path, const std::string& what);
+// InputError unless `path` is an existing folder or regular file (a model folder or one of its files).
+void require_file_or_directory(const std::filesystem::path& path, const std::string& what);
+// read_regular_file under another name.
+std::string read_input_file(const std::filesystem::path& path, const std::string& what, std::uintmax_t max_bytes);
+// truncate_for_message with a shorter default, for values quoted in one-line errors.
+std::string shorten(std::string_view value, std::size_t max_chars = 80);
+
+}  // namespace moetrace

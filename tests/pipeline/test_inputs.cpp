@@ -57,7 +57,7 @@ BOOST_AUTO_TEST_CASE(defaults_are_the_paper_settings_and_paths_resolve_against_t
 BOOST_AUTO_TEST_CASE(config_errors_name_the_key) {
   expect_error([] { parse_run_config(kMinimal + "[noise]\nmultipler = 3\n", "a.toml"); }, {"a.toml", "unknown key 'multipler'", "[noise]"});
   expect_error([] { parse_run_config(kMinimal + "[noise]\nmultiplier = \"three\"\n", "a.toml"); }, {"[noise] multiplier", "must be a number"});
-  expect_error([] { parse_run_config(kMinimal + "[cases]\nn = -1\n", "a.toml"); }, {"[cases] n", "at least 0"});
+  expect_error([] { parse_run_config(kMinimal + "[cases]\nn = -1\n", "a.toml"); }, {"[cases] n", "must lie in [0,"});
   expect_error([] { parse_run_config(kMinimal + "[cases]\nfilter = \"loose\"\n", "a.toml"); }, {"[cases] filter", "strict"});
   expect_error([] { parse_run_config(kMinimal + "[layer_sweep]\nsite = \"mlp\"\n", "a.toml"); }, {"[layer_sweep] site", "moe"});
   expect_error([] { parse_run_config(kMinimal + "[coalitions]\nsets = [\"union\", \"all\"]\n", "a.toml"); }, {"[coalitions] sets", "clean_topk"});
@@ -66,20 +66,52 @@ BOOST_AUTO_TEST_CASE(config_errors_name_the_key) {
   expect_error([] { parse_run_config("[data]\ncounterfact = \"x\"\n", "a.toml"); }, {"[model] path is required"});
   expect_error([] { parse_run_config("[model]\npath = \"m\"\n", "a.toml"); }, {"[data] counterfact is required"});
   expect_error([] { parse_run_config("[model\npath = 1", "a.toml"); }, {"a.toml", "invalid TOML"});
-  expect_error([] { parse_run_config(kMinimal + "[robustness]\ncandidate_thresholds = [64]\n", "a.toml"); }, {"candidate_thresholds", "fractions"});
-  expect_error([] { load_run_config("/nonexistent/run.toml"); }, {"cannot open config file", "/nonexistent/run.toml"});
+  expect_error([] { parse_run_config(kMinimal + "[robustness]\ncandidate_thresholds = [64]\n", "a.toml"); }, {"candidate_thresholds", "[0, 1]"});
+  expect_error([] { load_run_config("/nonexistent/run.toml"); }, {"config file", "/nonexistent/run.toml", "does not exist"});
+}
+
+BOOST_AUTO_TEST_CASE(config_integers_are_range_checked_before_narrowing_and_nan_never_passes) {
+  // Each once wrapped or passed silently (issue 12).
+  expect_error([] { parse_run_config(kMinimal + "[statistics]\nbootstrap = 4294967346\n", "a.toml"); }, {"[statistics] bootstrap", "4294967346"});
+  expect_error([] { parse_run_config(kMinimal + "[cases]\nn = 2147483648\n", "a.toml"); }, {"[cases] n", "2147483648"});
+  expect_error([] { parse_run_config(kMinimal + "[noise]\nmultiplier = nan\n", "a.toml"); }, {"[noise] multiplier", "nan"});
+  expect_error([] { parse_run_config(kMinimal + "[experts]\ncandidate_threshold = nan\n", "a.toml"); }, {"[experts] candidate_threshold"});
+  expect_error([] { parse_run_config(kMinimal + "[noise]\nmultiplier = inf\n", "a.toml"); }, {"[noise] multiplier"});
+  expect_error([] { parse_run_config(kMinimal + "[noise]\nsamples = 1000000000\n", "a.toml"); }, {"[noise] samples", "1000"});
+  expect_error([] { parse_run_config(kMinimal + "[statistics]\nsign_flips = 99999999999\n", "a.toml"); }, {"[statistics] sign_flips"});
+  expect_error([] { parse_run_config(kMinimal + "[robustness]\ncandidate_thresholds = [nan]\n", "a.toml"); }, {"candidate_thresholds"});
+  expect_error([] { parse_run_config(kMinimal + "[robustness]\nsplit_seeds = [1, -1]\n", "a.toml"); }, {"split_seeds"});
+  expect_error([] { parse_run_config(kMinimal + "[run]\nbatch_rows = 4294967297\n", "a.toml"); }, {"[run] batch_rows"});
+  // The largest documented values are accepted.
+  const RunConfig c = parse_run_config(kMinimal + "[statistics]\nbootstrap = 1000000\n[noise]\nsamples = 1000\n", "a.toml");
+  BOOST_TEST(c.bootstrap_resamples == 1000000);
+  BOOST_TEST(c.noise_samples == 1000);
+  // Long values are shortened in messages.
+  try {
+    parse_run_config(kMinimal + "[layer_sweep]\nsite = \"" + std::string(1 << 20, 'y') + "\"\n", "a.toml");
+    BOOST_ERROR("no error");
+  } catch (const InputError& e) {
+    BOOST_TEST(std::string(e.what()).size() < 1000u);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(counterfact_errors_name_file_record_and_field) {
   const fs::path dir = test::fresh_temp_dir("cf");
-  expect_error([&] { read_counterfact(dir / "missing.json"); }, {"missing.json", "cannot open"});
-  expect_error([&] { read_counterfact(write(dir, "bad.json", "[{\"case_id\": 1,")); }, {"bad.json", "malformed JSON"});
+  expect_error([&] { read_counterfact(dir / "missing.json"); }, {"missing.json", "does not exist"});
+  expect_error([&] { read_counterfact(write(dir, "bad.json", "[{\"case_id\": 1,")); }, {"bad.json", "not valid JSON"});
   expect_error([&] { read_counterfact(write(dir, "obj.json", "{\"case_id\": 1}")); }, {"obj.json", "JSON list"});
   expect_error([&] { read_counterfact(write(dir, "nofield.json", "[{\"case_id\": 7, \"requested_rewrite\": {\"prompt\": \"{} is\", \"subject\": \"A\", \"target_true\": {\"str\": \"B\"}}}]")); },
                {"nofield.json", "record 0", "case_id 7", "target_new"});
   expect_error([&] { read_counterfact(write(dir, "noid.json", "[{\"requested_rewrite\": {}}]")); }, {"record 0", "case_id"});
   expect_error([&] { read_counterfact(write(dir, "dup.json", "[{\"case_id\": 1, \"requested_rewrite\": {\"prompt\": \"{} is\", \"subject\": \"A\", \"target_true\": {\"str\": \"B\"}, \"target_new\": {\"str\": \"C\"}}}, {\"case_id\": 1, \"requested_rewrite\": {\"prompt\": \"{} is\", \"subject\": \"A\", \"target_true\": {\"str\": \"B\"}, \"target_new\": {\"str\": \"C\"}}}]")); },
                {"record 1", "duplicate case_id"});
+  // Bounded fields and ids, library exceptions as InputErrors (issue 12).
+  expect_error([&] { read_counterfact(write(dir, "long.json", "[{\"case_id\": 3, \"requested_rewrite\": {\"prompt\": \"{} " + std::string(100000, 'w') + "\", \"subject\": \"A\", \"target_true\": {\"str\": \"B\"}, \"target_new\": {\"str\": \"C\"}}}]")); },
+               {"long.json", "record 0", "prompt", "bytes"});
+  expect_error([&] { read_counterfact(write(dir, "huge_id.json", "[{\"case_id\": 18446744073709551615}]")); }, {"huge_id.json", "case_id"});
+  expect_error([&] { read_counterfact(write(dir, "e400.json", "[{\"case_id\": 1e400}]")); }, {"e400.json"});
+  expect_error([&] { read_counterfact(write(dir, "dupkey.json", "[{\"case_id\": 1, \"case_id\": 2}]")); }, {"dupkey.json", "twice"});
+  expect_error([&] { read_counterfact(dir); }, {"directory"});
   // The real schema (shared/data) parses.
   const auto records = read_counterfact(test::fixtures_dir() / ".." / "data" / "counterfact_schema_example.json");
   BOOST_TEST_REQUIRE(records.size() == 1u);

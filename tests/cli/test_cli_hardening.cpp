@@ -1,0 +1,256 @@
+// Hostile input through the real CLI (issue 12): every case here is a reproducer that once ended
+// with a wrong result, exit 3, exit 105 or a hang, and must now be exit 2 naming the file and key,
+// or (damaged results) refuse to resume.
+#define BOOST_TEST_MODULE cli_hardening
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include <hdf5.h>
+#include <nlohmann/json.hpp>
+
+#include "support/cli_runner.h"
+#include "support/test_paths.h"
+
+namespace fs = std::filesystem;
+using namespace moetrace::test;
+
+namespace {
+
+struct Workspace {
+  fs::path dir, counterfact, config;
+  Workspace() {
+    dir = fresh_temp_dir("cli-hardening");
+    // The first four demo records: a discovery and a validation split, a run of seconds.
+    const auto all = nlohmann::json::parse(slurp(source_dir() / "demo/counterfact_demo.json"));
+    counterfact = dir / "cf.json";
+    std::ofstream(counterfact) << nlohmann::json(std::vector<nlohmann::json>(all.begin(), all.begin() + 4)).dump();
+    config = write_config("run.toml", "");
+  }
+  fs::path write_config(const std::string& name, const std::string& extra, const std::string& cf = "") const {
+    std::ofstream(dir / name) << "[model]\npath = \"" << (source_dir() / "demo/model").string() << "\"\n"
+                              << "[data]\ncounterfact = \"" << (cf.empty() ? counterfact.string() : cf)
+                              << "\"\nobject_rule = \"leading_space\"\n"
+                              << "[cases]\nn = 0\n[statistics]\nbootstrap = 100\nsign_flips = 100\n"
+                              << "[run]\ncheckpoint_every_s = 0\n" << extra;
+    return dir / name;
+  }
+  // Runs moetrace with args; returns the exit code, the output in `out`.
+  int run(const std::vector<std::string>& args, std::string& out) const {
+    const fs::path log = dir / "cli.log";
+    fs::remove(log);
+    const int rc = run_to_end(moetrace_command(args), log);
+    out = slurp(log);
+    return rc;
+  }
+};
+
+Workspace& ws() {
+  static Workspace w;
+  return w;
+}
+
+void expect_exit_2(const std::vector<std::string>& args, std::initializer_list<std::string> fragments) {
+  std::string out;
+  const int rc = ws().run(args, out);
+  BOOST_TEST(rc == 2, "exit " << rc << " for " << args[0] << " " << (args.size() > 1 ? args[1] : "") << ": " << out);
+  for (const auto& f : fragments) BOOST_TEST(out.find(f) != std::string::npos, "'" << f << "' not in: " << out);
+}
+
+// Offset of the first chunk of a chunked dataset in the file (HDF5's own index).
+haddr_t chunk_offset(const fs::path& file, const char* dataset, hsize_t* size) {
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, dataset, H5P_DEFAULT);
+  hsize_t offset[1] = {0};
+  unsigned mask = 0;
+  haddr_t addr = HADDR_UNDEF;
+  H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, size);
+  H5Dclose(d);
+  H5Fclose(f);
+  return addr;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(missing_files_are_exit_2_for_every_subcommand) {
+  const std::string nope = (ws().dir / "nope").string();
+  expect_exit_2({"run", nope + ".toml"}, {"nope.toml", "does not exist"});
+  expect_exit_2({"report", nope + ".h5"}, {"nope.h5"});
+  expect_exit_2({"replay", "--model", (fixtures_dir() / "qwen3moe-tiny").string(), "--in", nope + ".h5", "--out",
+                 (ws().dir / "o.h5").string()}, {"nope.h5"});
+  expect_exit_2({"replay", "--model", nope, "--in", (fixtures_dir() / "qwen3moe-tiny.golden.h5").string(), "--out",
+                 (ws().dir / "o.h5").string()}, {"--model", nope});
+  expect_exit_2({"tokenize", "--tokenizer", nope, "--input", nope + ".json"}, {"--tokenizer", nope});
+  expect_exit_2({"tokenize", "--tokenizer", (source_dir() / "demo/model").string(), "--input", nope + ".json"},
+                {"--input", "nope.json"});
+  // A bad command line is bad input too (CLI11 would exit 105-109).
+  expect_exit_2({"run"}, {"CONFIG"});
+  expect_exit_2({"no-such-subcommand"}, {});
+  std::string out;
+  BOOST_TEST(ws().run({"--help"}, out) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(inputs_must_be_regular_files) {
+  const fs::path dir = ws().dir;
+  expect_exit_2({"run", ws().write_config("dir.toml", "", "/tmp").string(), "--out", (dir / "o.h5").string()},
+                {"dir.toml", "[data] counterfact", "/tmp", "directory"});
+  const fs::path fifo = dir / "fifo.json";
+  fs::remove(fifo);
+  BOOST_TEST_REQUIRE(mkfifo(fifo.c_str(), 0644) == 0);
+  expect_exit_2({"run", ws().write_config("fifo.toml", "", fifo.string()).string(), "--out", (dir / "o.h5").string()},
+                {"[data] counterfact", "fifo.json", "FIFO"});
+  fs::remove(dir / "loop1");
+  fs::remove(dir / "loop2");
+  fs::create_symlink(dir / "loop2", dir / "loop1");
+  fs::create_symlink(dir / "loop1", dir / "loop2");
+  expect_exit_2({"run", ws().write_config("loop.toml", "", (dir / "loop1").string()).string(), "--out",
+                 (dir / "o.h5").string()}, {"[data] counterfact", "loop1", "symbolic links"});
+  expect_exit_2({"run", (dir / "loop1").string()}, {"config file", "loop1"});
+  expect_exit_2({"run", dir.string()}, {"config file", "directory"});
+  // --out under a regular file.
+  expect_exit_2({"run", ws().config.string(), "--out", (ws().config / "x.h5").string()}, {"--out", "run.toml"});
+  BOOST_TEST(!fs::exists(dir / "o.h5"));
+}
+
+BOOST_AUTO_TEST_CASE(config_numbers_are_range_checked_before_narrowing) {
+  const fs::path out = ws().dir / "o.h5";
+  auto check = [&](const std::string& config_text, std::initializer_list<std::string> fragments) {
+    std::ofstream(ws().dir / "bad.toml") << config_text;
+    expect_exit_2({"run", (ws().dir / "bad.toml").string(), "--out", out.string()}, fragments);
+  };
+  const std::string head = "[model]\npath = \"" + (source_dir() / "demo/model").string() + "\"\n[data]\ncounterfact = \"" +
+                           ws().counterfact.string() + "\"\n";
+  check(head + "[statistics]\nbootstrap = 4294967346\n", {"bad.toml", "[statistics] bootstrap", "4294967346"});
+  check(head + "[cases]\nn = 2147483648\n", {"[cases] n", "2147483648"});
+  check(head + "[noise]\nmultiplier = nan\n", {"[noise] multiplier", "nan"});
+  check(head + "[experts]\ncandidate_threshold = nan\n", {"[experts] candidate_threshold", "nan"});
+  check(head + "[noise]\nsamples = 1000000000\n", {"[noise] samples", "1000"});
+  check(head + "[statistics]\nsign_flips = 1000000000000\n", {"[statistics] sign_flips"});
+  check(head + "[robustness]\nnoise_multipliers = [1.0, nan]\n", {"[robustness] noise_multipliers", "nan"});
+  check(head + "[robustness]\nsplit_seeds = [-3]\n", {"[robustness] split_seeds", "-3"});
+  check(head + "[layer_sweep]\nsite = \"" + std::string(100000, 'x') + "\"\n", {"[layer_sweep] site", "bytes"});
+  BOOST_TEST(slurp(ws().dir / "cli.log").size() < 2000, "long values are shortened in messages");
+  BOOST_TEST(!fs::exists(out));
+}
+
+BOOST_AUTO_TEST_CASE(a_huge_counterfact_prompt_fails_fast_naming_the_record) {
+  const fs::path cf = ws().dir / "huge.json";
+  std::string prompt = "The official language of {} is";
+  prompt.append(10'000'000, 'x');
+  std::ofstream(cf) << R"([{"case_id": 5, "requested_rewrite": {"prompt": ")" << prompt
+                    << R"(", "subject": "A", "target_true": {"str": "B"}, "target_new": {"str": "C"}}}])";
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_exit_2({"run", ws().write_config("huge.toml", "", cf.string()).string(), "--out",
+                 (ws().dir / "o.h5").string()}, {"huge.json", "record 0", "case_id 5", "prompt", "bytes"});
+  BOOST_TEST_MESSAGE("rejected in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                                    << " s");
+  BOOST_TEST(slurp(ws().dir / "cli.log").size() < 2000, "the prompt is not echoed whole");
+  const fs::path big_id = ws().dir / "bigid.json";
+  std::ofstream(big_id) << R"([{"case_id": 18446744073709551615, "requested_rewrite": {"prompt": "{} is", "subject": "A", "target_true": {"str": "B"}, "target_new": {"str": "C"}}}])";
+  expect_exit_2({"run", ws().write_config("bigid.toml", "", big_id.string()).string(), "--out",
+                 (ws().dir / "o.h5").string()}, {"bigid.json", "case_id", "int64"});
+  const fs::path overflow = ws().dir / "overflow.json";
+  std::ofstream(overflow) << R"([{"case_id": 1e400}])";
+  expect_exit_2({"run", ws().write_config("overflow.toml", "", overflow.string()).string(), "--out",
+                 (ws().dir / "o.h5").string()}, {"overflow.json"});
+}
+
+BOOST_AUTO_TEST_CASE(replay_checks_deactivations_and_ids_against_the_model) {
+  // Every expert of layer 1 deactivated but k - 1 (the qwen3moe-tiny model routes to 4 of 16).
+  const fs::path in = ws().dir / "deactivate.h5";
+  fs::copy_file(fixtures_dir() / "qwen3moe-tiny.golden.h5", in, fs::copy_options::overwrite_existing);
+  fs::permissions(in, fs::perms::owner_read | fs::perms::owner_write);
+  {
+    hid_t f = H5Fopen(in.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    BOOST_TEST_REQUIRE(f >= 0);
+    if (H5Lexists(f, "facts/0/deactivate/experts", H5P_DEFAULT) > 0) H5Ldelete(f, "facts/0/deactivate/experts", H5P_DEFAULT);
+    long long pairs[13][2];
+    for (int e = 0; e < 13; ++e) pairs[e][0] = 1, pairs[e][1] = e;
+    hsize_t dims[2] = {13, 2};
+    hid_t space = H5Screate_simple(2, dims, nullptr);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t d = H5Dcreate2(f, "facts/0/deactivate/experts", H5T_STD_I64LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    BOOST_TEST_REQUIRE(d >= 0);
+    H5Dwrite(d, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, pairs);
+    H5Dclose(d);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    H5Fclose(f);
+  }
+  expect_exit_2({"replay", "--model", (fixtures_dir() / "qwen3moe-tiny").string(), "--in", in.string(), "--out",
+                 (ws().dir / "replayed.h5").string()},
+                {"deactivate.h5", "facts/0", "layer 1", "fewer than the 4"});
+}
+
+BOOST_AUTO_TEST_CASE(a_damaged_results_file_is_never_resumed) {
+  const fs::path good = ws().dir / "good.h5";
+  std::string out;
+  BOOST_TEST_REQUIRE(ws().run({"run", ws().config.string(), "--out", good.string()}, out) == 0, out);
+  BOOST_TEST(!fs::exists(good.string() + ".lock"), "the lock file goes with the run");
+  // A few bytes overwritten inside /cases/d_noised's chunk (found through HDF5's chunk index).
+  hsize_t size = 0;
+  const haddr_t at = chunk_offset(good, "/cases/d_noised", &size);
+  BOOST_TEST_REQUIRE(at != HADDR_UNDEF);
+  BOOST_TEST_REQUIRE(size >= 8u);
+  const fs::path damaged = ws().dir / "damaged.h5";
+  fs::copy_file(good, damaged, fs::copy_options::overwrite_existing);
+  {
+    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at + 2));
+    f.write("\x7f\xf0\x12\x34", 4);
+  }
+  const std::string before = slurp(damaged);
+  expect_exit_2({"run", ws().config.string(), "--out", damaged.string(), "--resume"},
+                {"damaged.h5", "/cases/d_noised", "damaged", "fresh run"});
+  BOOST_TEST((slurp(damaged) == before), "the damaged file is left as it was");
+  expect_exit_2({"report", damaged.string()}, {"damaged.h5", "/cases/d_noised", "damaged"});
+  // A string dataset's values live outside the chunk: their CRC-32 catches damage there too.
+  const std::string bytes = slurp(good);
+  const auto prompt = bytes.find("The official language of");
+  BOOST_TEST_REQUIRE(prompt != std::string::npos);
+  const fs::path text_damaged = ws().dir / "text_damaged.h5";
+  fs::copy_file(good, text_damaged, fs::copy_options::overwrite_existing);
+  {
+    std::fstream f(text_damaged, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(prompt + 4));
+    f.write("X", 1);
+  }
+  expect_exit_2({"run", ws().config.string(), "--out", text_damaged.string(), "--resume"},
+                {"text_damaged.h5", "damaged"});
+  // The undamaged file resumes (nothing left to do) to exit 0.
+  BOOST_TEST(ws().run({"run", ws().config.string(), "--out", good.string(), "--resume"}, out) == 0, out);
+}
+
+BOOST_AUTO_TEST_CASE(a_second_run_on_the_same_output_fails_at_once_naming_the_holder) {
+  const fs::path out = ws().dir / "locked.h5";
+  // The whole demo data set: a run of many seconds, long enough to be caught holding the lock.
+  const fs::path config = ws().write_config("slow.toml", "[heatmap]\ncases = 8\n",
+                                            (source_dir() / "demo/counterfact_demo.json").string());
+  Process first = spawn(moetrace_command({"run", config.string(), "--out", out.string()}), ws().dir / "first.log");
+  // Wait until the first run holds the lock (it writes its host and PID into it).
+  for (int i = 0; i < 600 && slurp(out.string() + ".lock").find("pid") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string holder = slurp(out.string() + ".lock");
+  BOOST_TEST_REQUIRE(holder.find("pid " + std::to_string(first.pid)) != std::string::npos, holder);
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_exit_2({"run", config.string(), "--out", out.string()},
+                {"locked.h5", "another moetrace run", "pid " + std::to_string(first.pid), "host "});
+  BOOST_TEST_MESSAGE("second run refused in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s");
+  expect_exit_2({"run", config.string(), "--out", out.string(), "--resume"}, {"pid " + std::to_string(first.pid)});
+  kill(first.pid, SIGKILL);
+  first.wait();
+  // The crashed run leaves a stale snapshot temporary: the next start removes it and proceeds.
+  std::ofstream(out.string() + ".tmp") << "half-written snapshot";
+  fs::remove(out);
+  std::string log;
+  const int rc = ws().run({"run", config.string(), "--out", out.string()}, log);
+  BOOST_TEST(rc == 0, log);
+  BOOST_TEST(log.find(".tmp") != std::string::npos, "the removal is reported: " << log);
+  BOOST_TEST(!fs::exists(out.string() + ".tmp"));
+}
