@@ -45,7 +45,7 @@ RoutingPtr route_on_host(const float* logits, int rows, int E, const RouteReques
   t.top.k = k;
   t.top.experts.resize(static_cast<std::size_t>(rows) * k);
   t.top.weights.resize(static_cast<std::size_t>(rows) * k);
-  std::vector<double> p(E);
+  std::vector<double> p(E), z(E);
   std::vector<int> order(E);
   std::vector<int> count(E, 0);
   for (int row = 0; row < rows; ++row) {
@@ -54,27 +54,29 @@ RoutingPtr route_on_host(const float* logits, int rows, int E, const RouteReques
       if (!std::isfinite(l[e]))
         fail_input("non-finite router logit {} at layer {}, row {}, expert {} (weights or input contain NaN/Inf)",
                    l[e], q.layer, row, e);
-      p[e] = l[e];
+      z[e] = l[e];
     }
     if (!q.mask_offsets.empty())
       for (int i = q.mask_offsets[row]; i < q.mask_offsets[row + 1]; ++i)
-        p[q.mask_experts[i]] = -std::numeric_limits<double>::infinity();
-    const double mx = *std::max_element(p.begin(), p.end());
-    if (!std::isfinite(mx))
-      fail_input("every expert is deactivated at layer {}, row {}: fewer than k = {} experts remain", q.layer, row,
-                 k);
+        z[q.mask_experts[i]] = -std::numeric_limits<double>::infinity();
+    const auto remaining = std::count_if(z.begin(), z.end(), [](double v) { return std::isfinite(v); });
+    if (remaining < k)
+      fail_input("fewer than k = {} experts remain after deactivation at layer {}, row {} ({} of {} are not "
+                 "deactivated)", k, q.layer, row, remaining, E);
+    const double mx = *std::max_element(z.begin(), z.end());
     double sum = 0;
-    for (double& v : p) sum += (v = std::exp(v - mx));
+    for (int e = 0; e < E; ++e) sum += (p[e] = std::exp(z[e] - mx));
     for (double& v : p) v /= sum;
     std::iota(order.begin(), order.end(), 0);
-    // A strict total order: descending probability, ties to the lower expert index.
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    // A strict total order: descending probability; equal probabilities (an underflow to 0, never
+    // seen with real logits) by descending logit, so a deactivated expert never outranks a live one;
+    // then the lower expert index. The same rule as the host reference (engine/routing.cpp).
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
+      return p[a] > p[b] || (p[a] == p[b] && (z[a] > z[b] || (z[a] == z[b] && a < b)));
+    });
     double top = 0;
     for (int j = 0; j < k; ++j) top += p[order[j]];
     for (int j = 0; j < k; ++j) {
-      if (!(p[order[j]] > 0))
-        fail_input("fewer than k = {} experts remain after deactivation at layer {}, row {}", k, q.layer, row);
       t.top.experts[row * k + j] = order[j];
       t.top.weights[row * k + j] = static_cast<float>(q.renormalise ? p[order[j]] / top : p[order[j]]);
       ++count[order[j]];
