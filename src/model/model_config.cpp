@@ -175,6 +175,7 @@ ModelConfig parse_model_config_json(const json& j, const std::string& origin) {
     fail_input("{}: rope_scaling is not supported", origin);
   c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false, origin);
   c.bos_token_id = optional_int(j, "bos_token_id", -1, 0, c.vocab_size - 1, origin);
+  c.max_position_embeddings = optional_int(j, "max_position_embeddings", 0, 1, kIntMax, origin);
   c.head_dim = optional_int(j, "head_dim", 0, 0, kIntMax, origin);
   if (c.head_dim == 0) {
     require_positive(c.num_heads, "num_attention_heads", origin);

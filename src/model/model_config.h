@@ -35,6 +35,7 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   QkNorm qk_norm = QkNorm::None;
   int bos_token_id = -1;  // -1 when config.json has none
+  int max_position_embeddings = 0;  // 0 when config.json has none; prompts longer than it are skipped
 
   // Checked (parse_model_config also refuses configs where these overflow).
   int q_width() const { return mul_or_fail(num_heads, head_dim, "model config: num_attention_heads x head_dim"); }

@@ -1,5 +1,8 @@
 #include "protocols/tokenized_case_builder.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "tokenizer/protocol_tokens.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -9,6 +12,9 @@ namespace moetrace {
 TokenizedCaseBuilder::TokenizedCaseBuilder(const RunConfig& config, const ModelConfig& model)
     : config_(config),
       vocab_size_(model.vocab_size),
+      max_prompt_tokens_(model.max_position_embeddings > 0
+                             ? static_cast<int>(std::min<std::int64_t>(limits::kMaxPromptTokens, model.max_position_embeddings))
+                             : static_cast<int>(limits::kMaxPromptTokens)),
       tokenizer_(std::make_unique<Tokenizer>(Tokenizer::from_path(config.tokenizer_path))) {}
 
 TokenizedCaseBuilder::~TokenizedCaseBuilder() = default;
@@ -33,8 +39,9 @@ BuiltCase TokenizedCaseBuilder::build(const CounterFactRecord& r) const {
     return out;
   }
   const Encoding enc = tokenizer_->encode(formatted.text, config_.add_bos);
-  if (enc.ids.size() > static_cast<std::size_t>(limits::kMaxPromptTokens)) {
-    out.skip_reason = fmt::format("prompt longer than {} tokens", limits::kMaxPromptTokens);
+  if (enc.ids.size() > static_cast<std::size_t>(max_prompt_tokens_)) {
+    out.skip_reason = fmt::format("prompt longer than {} tokens{}", max_prompt_tokens_,
+                                  max_prompt_tokens_ < limits::kMaxPromptTokens ? " (the model's max_position_embeddings)" : "");
     return out;
   }
   TokenSpan span;

@@ -20,6 +20,7 @@ class TokenizedCaseBuilder final : public CaseBuilder {
  private:
   const RunConfig& config_;
   int vocab_size_;
+  int max_prompt_tokens_;  // moetrace's bound, or the model's max_position_embeddings when smaller
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 

@@ -7,6 +7,8 @@
 
 #include "protocols/counterfact.h"
 #include "protocols/run_config.h"
+#include "protocols/tokenized_case_builder.h"
+#include "model/model_config.h"
 #include "support/test_paths.h"
 #include "util/error.h"
 
@@ -127,4 +129,23 @@ BOOST_AUTO_TEST_CASE(case_id_files_match_the_paper_layout) {
   BOOST_TEST(split.discovery.size() == 128u);
   BOOST_TEST(split.validation.size() == 128u);
   expect_error([] { read_case_id_split(test::source_dir() / "configs" / "paper_case_ids.json", "Llama"); }, {"no entry 'Llama'"});
+}
+
+BOOST_AUTO_TEST_CASE(prompts_longer_than_the_models_positions_are_skipped) {
+  // The demo's tokenizer, a model whose config.json allows 12 positions: a prompt of more tokens is
+  // skipped with the model's limit as the reason (never a forward past the model's positions), a
+  // short one is built.
+  RunConfig config;
+  config.tokenizer_path = test::source_dir() / "demo" / "model";
+  config.object_rule = ObjectRule::LeadingSpace;
+  ModelConfig model = load_model_config(test::source_dir() / "demo" / "model" / "config.json");
+  model.max_position_embeddings = 12;
+  const TokenizedCaseBuilder builder(config, model);
+  CounterFactRecord r = read_counterfact(test::source_dir() / "demo" / "counterfact_demo.json").at(0);
+  const BuiltCase ok = builder.build(r);
+  BOOST_TEST(ok.skip_reason.empty(), ok.skip_reason);
+  r.prompt_template = "The official language of the official language of the official language of {} is";
+  const BuiltCase skipped = builder.build(r);
+  BOOST_TEST(skipped.skip_reason == "prompt longer than 12 tokens (the model's max_position_embeddings)",
+             skipped.skip_reason);
 }
