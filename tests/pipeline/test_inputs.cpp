@@ -63,7 +63,7 @@ BOOST_AUTO_TEST_CASE(config_errors_name_the_key) {
   expect_error([] { parse_run_config(kMinimal + "[cases]\nfilter = \"loose\"\n", "a.toml"); }, {"[cases] filter", "strict"});
   expect_error([] { parse_run_config(kMinimal + "[layer_sweep]\nsite = \"mlp\"\n", "a.toml"); }, {"[layer_sweep] site", "moe"});
   expect_error([] { parse_run_config(kMinimal + "[coalitions]\nsets = [\"union\", \"all\"]\n", "a.toml"); }, {"[coalitions] sets", "clean_topk"});
-  expect_error([] { parse_run_config(kMinimal + "[run]\nchunk_tokens = 0\n", "a.toml"); }, {"[run] chunk_tokens", "at least 1"});
+  expect_error([] { parse_run_config(kMinimal + "[run]\nchunk_tokens = 0\n", "a.toml"); }, {"[run] chunk_tokens", "must lie in [1,"});
   expect_error([] { parse_run_config(kMinimal + "[bogus]\nx = 1\n", "a.toml"); }, {"unknown section [bogus]"});
   expect_error([] { parse_run_config("[data]\ncounterfact = \"x\"\n", "a.toml"); }, {"[model] path is required"});
   expect_error([] { parse_run_config("[model]\npath = \"m\"\n", "a.toml"); }, {"[data] counterfact is required"});

@@ -22,12 +22,12 @@ struct HostWeight {
   TensorView view;
 };
 
-HostWeight random_weight(int rows, int cols, std::mt19937 &rng) {
+HostWeight random_weight(int rows, int cols, std::mt19937 &rng, const std::string &name = "w") {
   HostWeight w;
   std::normal_distribution<float> n(0.0f, 0.1f);
   w.values.resize(static_cast<std::size_t>(rows) * cols);
   for (float &v : w.values) v = n(rng);
-  w.view.name = "w";
+  w.view.name = name;
   w.view.file = "test";
   w.view.dtype = DType::F32;
   w.view.shape = {rows, cols};
@@ -134,7 +134,8 @@ BOOST_AUTO_TEST_CASE(attention_and_logit_rows_do_not_depend_on_other_streams) {
       const std::vector<float> k = random_rows(T, kvw, rng), v = random_rows(T, kvw, rng);
       TensorPtr K = b->upload(k.data(), T, kvw), V = b->upload(v.data(), T, kvw);
       const std::vector<float> q = random_rows(100, qw, rng);
-      const HostWeight table = random_weight(50, qw, rng);
+      // Named as the read-out table, which every backend keeps readable by rows.
+      const HostWeight table = random_weight(50, qw, rng, "lm_head.weight");
       WeightPtr Wt = b->upload_weight(table.view);
       // One stream of T queries, then the same stream after n - 1 other
       // streams.
