@@ -229,13 +229,15 @@ BOOST_AUTO_TEST_CASE(a_damaged_results_file_is_never_resumed) {
 
 BOOST_AUTO_TEST_CASE(a_second_run_on_the_same_output_fails_at_once_naming_the_holder) {
   const fs::path out = ws().dir / "locked.h5";
-  // The whole demo data set: a run of many seconds, long enough to be caught holding the lock.
-  const fs::path config = ws().write_config("slow.toml", "[heatmap]\ncases = 8\n",
+  // The whole demo data set with 8 noise samples: a run of several seconds. Once it holds the lock it
+  // is stopped (SIGSTOP), so it keeps holding it however fast the machine is.
+  const fs::path config = ws().write_config("slow.toml", "[heatmap]\ncases = 8\n[noise]\nsamples = 8\n",
                                             (source_dir() / "demo/counterfact_demo.json").string());
   Process first = spawn(moetrace_command({"run", config.string(), "--out", out.string()}), ws().dir / "first.log");
   // Wait until the first run holds the lock (it writes its host and PID into it).
   for (int i = 0; i < 600 && slurp(out.string() + ".lock").find("pid") == std::string::npos; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(first.pid, SIGSTOP);
   const std::string holder = slurp(out.string() + ".lock");
   BOOST_TEST_REQUIRE(holder.find("pid " + std::to_string(first.pid)) != std::string::npos, holder);
   const auto t0 = std::chrono::steady_clock::now();

@@ -16,7 +16,8 @@ using namespace moetrace;
 BOOST_AUTO_TEST_CASE(registry_names_and_errors) {
   BOOST_TEST(built_with_cuda());
   const auto names = backend_names();
-  BOOST_TEST(names.size() == 3u);
+  const std::vector<std::string> expected{"cpu", "cpu-bf16", "cuda", "cuda-bf16"};
+  BOOST_TEST(names == expected, boost::test_tools::per_element());
   BOOST_TEST(make_backend("cpu")->name() == "cpu");
   BOOST_CHECK_THROW(make_backend("tpu"), InputError);
   BOOST_CHECK_THROW(make_backend("cuda:x"), InputError);
