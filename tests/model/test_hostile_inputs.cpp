@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/model_weights.h"
+#include "support/input_error.h"
 #include "support/safetensors_writer.h"
 #include "support/test_paths.h"
 #include "util/error.h"
@@ -37,18 +38,7 @@ fs::path variant_dir(const std::string& name) {
   return root / (std::to_string(counter++) + "-" + name);
 }
 
-std::string input_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    BOOST_ERROR("expected an InputError, got another exception: " << e.what());
-    return {};
-  }
-  BOOST_ERROR("expected an InputError, but loading succeeded");
-  return {};
-}
+using test::input_error_of;
 
 void expect_mentions(const std::string& msg, std::initializer_list<std::string> parts) {
   BOOST_TEST_MESSAGE(msg);

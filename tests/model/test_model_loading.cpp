@@ -21,6 +21,7 @@
 #include "engine/forward.h"
 #include "model/model_weights.h"
 #include "results/fixture_io.h"
+#include "support/input_error.h"
 #include "support/safetensors_writer.h"
 #include "support/test_paths.h"
 #include "util/error.h"
@@ -53,18 +54,7 @@ fs::path variant_dir(const std::string& name) {
 }
 
 // Runs f, which must throw InputError; returns its message (empty when it did not throw one).
-std::string input_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    BOOST_ERROR("expected an InputError, got another exception: " << e.what());
-    return {};
-  }
-  BOOST_ERROR("expected an InputError, but loading succeeded");
-  return {};
-}
+using test::input_error_of;
 
 // Loading `dir` fails with an InputError whose message contains every one of `parts`.
 void expect_load_error(const fs::path& dir, std::initializer_list<std::string> parts) {
