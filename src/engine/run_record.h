@@ -4,7 +4,6 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "engine/routing.h"
 
 namespace moetrace {
 

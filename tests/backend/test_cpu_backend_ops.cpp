@@ -13,71 +13,19 @@
 
 #include "backend/backend_registry.h"
 #include "backend/cpu/cpu_backend.h"
+#include "support/backend_op_check.h"
 #include "util/half_precision.h"
 
 using namespace moetrace;
+using test::get;
+using test::HostWeight;
+using test::round_bf16;
 
 namespace {
 
 std::mt19937 rng(4321);
-
-std::vector<float> randn(std::size_t n, float scale = 1.f) {
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
+std::vector<float> randn(std::size_t n, float scale = 1.f) { return test::randn(rng, n, scale); }
 float rb(float x) { return bf16_to_float(float_to_bf16(x)); }
-std::vector<float> round_bf16(std::vector<float> v) {
-  for (float& x : v) x = rb(x);
-  return v;
-}
-
-struct HostWeight {
-  std::vector<float> f;
-  std::vector<std::uint16_t> b;
-  TensorView view;
-  HostWeight(std::string name, std::vector<std::int64_t> shape, std::vector<float> values, bool as_bf16)
-      : f(std::move(values)) {
-    view.name = std::move(name);
-    view.file = "test";
-    view.shape = std::move(shape);
-    if (as_bf16) {
-      for (float x : f) b.push_back(float_to_bf16(x));
-      for (std::size_t i = 0; i < f.size(); ++i) f[i] = bf16_to_float(b[i]);  // the values the backend sees
-      view.dtype = DType::BF16;
-      view.data = reinterpret_cast<const std::byte*>(b.data());
-    } else {
-      view.dtype = DType::F32;
-      view.data = reinterpret_cast<const std::byte*>(f.data());
-    }
-  }
-};
-
-std::vector<float> get(Backend& b, const Tensor& t) {
-  std::vector<float> v(static_cast<std::size_t>(t.rows()) * t.cols());
-  b.download(t, v.data());
-  return v;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<double>& ref) {
-  BOOST_REQUIRE_EQUAL(a.size(), ref.size());
-  double md = 0, mr = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    md = std::max(md, std::fabs(a[i] - ref[i]));
-    mr = std::max(mr, std::fabs(ref[i]));
-  }
-  return mr > 0 ? md / mr : md;
-}
-
-#define CHECK_CLOSE(got, ref, tol, what)                                              \
-  do {                                                                                \
-    const double e_ = rel_err(got, ref);                                              \
-    BOOST_TEST_MESSAGE(what << ": max|diff|/max|ref| = " << e_);                      \
-    BOOST_TEST(e_ <= (tol), what << ": relative error " << e_ << " above " << (tol)); \
-  } while (0)
 
 // y = x W^T in double; x [m, k], W [n, k].
 std::vector<double> ref_linear(const std::vector<float>& x, const std::vector<float>& w, int m, int k, int n) {

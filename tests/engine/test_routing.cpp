@@ -14,10 +14,12 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "engine/routing.h"
+#include "support/backend_op_check.h"
+#include "support/host_routing.h"
 #include "util/error.h"
 
 using namespace moetrace;
+using test::same_bits;
 
 namespace {
 
@@ -221,26 +223,11 @@ BOOST_AUTO_TEST_CASE(masking_every_expert_or_leaving_fewer_than_k_is_an_error) {
 
 namespace {
 
-// The op on the CPU backend, with the per-row masks of route_top_k converted to CSR.
+// The op on the CPU backend, with the per-row masks of route_top_k.
 RoutingPtr route_op(Backend& b, const std::vector<float>& logits, int rows, int E, int k, bool renorm,
                     const std::vector<std::vector<int>>& masked = {}, int layer = 0) {
-  RouteRequest q;
-  q.layer = layer;
-  q.k = k;
-  q.renormalise = renorm;
-  if (!masked.empty()) {
-    q.mask_offsets.push_back(0);
-    for (const std::vector<int>& m : masked) {
-      q.mask_experts.insert(q.mask_experts.end(), m.begin(), m.end());
-      q.mask_offsets.push_back(static_cast<int>(q.mask_experts.size()));
-    }
-  }
   TensorPtr t = b.upload(logits.data(), rows, E);
-  return b.route(*t, q);
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return b.route(*t, test::route_request(k, renorm, masked, layer));
 }
 
 // The grouping must list every slot exactly once, under its own expert, slots ascending per expert.

@@ -17,72 +17,21 @@
 #include "gpu_skip.h"
 #include "kernels/cuda_backend.h"
 #include "util/error.h"
+#include "support/backend_op_check.h"
 #include "util/half_precision.h"
 
 using namespace moetrace;
+using test::get;
+using test::HostWeight;
+using test::round_bf16;
+using test::route_request;
 
 BOOST_TEST_GLOBAL_FIXTURE(RequireGpu);
 
 namespace {
 
 std::mt19937 rng(1234);
-
-std::vector<float> randn(std::size_t n, float scale = 1.f) {
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-std::vector<float> round_bf16(std::vector<float> v) {
-  for (float& x : v) x = bf16_to_float(float_to_bf16(x));
-  return v;
-}
-
-// A float32 (or bf16) checkpoint-like tensor for upload_weight.
-struct HostWeight {
-  std::vector<float> f;
-  std::vector<std::uint16_t> b;
-  TensorView view;
-  HostWeight(std::string name, std::vector<std::int64_t> shape, std::vector<float> values, bool as_bf16 = false)
-      : f(std::move(values)) {
-    view.name = std::move(name);
-    view.file = "test";
-    view.shape = std::move(shape);
-    if (as_bf16) {
-      for (float x : f) b.push_back(float_to_bf16(x));
-      view.dtype = DType::BF16;
-      view.data = reinterpret_cast<const std::byte*>(b.data());
-    } else {
-      view.dtype = DType::F32;
-      view.data = reinterpret_cast<const std::byte*>(f.data());
-    }
-  }
-};
-
-std::vector<float> get(Backend& b, const Tensor& t) {
-  std::vector<float> v(static_cast<std::size_t>(t.rows()) * t.cols());
-  b.download(t, v.data());
-  return v;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
-  BOOST_REQUIRE_EQUAL(a.size(), ref.size());
-  double md = 0, mr = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    md = std::max(md, static_cast<double>(std::fabs(a[i] - ref[i])));
-    mr = std::max(mr, static_cast<double>(std::fabs(ref[i])));
-  }
-  return mr > 0 ? md / mr : md;
-}
-
-#define CHECK_CLOSE(got, ref, tol, what)                                                          \
-  do {                                                                                            \
-    const double e_ = rel_err(got, ref);                                                          \
-    BOOST_TEST_MESSAGE(what << ": max|diff|/max|ref| = " << e_);                                  \
-    BOOST_TEST(e_ <= (tol), what << ": relative error " << e_ << " above " << (tol));             \
-  } while (0)
+std::vector<float> randn(std::size_t n, float scale = 1.f) { return test::randn(rng, n, scale); }
 
 struct Pair {
   std::unique_ptr<Backend> cpu = make_cpu_backend();
@@ -320,24 +269,6 @@ BOOST_AUTO_TEST_CASE(bf16_mode_keeps_norms_and_router_in_float32) {
   BOOST_TEST(p.gpu->weight_bytes() == 64u * 4 + 8 * 64 * 4 + 8 * 64 * 2);
 }
 
-namespace {
-
-RouteRequest route_request(int k, bool renorm, const std::vector<std::vector<int>>& masked = {}, int layer = 0) {
-  RouteRequest q;
-  q.layer = layer;
-  q.k = k;
-  q.renormalise = renorm;
-  if (!masked.empty()) {
-    q.mask_offsets.push_back(0);
-    for (const std::vector<int>& m : masked) {
-      q.mask_experts.insert(q.mask_experts.end(), m.begin(), m.end());
-      q.mask_offsets.push_back(static_cast<int>(q.mask_experts.size()));
-    }
-  }
-  return q;
-}
-
-}  // namespace
 
 BOOST_AUTO_TEST_CASE(routing_matches_the_cpu_reference) {
   Pair p("cuda");

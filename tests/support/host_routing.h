@@ -1,6 +1,7 @@
 #pragma once
 // The host routing the engine used before routing became a Backend operation (Backend::route),
-// kept as an independent reference for tests: router softmax and top-k in double precision.
+// kept for tests only, as the reference every backend's `route` is checked against: router softmax
+// and top-k in double precision.
 // `Routing` itself is declared with the routing op in backend/backend.h.
 #include <vector>
 

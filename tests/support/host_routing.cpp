@@ -1,4 +1,4 @@
-#include "engine/routing.h"
+#include "support/host_routing.h"
 
 #include <algorithm>
 #include <cmath>
