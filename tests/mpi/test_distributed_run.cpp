@@ -91,8 +91,11 @@ BOOST_AUTO_TEST_CASE(sigusr1_stops_the_job_with_code_75_and_it_resumes) {
   const Setup& s = setup();
   const fs::path out = s.dir / "stopped.h5", log = s.dir / "stopped.log";
   Process p = spawn(mpirun_command(2, {"run", s.config.string(), "--out", out.string()}), log);
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // Every rank installs its stop handlers before the collective config load that precedes this line.
+  const bool started = wait_for_log(log, "CounterFact records from", 120000);
+  if (started) std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   kill(p.pid, SIGUSR1);
+  BOOST_TEST_REQUIRE(started, "the job never logged its inputs:\n" << slurp(log));
   const int rc = p.wait();
   BOOST_TEST((rc == 75 || rc == 0), "exit code " << rc << "\n" << slurp(log));
   if (rc == 75)

@@ -143,8 +143,12 @@ BOOST_AUTO_TEST_CASE(sigterm_saves_exits_75_and_resumes_to_the_same_results) {
   const Reference& r = reference();
   const fs::path out = r.dir / "stopped.h5", log = r.dir / "stopped.log";
   Process p = spawn(moetrace_command({"run", r.config.string(), "--out", out.string()}), log);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // The stop handlers are installed before the run logs its inputs: signal only after that line,
+  // then a little later, so that the stop lands inside the stages (or, on a fast machine, after).
+  const bool started = wait_for_log(log, "CounterFact records from", 120000);
+  if (started) std::this_thread::sleep_for(std::chrono::milliseconds(700));
   kill(p.pid, SIGTERM);
+  BOOST_TEST_REQUIRE(started, "the run never logged its inputs:\n" << slurp(log));
   const int rc = p.wait();
   BOOST_TEST((rc == 75 || rc == 0), "exit code " << rc << "\n" << slurp(log));
   if (rc == 75) {

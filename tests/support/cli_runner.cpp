@@ -3,10 +3,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "results/h5_file.h"
 #include "support/test_paths.h"
@@ -53,6 +55,15 @@ std::vector<std::string> mpirun_command(int ranks, const std::vector<std::string
 std::string slurp(const std::filesystem::path& p) {
   std::ifstream in(p);
   return {std::istreambuf_iterator<char>(in), {}};
+}
+
+bool wait_for_log(const std::filesystem::path& log, const std::string& text, int timeout_ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < until) {
+    if (slurp(log).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return slurp(log).find(text) != std::string::npos;
 }
 
 namespace {

@@ -21,6 +21,9 @@ std::vector<std::string> moetrace_command(const std::vector<std::string>& args);
 std::vector<std::string> mpirun_command(int ranks, const std::vector<std::string>& args);
 
 std::string slurp(const std::filesystem::path& p);
+// Polls `log` until it contains `text` (true) or `timeout_ms` passed (false): for signalling a
+// spawned run only once it reached a known point, never after a fixed sleep.
+bool wait_for_log(const std::filesystem::path& log, const std::string& text, int timeout_ms);
 
 // Datasets (outside /provenance) that differ between two results files, bit for bit with NaN
 // equal to NaN, or that exist in only one of them. `compared` receives the number compared.
