@@ -44,7 +44,7 @@ export MOETRACE
 extra=("$@")
 
 submit() {  # sbatch options... -> the job id
-  sbatch --parsable "$@" "${extra[@]}" | cut -d';' -f1
+  sbatch --parsable "${extra[@]}" "$@" | cut -d';' -f1
 }
 
 after="" from=""
