@@ -1,8 +1,9 @@
 // `moetrace run --shard i/n` and `moetrace merge` through the CLI on the demo model: a staged run
 // (shards of the per-case stages, one of them on two MPI ranks, merged after each, then a final
 // unsharded resume) gives a file bit-identical to one uninterrupted run (every dataset and attribute
-// outside /provenance); each shard computes exactly its cases and stops at the documented step; bad --shard values, inputs of
-// different runs and conflicting rows are bad input (exit 2) named in the message.
+// outside /provenance); each shard computes exactly its cases and stops at the documented step; bad
+// --shard values, inputs of different runs and conflicting rows are bad input (exit 2) named in the
+// message.
 #define BOOST_TEST_MODULE shard_merge
 #include <boost/test/unit_test.hpp>
 
