@@ -12,9 +12,10 @@
 #   4. a chain: sweep.sbatch, then a report job with --dependency=afterok on it: both complete, the
 #      report job starts only after the sweep, and the results are bit-identical to job 1's;
 #   5. a staged study (slurm/chain.sh, SHARDS=2): job arrays of shards for the three per-case stages,
-#      a merge after each, the final run and the report, each --dependency=afterok on the previous:
-#      every job and array task completes, each step starts after the one it depends on, the shards
-#      stop where documented, and the final merged results are bit-identical to job 1's.
+#      a merge after each, the final run and the report, each --dependency=afterok on the previous;
+#      one shard of the first array is stopped with USR1 (exit 75, requeued, resumed): every job and
+#      array task completes, each step starts after the one it depends on has ended, the shards stop
+#      where documented, and the final merged results are bit-identical to job 1's.
 # Every daemon it started is stopped by PID on exit, whatever happens. Exits 77 (skipped) only where
 # Slurm cannot run at all (no packages and no apt-get, not root, daemons that do not start).
 #
@@ -143,6 +144,21 @@ declare -A chain=()
 while read -r step id; do [[ -n "$step" ]] && chain[$step]="$id"; done <<<"$chain_jobs"
 cluster_log "staged chain: $(tr '\n' ' ' <<<"$chain_jobs")"
 chain_steps=(stage1-shards stage1-merge stage2-shards stage2-merge stage3-shards stage3-merge final report)
+# Task 0 of the first array is stopped with USR1 once moetrace runs (it has installed its signal
+# handlers when it logs the records): it saves, exits 75 and requeues itself; the merge waits for it.
+shard0="${chain[stage1-shards]:-none}_0" shard0_log="$chain_dir/logs/stage1.shard0.log"
+for _ in $(seq 1500); do
+  grep -q "CounterFact records" "$shard0_log" 2>/dev/null && break
+  [[ " ${finished[*]} " == *" $(job_state "$shard0") "* ]] && break
+  sleep 0.2
+done
+scancel --signal=USR1 --batch "$shard0"
+cluster_log "job $shard0 (stage 1, shard 0): USR1 sent to the batch shell"
+for _ in $(seq 300); do
+  [[ "$(job_field "$shard0" Restarts)" -ge 1 ]] 2>/dev/null && break
+  sleep 0.2
+done
+scontrol update JobId="$shard0" StartTime=now >/dev/null 2>&1 || true
 
 job_wait "$c" "${finished[@]}" 900 || true
 echo "job $c ($(job_field "$c" JobName)): $(job_state "$c"), exit code $(job_field "$c" ExitCode), restarts $(job_field "$c" Restarts)"
@@ -228,6 +244,12 @@ for k in $(seq 1 $((${#chain_steps[@]} - 1))); do
   step="${chain_steps[$k]}" prev="${chain_steps[$((k - 1))]}"
   check "chain $step started after $prev ended (afterok)" starts_after "${chain[$step]:-none}" "${chain[$prev]:-none}"
 done
+check "chain stage 1 shard 0 (job $shard0) requeued itself after USR1 (Restarts=$(job_field "$shard0" Restarts))" \
+  test "$(job_field "$shard0" Restarts)" -ge 1
+check "job $shard0's log shows moetrace exiting 75" \
+  grep -q "moetrace exited with status 75" "$shard0_log"
+check "job $shard0's log shows the requeue" grep -q "requeueing job" "$shard0_log"
+check "job $shard0's log shows the shard resuming its file" grep -q "resuming $chain_dir/stage1.shard0.h5" "$shard0_log"
 stops=("the layer selection" "the expert selection" "the statistics")
 for stage in 1 2 3; do
   for i in 0 1; do
