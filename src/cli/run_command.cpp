@@ -46,7 +46,8 @@ std::optional<CaseShard> parse_shard(const std::string& text) {
   };
   CaseShard s;
   if (slash == std::string::npos || !number(0, slash, s.index) || !number(slash + 1, text.size(), s.count))
-    fail_input("--shard {}: expected i/n, the shard index i and the number of shards n (for example 0/4)", text);
+    fail_input("--shard {}: expected i/n, the shard index i and the number of shards n, decimal integers below "
+               "2^31 (for example 0/4)", text);
   if (s.count < 1 || s.index < 0 || s.index >= s.count)
     fail_input("--shard {}: the shard index must be at least 0 and below the number of shards ({}), which must be "
                "at least 1", text, s.count);
