@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   moetrace::cli::set_command_line(argc, argv);
   moetrace::cli::register_run_command(app);
   moetrace::cli::register_report_command(app);
+  moetrace::cli::register_merge_command(app);
   moetrace::cli::register_replay_command(app);
   moetrace::cli::register_tokenize_command(app);
   app.parse_complete_callback([&] { moetrace::configure_logging(log_level); });

@@ -1,6 +1,7 @@
 // `moetrace run`: the tracing protocol end to end, from a config file to a results file, on one
 // process or on an MPI job of N ranks in EP groups of R (`mpirun -np N moetrace run CONFIG --ep R`).
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <optional>
 
@@ -30,7 +31,28 @@ struct RunOptions {
   std::string config, out;
   bool resume = false;
   int ep = 1;
+  std::string shard;  // "i/n", empty: every case
 };
+
+// --shard i/n: 0 <= i < n, both decimal integers in range.
+std::optional<CaseShard> parse_shard(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  const auto slash = text.find('/');
+  auto number = [&](std::size_t begin, std::size_t end, int& v) {
+    const char* first = text.data() + begin;
+    const char* last = text.data() + end;
+    const auto r = std::from_chars(first, last, v);
+    return begin < end && r.ec == std::errc() && r.ptr == last;
+  };
+  CaseShard s;
+  if (slash == std::string::npos || !number(0, slash, s.index) || !number(slash + 1, text.size(), s.count))
+    fail_input("--shard {}: expected i/n, the shard index i and the number of shards n, decimal integers below "
+               "2^31 (for example 0/4)", text);
+  if (s.count < 1 || s.index < 0 || s.index >= s.count)
+    fail_input("--shard {}: the shard index must be at least 0 and below the number of shards ({}), which must be "
+               "at least 1", text, s.count);
+  return s;
+}
 
 std::string default_output(const std::string& config) {
   return (std::filesystem::path("results") / (std::filesystem::path(config).stem().string() + ".h5")).string();
@@ -83,7 +105,7 @@ void prepare_output(const std::string& out, bool resume, std::optional<OutputLoc
   ResultsFile::check_can_open(out, resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
 }
 
-void run(const RunOptions& o, Communicator& world) {
+void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& world) {
   install_stop_handlers();
   const int N = world.size(), R = o.ep;
   if (N % R != 0)
@@ -139,6 +161,9 @@ void run(const RunOptions& o, Communicator& world) {
     } else {
       f->write_provenance(collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N));
     }
+    // The cases of the last run on this file: "i/n" for a shard, "all" otherwise (a resumed merge).
+    if (shard || f->h5().has_attr(layout::kProvenance, "shard"))
+      f->set_attr(layout::kProvenance, "shard", shard ? fmt::format("{}/{}", shard->index, shard->count) : "all");
     return f;
   });
 
@@ -158,9 +183,15 @@ void run(const RunOptions& o, Communicator& world) {
                                                         config.progress_every_s, checkpoint);
   }
   TracingPipeline pipeline(config, tracer, *builder, sigma_base, *results, *executor);
+  if (shard) pipeline.set_shard(*shard);
   const PipelineSummary s = pipeline.run(records);
-  spdlog::info("done: {} cases, layer {}, expert {}. Results: {}  (tables: moetrace report {})", s.usable_cases,
-               s.selected_layer, s.selected_expert, out, out);
+  if (!s.stopped_before.empty())
+    spdlog::info("shard {}/{}: its cases are done; stopped before {}, which needs every shard's rows. Results: {}  "
+                 "(next: moetrace merge --out MERGED.h5 <every shard's file>, then moetrace run --resume on the "
+                 "merged file, or on copies of it with --shard)", shard->index, shard->count, s.stopped_before, out);
+  else
+    spdlog::info("done: {} cases, layer {}, expert {}. Results: {}  (tables: moetrace report {})", s.usable_cases,
+                 s.selected_layer, s.selected_expert, out, out);
   report_engine_work(tracer, s);
   if (exchange) {
     const double steps = static_cast<double>(engine.layer_token_steps());
@@ -189,12 +220,19 @@ void register_run_command(CLI::App& app) {
       "On a cluster: `mpirun -np N moetrace run CONFIG --ep R` splits the N ranks into N/R expert-parallel\n"
       "groups of R ranks (R divides N); rank 0 hands out cases, gathers rows and alone writes the file.\n"
       "Results do not depend on N or R (docs/distribution.md).\n\n"
+      "Shards (job arrays, slurm/chain.sh): `--shard i/n` computes the per-case rows of cases i, i+n, i+2n, ...\n"
+      "only (the case scan in full), and ends with status 0 before the first step that needs every case:\n"
+      "the layer selection, the expert selection, and always before the statistics. `moetrace merge` joins\n"
+      "the shards' files; `--resume --shard i/n` on a copy of the merged file continues with the next\n"
+      "per-case stage; a final `--resume` without --shard on the merged file finishes the run, bit-identical\n"
+      "to one uninterrupted run (docs/distribution.md).\n\n"
       "Exit codes: 0 done; 2 bad input (the message says what and where), a damaged results file, or --out\n"
       "locked by another run (<out>.lock names its host and PID); 75 stopped by SIGTERM/SIGUSR1/SIGINT\n"
       "after saving (rerun with --resume).\n\n"
       "Examples:\n"
       "  moetrace run configs/demo.toml --out results/demo.h5 && moetrace report results/demo.h5\n"
-      "  mpirun -np 8 moetrace run configs/mixtral-8x7b.toml --ep 2 --out results/mixtral.h5 --resume");
+      "  mpirun -np 8 moetrace run configs/mixtral-8x7b.toml --ep 2 --out results/mixtral.h5 --resume\n"
+      "  moetrace run configs/demo.toml --shard 1/4 --out results/demo.shard1.h5");
   // A missing or unreadable CONFIG is reported by load_run_config (exit 2), not by CLI11's validator.
   cmd->add_option("CONFIG", o->config, "run configuration (.toml)")->required();
   cmd->add_option("--out", o->out, "results file (default: results/<config name>.h5)");
@@ -202,10 +240,13 @@ void register_run_command(CLI::App& app) {
   cmd->add_option("--ep", o->ep, "expert-parallel group size R under mpirun (R ranks share every layer's experts)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--shard", o->shard,
+                  "i/n: only cases i, i+n, ... up to the first step that needs every case (0 <= i < n)");
   cmd->callback([o] {
+    const std::optional<CaseShard> shard = parse_shard(o->shard);
     auto world = make_world_communicator();
     // One rank's unexpected failure aborts the job with its message instead of hanging the others.
-    run_or_abort(*world, [&] { run(*o, *world); });
+    run_or_abort(*world, [&] { run(*o, shard, *world); });
   });
 }
 

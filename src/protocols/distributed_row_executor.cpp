@@ -1,5 +1,6 @@
 #include "protocols/distributed_row_executor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <cstring>
@@ -95,19 +96,21 @@ std::vector<std::pair<int, std::vector<double>>> decode_results(const Bytes& b) 
   return out;
 }
 
-// A whole table plus a stop flag, from world rank 0 to all.
-Bytes encode_table(bool stopped, const Matrix2& m) {
+// A whole table plus a stop flag and whether every row is done, from world rank 0 to all.
+Bytes encode_table(bool stopped, bool complete, const Matrix2& m) {
   Writer w;
   w.put(static_cast<std::int64_t>(stopped));
+  w.put(static_cast<std::int64_t>(complete));
   w.put(static_cast<std::int64_t>(m.rows));
   w.put(static_cast<std::int64_t>(m.cols));
   w.put_bytes(m.v.data(), m.v.size() * sizeof(double));
   return w.take();
 }
 
-bool decode_table(const Bytes& b, Matrix2& m) {
+bool decode_table(const Bytes& b, Matrix2& m, bool& complete) {
   Reader r(b);
   const auto stopped = r.get<std::int64_t>();
+  complete = r.get<std::int64_t>() != 0;
   const auto rows = r.get<std::int64_t>(), cols = r.get<std::int64_t>();
   MOETRACE_ASSERT(rows >= 0 && cols >= 0 && static_cast<std::uint64_t>(rows * cols) * sizeof(double) <= b.size(),
                   "malformed table message");
@@ -208,11 +211,14 @@ Matrix2 DistributedRowExecutor::run_rows(const std::string& label, int rows, con
                                          const std::vector<RowOutput>& outputs, const ChunkFunction& compute) {
   StoredRows stored;
   std::vector<std::vector<int>> chunks;
+  bool complete = false;
   if (coordinator()) {
     stored = open_rows(results_, rows, outputs);
     std::vector<int> todo;
     for (int i : subset)
       if (!stored.done[i]) todo.push_back(i);
+    complete = static_cast<std::size_t>(std::count(stored.done.begin(), stored.done.end(), true)) + todo.size() ==
+               static_cast<std::size_t>(rows);
     chunks = make_chunks(todo);
   }
   const bool stopped = distribute(label, chunks, compute, [&](int row, const std::vector<double>& values) {
@@ -222,11 +228,11 @@ Matrix2 DistributedRowExecutor::run_rows(const std::string& label, int rows, con
   Bytes table;
   if (coordinator()) {
     if (!chunks.empty()) results_.flush();  // a stage's end (or a stop) is saved at once
-    table = encode_table(stopped, stored.values);
+    table = encode_table(stopped, complete, stored.values);
   }
   world_.broadcast(table, 0);
   Matrix2 all;
-  if (decode_table(table, all)) throw StopRequested();
+  if (decode_table(table, all, last_complete_)) throw StopRequested();
   return all;
 }
 

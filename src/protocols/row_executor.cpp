@@ -11,8 +11,9 @@ namespace moetrace {
 
 Matrix2 RowExecutor::run(const std::string& label, int rows, const std::vector<RowOutput>& outputs,
                          const ChunkFunction& compute) {
-  std::vector<int> all(rows);
-  for (int i = 0; i < rows; ++i) all[i] = i;
+  std::vector<int> all;
+  for (int i = 0; i < rows; ++i)
+    if (shard_.has(i)) all.push_back(i);
   return run_rows(label, rows, all, outputs, compute);
 }
 
@@ -91,6 +92,8 @@ Matrix2 LocalRowExecutor::run_rows(const std::string& label, int rows, const std
   }
   if (progress) progress->finish();
   if (!todo.empty()) results_.flush();  // a stage's end (or a scan round's) is saved at once
+  last_complete_ = static_cast<std::size_t>(std::count(stored.done.begin(), stored.done.end(), true)) + todo.size() ==
+                   static_cast<std::size_t>(rows);
   return std::move(stored.values);
 }
 

@@ -24,6 +24,14 @@ struct RowOutput {
   int width = 1;
 };
 
+// A shard of a table's rows (`moetrace run --shard i/n`): row r belongs to shard r % count. A
+// pipeline's case rows are in scan order (shuffled), so every shard gets an even share of long and
+// short prompts, and its own rows are still handed out costliest first.
+struct CaseShard {
+  int index = 0, count = 1;
+  bool has(int row) const { return row % count == index; }
+};
+
 // The values of every row of a chunk (outputs concatenated), in the order of `rows`.
 using ChunkFunction = std::function<std::vector<std::vector<double>>(const std::vector<int>& rows)>;
 
@@ -35,8 +43,11 @@ class RowExecutor {
   // included, rows outside `subset` that were never computed NaN), identical on every rank.
   virtual Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset,
                            const std::vector<RowOutput>& outputs, const ChunkFunction& compute) = 0;
-  // run_rows over every row.
+  // run_rows over every row, or every row of the shard when one is set.
   Matrix2 run(const std::string& label, int rows, const std::vector<RowOutput>& outputs, const ChunkFunction& compute);
+  void set_shard(CaseShard shard) { shard_ = shard; }
+  // Whether every row of the last table (rows outside its subset included) is done, on every rank.
+  bool last_complete() const { return last_complete_; }
   // Token rows of a row (chunk sizing; distributed executors also hand the costliest out first).
   // Without one, every row counts as one token row.
   void set_row_cost(std::function<double(int)> cost) { cost_ = std::move(cost); }
@@ -48,6 +59,8 @@ class RowExecutor {
 
   int chunk_tokens_;
   std::function<double(int)> cost_;
+  CaseShard shard_;
+  bool last_complete_ = true;
 };
 
 // Runs everything in this process, logging progress and checkpointing the results file.

@@ -91,6 +91,11 @@ std::vector<int> all_rows(int n) {
   return v;
 }
 
+// Thrown by a shard run at the first step that needs other shards' rows; caught by run().
+struct ShardStop {
+  std::string before;
+};
+
 }  // namespace
 
 Chunk chunk_of(const std::vector<std::shared_ptr<const TracedCase>>& prepared) {
@@ -122,13 +127,39 @@ void TracingPipeline::use_case_costs(const std::vector<UsableCase>& cases) {
   executor_.set_row_cost([&cases](int i) { return static_cast<double>(cases[i].prompt.num_tokens()); });
 }
 
+void TracingPipeline::set_shard(CaseShard shard) {
+  executor_.set_shard(shard);
+  sharded_ = true;
+}
+
+void TracingPipeline::stop_shard_unless_complete(const char* step) const {
+  if (sharded_ && !executor_.last_complete()) throw ShardStop{step};
+}
+
+void TracingPipeline::stop_shard(const char* step) const {
+  if (sharded_) throw ShardStop{step};
+}
+
 PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& records) {
+  if (!sharded_) return run_stages(records);
+  try {
+    return run_stages(records);
+  } catch (const ShardStop& stop) {
+    results_.flush();
+    summary_.stopped_before = stop.before;
+    summary_.preparations = prepared_.stats();
+    return summary_;
+  }
+}
+
+PipelineSummary TracingPipeline::run_stages(const std::vector<CounterFactRecord>& records) {
   scan_cases(records);
   layer_sweep();
   trace_expert_layers(config_.expert_mode == ExpertMode::AllLayers ? all_rows(L_)
                                                                    : std::vector<int>{summary_.selected_layer});
   select_expert_stage();
   controls_and_coalitions();
+  stop_shard("the statistics");
   statistics();
   results_.flush();
   if (config_.heatmap_cases > 0) heatmaps();
@@ -182,6 +213,7 @@ void TracingPipeline::layer_sweep() {
   });
   results_.set_attr(sweep, "site", std::string(site_name(config_.sweep_site)));
   results_.set_attr(sweep, "window", static_cast<std::int64_t>(config_.sweep_window));
+  stop_shard_unless_complete("the layer selection");
   const int lstar = select_best_column(layer_rescue_, discovery_);
   if (lstar < 0) fail_input("the layer sweep produced no finite rescue on the discovery cases");
   summary_.selected_layer = lstar;
@@ -217,6 +249,7 @@ void TracingPipeline::trace_expert_layers(const std::vector<int>& wanted) {
     }
     return out;
   });
+  stop_shard_unless_complete("the expert selection");
   for (std::size_t k = 0; k < layers.size(); ++k) {
     const int c = static_cast<int>(k) * 3 * E_;
     experts_[layers[k]] = ExpertMatrices{columns(m, c + 2 * E_, E_), columns(m, c, E_), columns(m, c + E_, E_)};

@@ -27,6 +27,7 @@ struct PipelineSummary {
   int selected_layer = -1;
   int selected_expert = -1;
   PreparedStats preparations;
+  std::string stopped_before;  // a shard run: the first step that needs other shards' rows; else empty
 };
 
 class TracingPipeline {
@@ -36,12 +37,24 @@ class TracingPipeline {
   TracingPipeline(const RunConfig& config, CaseTracer& tracer, const CaseBuilder& builder, double sigma_base,
                   ResultsFile& results, RowExecutor& executor);
   PipelineSummary run(const std::vector<CounterFactRecord>& records);
+  // A shard run (`moetrace run --shard i/n`): the executor computes the per-case rows of the shard's
+  // cases only (RowExecutor::set_shard), and run() returns, with stopped_before set, before the first
+  // step that needs every case's rows while some are missing: the layer selection, then the expert
+  // selection, and always before the statistics (summaries, heat maps and robustness grids are the
+  // unsharded run's). The case scan is computed in full by every shard: it is sequential (which
+  // records are scanned next depends on the usable cases found so far). Other shards' rows come
+  // from `moetrace merge`; a shard run resumed on a merged file continues past the steps it allows.
+  void set_shard(CaseShard shard);
 
  private:
   struct ExpertMatrices {
     Matrix2 rescue, active, weight;
   };
 
+  PipelineSummary run_stages(const std::vector<CounterFactRecord>& records);
+  // A shard run's stop before `step` when the last table is not complete (or in any case).
+  void stop_shard_unless_complete(const char* step) const;
+  void stop_shard(const char* step) const;
   void scan_cases(const std::vector<CounterFactRecord>& records);
   void layer_sweep();
   void trace_expert_layers(const std::vector<int>& layers);
@@ -68,6 +81,7 @@ class TracingPipeline {
   Sweeps sweeps_;
   ResultsFile& results_;
   RowExecutor& executor_;
+  bool sharded_ = false;
   int L_ = 0, E_ = 0;
 
   // What the stages hand on to later ones (in memory; the results file is only written).

@@ -10,7 +10,12 @@
 #      stopped gracefully with `scancel --signal=TERM --batch` (every rank saves, exit 75, no requeue),
 #      then submitted again: it resumes, completes, and is bit-identical to job 1;
 #   4. a chain: sweep.sbatch, then a report job with --dependency=afterok on it: both complete, the
-#      report job starts only after the sweep, and the results are bit-identical to job 1's.
+#      report job starts only after the sweep, and the results are bit-identical to job 1's;
+#   5. a staged study (slurm/chain.sh, SHARDS=2): job arrays of shards for the three per-case stages,
+#      a merge after each, the final run and the report, each --dependency=afterok on the previous;
+#      one shard of the first array is stopped with USR1 (exit 75, requeued, resumed): every job and
+#      array task completes, each step starts after the one it depends on has ended, the shards stop
+#      where documented, and the final merged results are bit-identical to job 1's.
 # Every daemon it started is stopped by PID on exit, whatever happens. Exits 77 (skipped) only where
 # Slurm cannot run at all (no packages and no apt-get, not root, daemons that do not start).
 #
@@ -131,6 +136,30 @@ d2=$(submit --cpus-per-task=1 --time=10 --job-name=chain-2 --output="$work/d2.lo
   --wrap="'$moetrace' report '$work/d.h5'")
 cluster_log "jobs $d1 -> $d2: chain (afterok)"
 
+# 5. A staged study: slurm/chain.sh with 2 shards per stage (the options go to every sbatch).
+chain_dir="$work/chain"
+chain_jobs="$(CONFIG="$work/workload.toml" OUT_DIR="$chain_dir" SHARDS=2 bash slurm/chain.sh "${common[@]}")" ||
+  echo "FAILED: slurm/chain.sh did not submit the chain" >&2
+declare -A chain=()
+while read -r step id; do [[ -n "$step" ]] && chain[$step]="$id"; done <<<"$chain_jobs"
+cluster_log "staged chain: $(tr '\n' ' ' <<<"$chain_jobs")"
+chain_steps=(stage1-shards stage1-merge stage2-shards stage2-merge stage3-shards stage3-merge final report)
+# Task 0 of the first array is stopped with USR1 once moetrace runs (it has installed its signal
+# handlers when it logs the records): it saves, exits 75 and requeues itself; the merge waits for it.
+shard0="${chain[stage1-shards]:-none}_0" shard0_log="$chain_dir/logs/stage1.shard0.log"
+for _ in $(seq 1500); do
+  grep -q "CounterFact records" "$shard0_log" 2>/dev/null && break
+  [[ " ${finished[*]} " == *" $(job_state "$shard0") "* ]] && break
+  sleep 0.2
+done
+scancel --signal=USR1 --batch "$shard0"
+cluster_log "job $shard0 (stage 1, shard 0): USR1 sent to the batch shell"
+for _ in $(seq 300); do
+  [[ "$(job_field "$shard0" Restarts)" -ge 1 ]] 2>/dev/null && break
+  sleep 0.2
+done
+scontrol update JobId="$shard0" StartTime=now >/dev/null 2>&1 || true
+
 job_wait "$c" "${finished[@]}" 900 || true
 echo "job $c ($(job_field "$c" JobName)): $(job_state "$c"), exit code $(job_field "$c" ExitCode), restarts $(job_field "$c" Restarts)"
 check "job $c's log shows every rank stopping with status 75" grep -q "mpirun exited with status 75" "$work/c.log"
@@ -163,9 +192,79 @@ PY
 check "results of jobs $b (resumed), $c2 (2 ranks, resumed) and $d1 (chain) are bit-identical to job $a's" \
   /usr/bin/python3 "$root/tools/compare_results.py" "$work/a.h5" "$work/b.h5" "$work/c.h5" "$work/d.h5"
 
+# 5. The staged chain: wait for the report job (or any failure), then check every job and array task.
+chain_failed() {  # true when a job or array task of the chain failed (the rest would never start)
+  local id
+  for id in "${chain[@]}"; do
+    scontrol -o show job "$id" 2>/dev/null | grep -qE 'JobState=(FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)' && return 0
+  done
+  return 1
+}
+t0=$SECONDS
+while [[ -n "${chain[report]:-}" ]] && (( SECONDS - t0 < 900 )); do
+  [[ " ${finished[*]} " == *" $(job_state "${chain[report]}") "* ]] && break
+  chain_failed && break
+  sleep 1
+done
+records() { scontrol -o show job "$1" 2>/dev/null; }  # one line per job, or per task of an array
+field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
+for step in "${chain_steps[@]}"; do
+  while read -r line; do
+    [[ -n "$line" ]] || continue
+    task="$(field ArrayTaskId <<<"$line")"
+    echo "chain $step: job $(field JobId <<<"$line")${task:+ (array $(field ArrayJobId <<<"$line") task $task)}:" \
+      "$(field JobState <<<"$line"), exit code $(field ExitCode <<<"$line"), restarts $(field Restarts <<<"$line")"
+  done < <(records "${chain[$step]:-none}")
+done
+check "slurm/chain.sh submitted ${#chain_steps[@]} jobs (3 arrays of 2 shards, 3 merges, final, report)" \
+  test "${#chain[@]}" == "${#chain_steps[@]}"
+all_completed() {  # every record of the job (every array task) COMPLETED, and as many as expected
+  local n
+  n="$(records "$1" | grep -c 'JobState=COMPLETED')"
+  [[ "$n" == "$2" && "$(records "$1" | grep -vc 'JobState=COMPLETED')" == 0 ]]
+}
+for step in "${chain_steps[@]}"; do
+  expected=1
+  [[ "$step" == *-shards ]] && expected=2
+  check "chain $step (job ${chain[$step]:-none}): $expected of $expected completed" all_completed "${chain[$step]:-none}" "$expected"
+done
+starts_after() {  # job, then the job it depends on: no start (of any array task) before the other's last end
+  local starts ends
+  mapfile -t starts < <(records "$1" | tr ' ' '\n' | sed -n 's/^StartTime=//p')
+  mapfile -t ends < <(records "$2" | tr ' ' '\n' | sed -n 's/^EndTime=//p')
+  /usr/bin/python3 - "${#starts[@]}" "${starts[@]}" "${ends[@]}" <<'PY'
+import sys, datetime
+n = int(sys.argv[1])
+times = [datetime.datetime.fromisoformat(t) for t in sys.argv[2:]]
+starts, ends = times[:n], times[n:]
+sys.exit(0 if starts and ends and min(starts) >= max(ends) else 1)
+PY
+}
+for k in $(seq 1 $((${#chain_steps[@]} - 1))); do
+  step="${chain_steps[$k]}" prev="${chain_steps[$((k - 1))]}"
+  check "chain $step started after $prev ended (afterok)" starts_after "${chain[$step]:-none}" "${chain[$prev]:-none}"
+done
+check "chain stage 1 shard 0 (job $shard0) requeued itself after USR1 (Restarts=$(job_field "$shard0" Restarts))" \
+  test "$(job_field "$shard0" Restarts)" -ge 1
+check "job $shard0's log shows moetrace exiting 75" \
+  grep -q "moetrace exited with status 75" "$shard0_log"
+check "job $shard0's log shows the requeue" grep -q "requeueing job" "$shard0_log"
+check "job $shard0's log shows the shard resuming its file" grep -q "resuming $chain_dir/stage1.shard0.h5" "$shard0_log"
+stops=("the layer selection" "the expert selection" "the statistics")
+for stage in 1 2 3; do
+  for i in 0 1; do
+    check "chain stage $stage shard $i/2 stopped before ${stops[$((stage - 1))]}" \
+      grep -q "shard $i/2: its cases are done; stopped before ${stops[$((stage - 1))]}" "$chain_dir/logs/stage$stage.shard$i.log"
+  done
+done
+check "chain: the final job resumed the merged file" grep -q "resuming $chain_dir/results.h5" "$chain_dir/logs/final.log"
+check "chain: the report names the selected layer" grep -q "layer" "$chain_dir/report.txt"
+check "the staged chain's merged and finished results are bit-identical to job $a's" \
+  /usr/bin/python3 "$root/tools/compare_results.py" "$work/a.h5" "$chain_dir/results.h5"
+
 if ((failures)); then
   echo "--- logs ---" >&2
-  for f in "$work"/*.log; do echo "== $f" >&2; tail -n 15 "$f" >&2; done
+  for f in "$work"/*.log "$work"/chain/logs/*.log; do [[ -e "$f" ]] && { echo "== $f" >&2; tail -n 15 "$f" >&2; }; done
   tail -n 20 "$work"/cluster/log/slurmctld.log >&2
 fi
 echo "$((checks - failures)) passed, $failures failed"
