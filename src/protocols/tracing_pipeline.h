@@ -46,6 +46,7 @@ class TracingPipeline {
   void layer_sweep();
   void trace_expert_layers(const std::vector<int>& layers);
   void select_expert_stage();
+  void per_layer_expert_summary(int layer, const ExpertMatrices& M);
   void controls_and_coalitions();
   void statistics();
   void heatmaps();
