@@ -139,6 +139,7 @@ void run(const RunOptions& o, Communicator& world) {
     } else {
       f->write_provenance(collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N));
     }
+    record_run(*f, o.resume, o.config, N);
     return f;
   });
 
