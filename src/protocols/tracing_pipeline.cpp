@@ -104,7 +104,7 @@ TracingPipeline::TracingPipeline(const RunConfig& config, CaseTracer& tracer, co
     : config_(config), tracer_(tracer),
       prepared_(config, tracer, sigma_base, static_cast<std::size_t>(config.prepared_cache_mib) << 20),
       scanner_(config, builder, prepared_, sigma_base), sweeps_(config, tracer), results_(results),
-      executor_(executor) {
+      executor_(executor), builder_(builder) {
   L_ = tracer.engine().model().config.num_layers;
   E_ = tracer.engine().model().config.num_experts;
 }
@@ -413,6 +413,16 @@ void TracingPipeline::heatmaps() {
                   }
                   return out;
                 });
+  // Each token's decoded text, [cases x tokens] flattened ("" past a prompt's end), for labels;
+  // the ids stay in /cases/token_ids.
+  std::vector<std::string> texts;
+  for (int i : heat_rows) {
+    std::vector<std::string> t = builder_.token_texts(cases_[i].prompt.ids);
+    t.resize(tmax);
+    texts.insert(texts.end(), t.begin(), t.end());
+  }
+  results_.write_strings(g + "/token_text", texts);
+  results_.set_attr(g + "/token_text", "tokens", static_cast<std::int64_t>(tmax));
   for (const char* site : {"hidden", "attn", "moe"}) {  // rows are [layers x tokens], flattened
     results_.set_attr(g + "/" + site, "layers", static_cast<std::int64_t>(L_));
     results_.set_attr(g + "/" + site, "tokens", static_cast<std::int64_t>(tmax));

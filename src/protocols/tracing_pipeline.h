@@ -69,6 +69,7 @@ class TracingPipeline {
   Sweeps sweeps_;
   ResultsFile& results_;
   RowExecutor& executor_;
+  const CaseBuilder& builder_;  // decodes token texts for heat-map labels
   int L_ = 0, E_ = 0;
 
   // What the stages hand on to later ones (in memory; the results file is only written).
