@@ -66,7 +66,7 @@ void print_experts_by_layer(std::ostream& out, const ReportData& d) {
 
 std::string format_value(double v) {
   if (std::isnan(v)) return "n/a";
-  if (v == 0) return "+0";
+  if (v == 0) return "0";
   const double a = std::abs(v);
   if (a >= 1e-3 && a < 1e5) return fmt::format("{:+.3f}", v);
   return fmt::format("{:+.3e}", v);

@@ -41,6 +41,7 @@ LayerChoice choose_layer(const std::vector<double>& means, double gap, double ti
     else if (best - m <= near) out.near_tied.push_back(l);
   }
   out.layer = out.tied.front();
+  out.scale = scale;
   out.flat = finite > 1 && static_cast<int>(out.tied.size()) == finite;
   const double zero = kZeroRescueTolerance * std::abs(gap);
   out.zero = scale <= zero;
@@ -58,7 +59,7 @@ std::vector<std::string> layer_choice_warnings(const LayerChoice& c, const std::
   };
   if (c.zero)
     out.push_back(fmt::format("the layer curve is zero: no layer rescues anything (largest |mean| {:.3g}); layer {} "
-                              "was picked by the tie rule only", means[c.layer], c.layer));
+                              "was picked by the tie rule only", c.scale, c.layer));
   else if (c.flat)
     out.push_back(fmt::format("the layer curve is flat: every layer's mean rescue is within the tie tolerance of the "
                               "best ({:.6g}); layer {} was picked by the tie rule only", means[c.layer], c.layer));

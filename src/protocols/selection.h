@@ -34,6 +34,7 @@ struct LayerChoice {
   bool flat = false;          // every finite layer is tied (the curve does not discriminate)
   bool zero = false;          // every |mean| <= kZeroRescueTolerance x gap: no layer rescues anything
   bool no_rescue = false;     // the selected mean itself is <= kZeroRescueTolerance x gap
+  double scale = 0;           // max |mean| over the curve
 };
 // `means`: one value per layer (NaN: not computed); `gap`: the mean clean-noised contrast gap
 // (d_clean - d_noised) of the same cases, the size a rescue is measured against (|gap| is used).
