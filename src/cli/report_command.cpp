@@ -46,7 +46,7 @@ void register_report_command(CLI::App& app) {
   cmd->callback([o, cmd] {
     require_regular_file(o->path, "RESULTS");  // exit 2 naming it, never CLI11's generic code
     if (cmd->count("--table") > 0 && o->format != Format::Csv) throw CLI::ValidationError("--table", "only with --format csv");
-    const ReportData data = read_report_data(o->path);
+    const ReportData data = read_report_data(o->path, o->format != Format::Text);
     switch (o->format) {
       case Format::Text: print_report(data, std::cout); break;
       case Format::Json: write_report_json(data, std::cout); break;

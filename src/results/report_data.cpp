@@ -1,6 +1,7 @@
 #include "results/report_data.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <sstream>
 
@@ -62,8 +63,14 @@ void read_experts_by_layer(ResultsFile& f, ReportData& d) {
   if (!h.exists(layout::kExperts)) return;
   std::vector<int> layers;
   for (const std::string& child : h.children(layout::kExperts))
-    if (child.rfind("layer_", 0) == 0 && h.exists(std::string(layout::kExperts) + "/" + child + "/validation"))
-      layers.push_back(std::stoi(child.substr(6)));
+    if (child.rfind("layer_", 0) == 0 && h.exists(std::string(layout::kExperts) + "/" + child + "/validation")) {
+      int l = 0;
+      const char* b = child.data() + 6;
+      const auto [end, ec] = std::from_chars(b, child.data() + child.size(), l);
+      if (ec != std::errc() || end != child.data() + child.size())
+        h5::fail_damaged(f.path(), std::string(layout::kExperts) + "/" + child, "its name is not layer_<number>");
+      layers.push_back(l);
+    }
   std::sort(layers.begin(), layers.end());
   for (int l : layers) {
     const std::string g = fmt::format("{}/layer_{}/validation", layout::kExperts, l);
@@ -101,11 +108,16 @@ void read_robustness(ResultsFile& f, ReportData& d) {
   }
 }
 
-void read_case_rows(ResultsFile& f, ReportData& d) {
+void read_case_rows(ResultsFile& f, ReportData& d, bool case_texts, const CaseTable& t) {
   h5::File& h = f.h5();
-  const CaseTable t = f.read_cases(layout::kCases);
-  const std::vector<std::string> relation = h.read_strings(std::string(layout::kCases) + "/relation_id");
+  const std::vector<std::string> relation =
+      case_texts ? h.read_strings(std::string(layout::kCases) + "/relation_id") : std::vector<std::string>{};
   const std::size_t n = t.case_id.size();
+  for (std::size_t size : {t.prompt.size(), t.subject.size(), t.true_object.size(), t.foil_object.size(),
+                           t.split.size(), t.d_clean.size(), t.d_noised.size()})
+    if (size != n) h5::fail_damaged(f.path(), layout::kCases, "its datasets disagree on the number of cases");
+  if (case_texts && relation.size() != n)
+    h5::fail_damaged(f.path(), layout::kCases, "its datasets disagree on the number of cases");
   const int lstar = d.sweep ? d.sweep->selected_layer : -1, estar = d.selected_expert;
   const std::string sweep = std::string(layout::kLayerSweep) + "/rescue";
   const auto layer = lstar >= 0 && h.exists(sweep) ? f.read_matrix(sweep) : h5::Array<double>{};
@@ -123,7 +135,7 @@ void read_case_rows(ResultsFile& f, ReportData& d) {
     CaseRow r;
     r.case_id = t.case_id[i];
     r.split = t.split[i];
-    r.relation = i < relation.size() ? relation[i] : "";
+    if (case_texts) r.relation = relation[i];
     r.subject = t.subject[i];
     r.true_object = t.true_object[i];
     r.foil_object = t.foil_object[i];
@@ -143,7 +155,7 @@ void read_case_rows(ResultsFile& f, ReportData& d) {
 
 }  // namespace
 
-ReportData read_report_data(const std::string& path) {
+ReportData read_report_data(const std::string& path, bool case_texts) {
   ResultsFile f(path, ResultsFile::Mode::Read);
   h5::File& h = f.h5();
   ReportData d;
@@ -159,9 +171,12 @@ ReportData read_report_data(const std::string& path) {
   d.working_directory = attr_or(h, prov, "working_directory");
   d.ranks = h.attr_int(prov, "ranks");
   d.completed = h.has_attr(prov, "completed");
-  d.history = read_run_history(f);
-  if (!h.exists(std::string(layout::kCases) + "/case_id")) return d;
+  if (!h.exists(std::string(layout::kCases) + "/case_id")) {
+    d.history = read_run_history(f);
+    return d;
+  }
   d.has_cases = true;
+  const CaseTable cases = f.read_cases(layout::kCases);
   d.records_seen = h.has_attr(layout::kCases, "records_seen") ? h.attr_int(layout::kCases, "records_seen") : 0;
   d.noise_sigma = h.has_attr(layout::kCases, "noise_sigma") ? h.attr_double(layout::kCases, "noise_sigma") : NAN;
   if (h.exists(std::string(layout::kSkipped) + "/reason"))
@@ -185,7 +200,8 @@ ReportData read_report_data(const std::string& path) {
   d.discovery = f.read_summaries(layout::kDiscovery);
   read_experts_by_layer(f, d);
   read_robustness(f, d);
-  read_case_rows(f, d);
+  read_case_rows(f, d, case_texts, cases);
+  d.history = read_run_history(f);
   return d;
 }
 

@@ -79,6 +79,8 @@ struct ReportData {
   std::vector<RobustnessRow> robustness;
 };
 
-ReportData read_report_data(const std::string& path);
+// `case_texts`: also read the per-case strings the tables do not need (relation ids), for the
+// JSON / CSV exports; the text report leaves them out.
+ReportData read_report_data(const std::string& path, bool case_texts = true);
 
 }  // namespace moetrace
