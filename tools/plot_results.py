@@ -6,7 +6,11 @@
 Writes, beside the results file unless --out-dir is given:
   <stem>.layer_sweep.png   mean rescue by layer with 95% bootstrap intervals (discovery and validation)
   <stem>.experts.png       rescue distribution of every clean-active expert at the selected layer
-  <stem>.heatmap.png       ROME-style token x layer heat maps (hidden, attn, moe), when they were run
+  <stem>.heatmap.png       ROME-style token x layer heat maps (hidden, attn, moe), when they were run,
+                           rows labelled with the decoded token text (subject tokens marked *, bold)
+  <stem>.expert_layers.png layer x expert mean rescue, when [experts] mode = "all_layers"
+
+Every figure is checked for overlapping text (titles, labels, annotations); an overlap is an error.
 """
 import argparse
 import os
@@ -54,6 +58,18 @@ def plot_layer_sweep(f, out):
     plt.close(fig)
 
 
+def check_no_overlap(fig, out):
+    """Fail if any two texts of one axes (title, tick labels, annotations) overlap."""
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        texts = [ax.title] + list(ax.texts) + ax.get_xticklabels()
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text()]
+        for i, (a, box_a) in enumerate(boxes):
+            for b, box_b in boxes[i + 1:]:
+                if box_a.overlaps(box_b):
+                    sys.exit(f"plot_results: in {out}, the text {a!r} overlaps {b!r}")
+
+
 def plot_experts(f, out):
     layer = int(f["experts"].attrs["selected_layer"])
     selected = int(f["experts"].attrs["selected_expert"])
@@ -62,31 +78,81 @@ def plot_experts(f, out):
     counts = active.sum(axis=0)
     experts = [e for e in range(rescue.shape[1]) if counts[e] > 0]
     data = [rescue[active[:, e] > 0, e] for e in experts]
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(experts)), 4))
-    ax.boxplot(data, labels=[str(e) for e in experts], showfliers=False)
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(experts)), 4.4))
+    # The case counts go under each expert's tick, never above the axes where the title is.
+    ax.boxplot(data, labels=[f"{e}\nn={int(counts[e])}" for e in experts], showfliers=False)
     for i, (e, values) in enumerate(zip(experts, data), start=1):
         jitter = np.random.default_rng(e).uniform(-0.15, 0.15, len(values))
         ax.scatter(i + jitter, values, s=8, alpha=0.5, color="tab:red" if e == selected else "tab:blue")
-        ax.text(i, ax.get_ylim()[1], f"n={int(counts[e])}", ha="center", va="bottom", fontsize=7)
+    ax.tick_params(axis="x", labelsize=7)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xlabel(f"expert at layer {layer} (selected: {selected}, red)")
+    ax.set_xlabel(f"expert at layer {layer} (selected: {selected}, red); n = cases where clean-active")
     ax.set_ylabel("single-expert rescue (cases where clean-active)")
     ax.set_title("Expert rescues at the selected layer")
     fig.tight_layout()
+    check_no_overlap(fig, out)
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def traced_layers(f):
+    """Layers whose experts were traced, ascending."""
+    if "experts" not in f:
+        return []
+    return sorted(int(k[len("layer_"):]) for k in f["experts"] if k.startswith("layer_") and "rescue" in f["experts"][k])
+
+
+def plot_expert_layers(f, out, layers):
+    """Layer x expert mean rescue over all cases, counted 0 where the expert is not clean-active (the
+    protocol's selection convention); the best candidate of each layer (chosen on discovery) boxed."""
+    num_experts = f[f"experts/layer_{layers[0]}/rescue"].shape[1]
+    grid = np.zeros((len(layers), num_experts))
+    for row, layer in enumerate(layers):
+        rescue = f[f"experts/layer_{layer}/rescue"][:]
+        active = f[f"experts/layer_{layer}/clean_active"][:] > 0
+        grid[row] = np.where(active & np.isfinite(rescue), rescue, 0.0).mean(axis=0)
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * num_experts + 2), max(3, 0.45 * len(layers) + 1.5)))
+    limit = max(np.nanmax(np.abs(grid)), 1e-12)
+    im = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower")
+    for row, layer in enumerate(layers):
+        key = f"experts/layer_{layer}/validation"
+        best = int(f[key].attrs.get("best_expert", -1)) if key in f else -1
+        if best >= 0:
+            ax.add_patch(plt.Rectangle((best - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+    ax.set_xticks(range(num_experts))
+    ax.set_yticks(range(len(layers)))
+    ax.set_yticklabels([str(layer) for layer in layers])
+    ax.set_xlabel("expert")
+    ax.set_ylabel("layer")
+    ax.set_title("Mean single-expert rescue by layer (0 where not clean-active; box: best candidate)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="rescue")
+    fig.tight_layout()
+    check_no_overlap(fig, out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def token_labels(f, row, case, T):
+    """Decoded token texts of heat-map row `row` (ids when the file has no texts), subject marked *."""
+    s0, s1 = f["cases/subject_span"][case]
+    if "heatmap/token_text" in f:
+        width = int(f["heatmap/token_text"].attrs["tokens"])
+        texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
+                 for t in f["heatmap/token_text"][row * width:row * width + T]]
+    else:
+        texts = [str(t) for t in f["cases/token_ids"][case][:T]]
+    return [("*" if s0 <= t < s1 else "") + repr(texts[t])[1:-1] for t in range(T)], (s0, s1)
 
 
 def plot_heatmaps(f, out):
     sites = [s for s in ("hidden", "attn", "moe") if f"heatmap/{s}" in f]
     index = f["heatmap/case_index"][:]
     num_tokens = f["cases/num_tokens"][:]
-    token_ids = f["cases/token_ids"][:]
     n = len(index)
-    fig, axes = plt.subplots(n, len(sites), figsize=(4 * len(sites), 2.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(sites), figsize=(4.4 * len(sites), 2.8 * n), squeeze=False)
     for row, case in enumerate(index):
         T = int(num_tokens[case])
-        s0, s1 = f["cases/subject_span"][case]
+        labels, (s0, s1) = token_labels(f, row, case, T)
         for col, site in enumerate(sites):
             ds = f[f"heatmap/{site}"]
             layers, tokens = int(ds.attrs["layers"]), int(ds.attrs["tokens"])
@@ -94,11 +160,15 @@ def plot_heatmaps(f, out):
             ax = axes[row][col]
             im = ax.imshow(grid, aspect="auto", cmap={"hidden": "Purples", "attn": "Reds", "moe": "Greens"}[site])
             ax.set_yticks(range(T))
-            ax.set_yticklabels([("*" if s0 <= t < s1 else "") + str(token_ids[case][t]) for t in range(T)], fontsize=6)
+            ax.set_yticklabels(labels, fontsize=6)
+            for t, tick in enumerate(ax.get_yticklabels()):
+                if s0 <= t < s1:
+                    tick.set_fontweight("bold")
             ax.set_xlabel("layer")
             ax.set_title(f"case {int(f['cases/case_id'][case])}: restore {site}", fontsize=8)
             fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
+    check_no_overlap(fig, out)
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
@@ -122,6 +192,10 @@ def main(argv):
         if "experts" in f and int(f["experts"].attrs.get("selected_expert", -1)) >= 0:
             plot_experts(f, stem + ".experts.png")
             written.append(stem + ".experts.png")
+        layers = traced_layers(f)
+        if len(layers) > 1:
+            plot_expert_layers(f, stem + ".expert_layers.png", layers)
+            written.append(stem + ".expert_layers.png")
         if "heatmap/case_index" in f:
             plot_heatmaps(f, stem + ".heatmap.png")
             written.append(stem + ".heatmap.png")

@@ -4,6 +4,8 @@
 #include <CLI/Version.hpp>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/version.h>
 #include <toml++/toml.h>
@@ -11,13 +13,41 @@
 #include "build_info.h"
 #include "comm/mpi_communicator.h"
 #include "results/h5_file.h"
+#include "results/run_history.h"
 #include "util/file_hash.h"
 #include "util/logging.h"
 
 namespace moetrace::cli {
 namespace {
 std::string g_command_line;
+
+std::string utc_now() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return buf;
 }
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "?";
+  return buf;
+}
+
+// Absolute and lexically normal ("a/../b" -> "b"); the path as given when that fails.
+std::string absolute_path(const std::string& p) {
+  std::error_code ec;
+  const auto a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
+std::string working_directory() {
+  std::error_code ec;
+  const auto cwd = std::filesystem::current_path(ec);
+  return ec ? "?" : cwd.string();
+}
+
+}  // namespace
 
 void set_command_line(int argc, char** argv) {
   g_command_line.clear();
@@ -51,12 +81,9 @@ Provenance collect_provenance(const std::string& config_path, const std::string&
   p.moetrace_version = MOETRACE_VERSION;
   p.git_commit = MOETRACE_GIT_COMMIT;
   p.command_line = g_command_line;
-  p.config_path = config_path;
+  p.config_path = absolute_path(config_path);
   p.config_text = config_text;
-  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  p.created_utc = buf;
+  p.created_utc = utc_now();
   p.model_path = ckpt.dir().string();
   nlohmann::json hashes;
   std::vector<std::filesystem::path> files = ckpt.files();
@@ -69,6 +96,21 @@ Provenance collect_provenance(const std::string& config_path, const std::string&
   p.backend = backend;
   p.ranks = ranks;
   return p;
+}
+
+void record_run(ResultsFile& f, bool resume, const std::string& config_path, int ranks) {
+  RunRecord r;
+  r.kind = resume ? "resume" : "run";
+  r.command_line = g_command_line;
+  r.host = host_name();
+  r.working_directory = working_directory();
+  r.config_path = absolute_path(config_path);
+  r.time_utc = utc_now();
+  r.moetrace_version = MOETRACE_VERSION;
+  r.git_commit = MOETRACE_GIT_COMMIT;
+  r.ranks = ranks;
+  if (!resume) f.set_attr(layout::kProvenance, "working_directory", r.working_directory);
+  append_run_record(f, r);
 }
 
 }  // namespace moetrace::cli

@@ -16,4 +16,9 @@ Provenance collect_provenance(const std::string& config_path, const std::string&
 
 std::string library_versions_json();
 
+// Appends this process's record (command line, host, working directory, absolute config path, time,
+// rank count) to the file's history: the creating run's (`resume` false, which also stores the
+// working directory beside the config path) or a --resume's, next to the earlier ones.
+void record_run(ResultsFile& f, bool resume, const std::string& config_path, int ranks);
+
 }  // namespace moetrace::cli

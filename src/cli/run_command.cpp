@@ -164,6 +164,7 @@ void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& worl
     // The cases of the last run on this file: "i/n" for a shard, "all" otherwise (a resumed merge).
     if (shard || f->h5().has_attr(layout::kProvenance, "shard"))
       f->set_attr(layout::kProvenance, "shard", shard ? fmt::format("{}/{}", shard->index, shard->count) : "all");
+    record_run(*f, o.resume, o.config, N);
     return f;
   });
 

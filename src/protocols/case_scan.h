@@ -27,6 +27,12 @@ class CaseBuilder {
  public:
   virtual ~CaseBuilder() = default;
   virtual BuiltCase build(const CounterFactRecord& record) const = 0;
+  // Each token's text as the tokenizer decodes it alone (for labelling heat maps); by default the ids.
+  virtual std::vector<std::string> token_texts(const std::vector<int>& ids) const {
+    std::vector<std::string> out;
+    for (int id : ids) out.push_back(std::to_string(id));
+    return out;
+  }
 };
 
 enum class Split { Discovery = 0, Validation = 1 };

@@ -206,6 +206,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   sweep.choice("positions", c.sweep_positions,
                {{"final", SweepPositions::Final}, {"last_subject", SweepPositions::LastSubject}, {"subject", SweepPositions::Subject}});
   sweep.integer("window", c.sweep_window, 1, limits::kMaxSweepWindow);
+  sweep.number("tie_tolerance", c.tie_tolerance, 0, limits::kMaxTieTolerance);
   sweep.reject_unknown();
 
   auto experts = table("experts");
@@ -213,6 +214,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   experts.number("candidate_threshold", c.candidate_threshold, 0, 1);
   experts.integer("sampled_controls", c.sampled_controls, 1, limits::kMaxSampledControls);
   experts.integer("control_seed", c.control_seed, 0, limits::kMaxSeed);
+  experts.boolean("trace_without_rescue", c.trace_without_rescue);
   experts.reject_unknown();
 
   auto coal = table("coalitions");

@@ -56,12 +56,15 @@ struct RunConfig {
   Site sweep_site = Site::Moe;  // hidden | attn | moe
   SweepPositions sweep_positions = SweepPositions::Final;
   int sweep_window = 1;
+  double tie_tolerance = 1e-6;  // layers within this x max|mean| of the best are tied: the earliest wins
+
 
   // [experts]
   ExpertMode expert_mode = ExpertMode::SelectedLayer;
   double candidate_threshold = 0.5;  // fraction of discovery cases in which a candidate is clean-active
   int sampled_controls = 3;
   std::uint64_t control_seed = 0;
+  bool trace_without_rescue = false;  // trace experts even when the selected layer rescues nothing
 
   // [coalitions]
   std::vector<CoalitionSet> coalitions{CoalitionSet::CleanTopk, CoalitionSet::Union};
@@ -99,6 +102,7 @@ inline constexpr std::int64_t kMaxSeed = std::numeric_limits<std::int64_t>::max(
 inline constexpr double kMaxNoiseMultiplier = 1e6;
 inline constexpr std::int64_t kMaxNoiseSamples = 1000;
 inline constexpr std::int64_t kMaxSweepWindow = 1024;
+inline constexpr double kMaxTieTolerance = 0.1;  // [layer_sweep] tie_tolerance: fraction of the curve's scale
 inline constexpr std::int64_t kMaxSampledControls = 1024;
 inline constexpr std::int64_t kMaxBootstrap = 1'000'000;
 inline constexpr std::int64_t kMaxSignFlips = 10'000'000;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include <fmt/format.h>
+
 #include "util/counter_rng.h"
 
 namespace moetrace {
@@ -20,17 +22,62 @@ double column_mean(const Matrix2& m, int c, const std::vector<int>& rows) {
   return n ? sum / n : NAN;
 }
 
-int select_best_column(const Matrix2& m, const std::vector<int>& rows) {
-  int best = -1;
-  double best_mean = -INFINITY;
-  for (int c = 0; c < m.cols; ++c) {
-    const double mean = column_mean(m, c, rows);
-    if (!std::isnan(mean) && mean > best_mean) {
-      best_mean = mean;
-      best = c;
-    }
+LayerChoice choose_layer(const std::vector<double>& means, double gap, double tie_tolerance) {
+  LayerChoice out;
+  double best = -INFINITY, scale = 0;
+  int finite = 0;
+  for (double m : means) {
+    if (std::isnan(m)) continue;
+    ++finite;
+    best = std::max(best, m);
+    scale = std::max(scale, std::abs(m));
   }
-  return best;
+  if (finite == 0) return out;
+  const double tie = tie_tolerance * scale, near = kNearTieTolerance * scale;
+  for (int l = 0; l < static_cast<int>(means.size()); ++l) {
+    const double m = means[l];
+    if (std::isnan(m)) continue;
+    if (best - m <= tie) out.tied.push_back(l);
+    else if (best - m <= near) out.near_tied.push_back(l);
+  }
+  out.layer = out.tied.front();
+  out.scale = scale;
+  out.flat = finite > 1 && static_cast<int>(out.tied.size()) == finite;
+  const double zero = kZeroRescueTolerance * std::abs(gap);
+  out.zero = scale <= zero;
+  out.no_rescue = means[out.layer] <= zero;
+  return out;
+}
+
+std::vector<std::string> layer_choice_warnings(const LayerChoice& c, const std::vector<double>& means) {
+  std::vector<std::string> out;
+  if (c.layer < 0) return out;
+  auto list = [](const std::vector<int>& v) {
+    std::string s;
+    for (int l : v) s += fmt::format("{}{}", s.empty() ? "" : ", ", l);
+    return s;
+  };
+  if (c.zero)
+    out.push_back(fmt::format("the layer curve is zero: no layer rescues anything (largest |mean| {:.3g}); layer {} "
+                              "was picked by the tie rule only", c.scale, c.layer));
+  else if (c.flat)
+    out.push_back(fmt::format("the layer curve is flat: every layer's mean rescue is within the tie tolerance of the "
+                              "best ({:.6g}); layer {} was picked by the tie rule only", means[c.layer], c.layer));
+  else if (c.no_rescue)
+    out.push_back(fmt::format("the selected layer {} has no rescue (mean {:.3g})", c.layer, means[c.layer]));
+  if (!c.flat && c.tied.size() > 1)
+    out.push_back(fmt::format("layers {} are tied (within the tie tolerance); the earliest, {}, is selected",
+                              list(c.tied), c.layer));
+  if (!c.flat && !c.near_tied.empty())
+    out.push_back(fmt::format("near-tie: layer(s) {} are within {:.0f}% of the curve's scale of the selected layer {}",
+                              list(c.near_tied), 100 * kNearTieTolerance, c.layer));
+  return out;
+}
+
+int select_best_column(const Matrix2& m, const std::vector<int>& rows, double tie_tolerance) {
+  std::vector<double> means(m.cols);
+  for (int c = 0; c < m.cols; ++c) means[c] = column_mean(m, c, rows);
+  return choose_layer(means, 0, tie_tolerance).layer;
 }
 
 std::vector<int> expert_candidates(const Matrix2& active, const std::vector<int>& rows, double threshold) {

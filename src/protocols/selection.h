@@ -3,6 +3,7 @@
 // which layer and expert are reported, so they live apart from the code that computes rescues.
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace moetrace {
@@ -20,8 +21,30 @@ struct Matrix2 {
 // Mean of column c over the given rows, skipping NaN; NaN when nothing is left.
 double column_mean(const Matrix2& m, int c, const std::vector<int>& rows);
 
-// argmax over columns of the mean over `rows` (ties: the lower column). -1 if every mean is NaN.
-int select_best_column(const Matrix2& m, const std::vector<int>& rows);
+// The layer selection rule (docs/statistics.md, "Ties and flat curves"). Means within
+// `tie_tolerance` x scale of the best are tied and the earliest of them is selected, so that float
+// rounding never decides the pick; scale = the largest |mean| over the curve.
+inline constexpr double kDefaultTieTolerance = 1e-6;
+inline constexpr double kNearTieTolerance = 0.01;   // runner-up within 1% of the scale: a near-tie
+inline constexpr double kZeroRescueTolerance = 1e-6;  // |means| <= this x the clean-noised gap: "no rescue"
+struct LayerChoice {
+  int layer = -1;             // -1 when every mean is NaN
+  std::vector<int> tied;      // every layer within the tie tolerance of the best (ascending; holds `layer`)
+  std::vector<int> near_tied; // layers outside the tie tolerance but within kNearTieTolerance x scale
+  bool flat = false;          // every finite layer is tied (the curve does not discriminate)
+  bool zero = false;          // every |mean| <= kZeroRescueTolerance x gap: no layer rescues anything
+  bool no_rescue = false;     // the selected mean itself is <= kZeroRescueTolerance x gap
+  double scale = 0;           // max |mean| over the curve
+};
+// `means`: one value per layer (NaN: not computed); `gap`: the mean clean-noised contrast gap
+// (d_clean - d_noised) of the same cases, the size a rescue is measured against (|gap| is used).
+LayerChoice choose_layer(const std::vector<double>& means, double gap, double tie_tolerance = kDefaultTieTolerance);
+// One line per warning the choice deserves (flat, zero, no rescue at the selection, tie, near-tie).
+std::vector<std::string> layer_choice_warnings(const LayerChoice& c, const std::vector<double>& means);
+
+// argmax over columns of the mean over `rows` with the tie rule above (tied: the lower column).
+// -1 if every mean is NaN.
+int select_best_column(const Matrix2& m, const std::vector<int>& rows, double tie_tolerance = kDefaultTieTolerance);
 
 // Experts clean-active (active[r][e] != 0) in at least `threshold` (a fraction) of `rows`.
 std::vector<int> expert_candidates(const Matrix2& active, const std::vector<int>& rows, double threshold);

@@ -19,6 +19,12 @@ TokenizedCaseBuilder::TokenizedCaseBuilder(const RunConfig& config, const ModelC
 
 TokenizedCaseBuilder::~TokenizedCaseBuilder() = default;
 
+std::vector<std::string> TokenizedCaseBuilder::token_texts(const std::vector<int>& ids) const {
+  std::vector<std::string> out;
+  for (int id : ids) out.push_back(tokenizer_->decode(std::vector<std::int32_t>{id}, false));
+  return out;
+}
+
 BuiltCase TokenizedCaseBuilder::build(const CounterFactRecord& r) const {
   BuiltCase out;
   // Unusable records are counted under a reason rather than stopping the run: CounterFact has

@@ -16,6 +16,7 @@ class TokenizedCaseBuilder final : public CaseBuilder {
   TokenizedCaseBuilder(const RunConfig& config, const ModelConfig& model);
   ~TokenizedCaseBuilder() override;
   BuiltCase build(const CounterFactRecord& record) const override;
+  std::vector<std::string> token_texts(const std::vector<int>& ids) const override;
 
  private:
   const RunConfig& config_;

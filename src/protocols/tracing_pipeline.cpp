@@ -109,7 +109,7 @@ TracingPipeline::TracingPipeline(const RunConfig& config, CaseTracer& tracer, co
     : config_(config), tracer_(tracer),
       prepared_(config, tracer, sigma_base, static_cast<std::size_t>(config.prepared_cache_mib) << 20),
       scanner_(config, builder, prepared_, sigma_base), sweeps_(config, tracer), results_(results),
-      executor_(executor) {
+      executor_(executor), builder_(builder) {
   L_ = tracer.engine().model().config.num_layers;
   E_ = tracer.engine().model().config.num_experts;
 }
@@ -214,14 +214,38 @@ void TracingPipeline::layer_sweep() {
   results_.set_attr(sweep, "site", std::string(site_name(config_.sweep_site)));
   results_.set_attr(sweep, "window", static_cast<std::int64_t>(config_.sweep_window));
   stop_shard_unless_complete("the layer selection");
-  const int lstar = select_best_column(layer_rescue_, discovery_);
-  if (lstar < 0) fail_input("the layer sweep produced no finite rescue on the discovery cases");
-  summary_.selected_layer = lstar;
   std::vector<double> discovery_means(L_);
   for (int l = 0; l < L_; ++l) discovery_means[l] = column_mean(layer_rescue_, l, discovery_);
+  double gap = 0;
+  for (int i : discovery_) gap += (cases_[i].d_clean - cases_[i].d_noised) / static_cast<double>(discovery_.size());
+  const LayerChoice choice = choose_layer(discovery_means, gap, config_.tie_tolerance);
+  const int lstar = choice.layer;
+  if (lstar < 0) fail_input("the layer sweep produced no finite rescue on the discovery cases");
+  summary_.selected_layer = lstar;
   results_.write_vector(std::string(layout::kLayerSweep) + "/discovery_mean", discovery_means);
+  results_.write_ints(std::string(layout::kLayerSweep) + "/tied_layers", choice.tied);
   results_.set_attr(layout::kLayerSweep, "selected_layer", static_cast<std::int64_t>(lstar));
-  spdlog::info("layer sweep: selected layer {} (discovery mean rescue {:.3f})", lstar, discovery_means[lstar]);
+  results_.set_attr(layout::kLayerSweep, "tie_tolerance", config_.tie_tolerance);
+  results_.set_attr(layout::kLayerSweep, "discovery_gap", gap);
+  results_.set_attr(layout::kLayerSweep, "curve_flat", static_cast<std::int64_t>(choice.flat));
+  results_.set_attr(layout::kLayerSweep, "curve_zero", static_cast<std::int64_t>(choice.zero));
+  results_.set_attr(layout::kLayerSweep, "no_rescue", static_cast<std::int64_t>(choice.no_rescue));
+  const std::vector<std::string> warnings = layer_choice_warnings(choice, discovery_means);
+  std::string joined;  // stored for `moetrace report`, one warning a line ("" when none)
+  for (const std::string& w : warnings) {
+    spdlog::warn("layer sweep: {}", w);
+    if (!joined.empty()) joined += '\n';
+    joined += w;
+  }
+  results_.set_attr(layout::kLayerSweep, "warnings", joined);
+  spdlog::info("layer sweep: selected layer {} (discovery mean rescue {:.6g})", lstar, discovery_means[lstar]);
+  if (choice.no_rescue && !config_.trace_without_rescue) {
+    results_.flush();
+    fail_input("the selected layer {} has no rescue (discovery mean {:.3g}, at most {:.0e} of the clean-noised gap "
+               "{:.3g}): expert tracing there would trace noise. The layer sweep is saved; set "
+               "[experts] trace_without_rescue = true to trace anyway",
+               lstar, discovery_means[lstar], kZeroRescueTolerance, gap);
+  }
 }
 
 // ---- 3. expert tracing -----------------------------------------------------------------------
@@ -271,6 +295,34 @@ void TracingPipeline::select_expert_stage() {
                  100 * config_.candidate_threshold);
   else
     spdlog::info("expert tracing: selected L{}E{:03d} from {} candidates", lstar, estar, candidates.size());
+  if (config_.expert_mode == ExpertMode::AllLayers)
+    for (const auto& [layer, M] : experts_) per_layer_expert_summary(layer, M);
+}
+
+// mode = "all_layers": the best candidate of every traced layer, chosen on discovery cases by the
+// same rule as e*, with its validation rescue and specificity (vs sampled controls), for the
+// report's per-layer expert table.
+void TracingPipeline::per_layer_expert_summary(int layer, const ExpertMatrices& M) {
+  const std::vector<int> cand = expert_candidates(M.active, discovery_, config_.candidate_threshold);
+  const int e = select_expert(M.rescue, M.active, discovery_, cand);
+  std::vector<double> rescue, spec;
+  int active = 0;
+  for (int i : validation_) {
+    if (e < 0) break;
+    rescue.push_back(rescue_or_zero(M.rescue, M.active, i, e));
+    if (M.active.at(i, e) == 0) continue;
+    ++active;
+    const ExpertControls ctl = expert_controls(row_of(M.rescue, i), row_of(M.active, i), row_of(M.weight, i), e,
+                                               config_.sampled_controls, config_.control_seed, cases_[i].record.case_id);
+    if (!std::isnan(ctl.sampled)) spec.push_back(M.rescue.at(i, e) - ctl.sampled);
+  }
+  const std::string g = expert_group(layer) + "/validation";
+  results_.write_summary(g, summarize_named("expert_rescue", rescue, config_));
+  results_.write_summary(g, summarize_named("specificity", spec, config_));
+  results_.set_attr(g, "best_expert", static_cast<std::int64_t>(e));
+  results_.set_attr(g, "candidates", static_cast<std::int64_t>(cand.size()));
+  results_.set_attr(g, "clean_active", static_cast<std::int64_t>(active));
+  results_.set_attr(g, "cases", static_cast<std::int64_t>(validation_.size()));
 }
 
 // ---- 4. controls and coalitions --------------------------------------------------------------
@@ -394,6 +446,16 @@ void TracingPipeline::heatmaps() {
                   }
                   return out;
                 });
+  // Each token's decoded text, [cases x tokens] flattened ("" past a prompt's end), for labels;
+  // the ids stay in /cases/token_ids.
+  std::vector<std::string> texts;
+  for (int i : heat_rows) {
+    std::vector<std::string> t = builder_.token_texts(cases_[i].prompt.ids);
+    t.resize(tmax);
+    texts.insert(texts.end(), t.begin(), t.end());
+  }
+  results_.write_strings(g + "/token_text", texts);
+  results_.set_attr(g + "/token_text", "tokens", static_cast<std::int64_t>(tmax));
   for (const char* site : {"hidden", "attn", "moe"}) {  // rows are [layers x tokens], flattened
     results_.set_attr(g + "/" + site, "layers", static_cast<std::int64_t>(L_));
     results_.set_attr(g + "/" + site, "tokens", static_cast<std::int64_t>(tmax));
@@ -417,7 +479,7 @@ std::pair<int, SummaryRecord> TracingPipeline::rerun_layer_stage(const std::vect
                       });
   }
   const std::vector<int> disc = rows_of(s.cases, Split::Discovery), val = rows_of(s.cases, Split::Validation);
-  const int best = select_best_column(m, disc);
+  const int best = select_best_column(m, disc, config_.tie_tolerance);
   std::vector<double> v;
   for (int i : val) v.push_back(best >= 0 ? m.at(i, best) : NAN);
   spdlog::info("robustness {}: {} cases, layer {}", name, n, best);
@@ -448,7 +510,7 @@ void TracingPipeline::robustness(const std::vector<CounterFactRecord>& records) 
   for (std::uint64_t seed : config_.robust_split_seeds) {
     std::vector<int> disc, val;
     split_halves(N, seed, disc, val);
-    const int l = select_best_column(layer_rescue_, disc);
+    const int l = select_best_column(layer_rescue_, disc, config_.tie_tolerance);
     trace_expert_layers({l});
     const ExpertMatrices& M = experts_.at(l);
     for (double th : thresholds) {

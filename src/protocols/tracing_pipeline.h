@@ -59,6 +59,7 @@ class TracingPipeline {
   void layer_sweep();
   void trace_expert_layers(const std::vector<int>& layers);
   void select_expert_stage();
+  void per_layer_expert_summary(int layer, const ExpertMatrices& M);
   void controls_and_coalitions();
   void statistics();
   void heatmaps();
@@ -82,6 +83,7 @@ class TracingPipeline {
   ResultsFile& results_;
   RowExecutor& executor_;
   bool sharded_ = false;
+  const CaseBuilder& builder_;  // decodes token texts for heat-map labels
   int L_ = 0, E_ = 0;
 
   // What the stages hand on to later ones (in memory; the results file is only written).

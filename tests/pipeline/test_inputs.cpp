@@ -149,3 +149,19 @@ BOOST_AUTO_TEST_CASE(prompts_longer_than_the_models_positions_are_skipped) {
   BOOST_TEST(skipped.skip_reason == "prompt longer than 12 tokens (the model's max_position_embeddings)",
              skipped.skip_reason);
 }
+
+BOOST_AUTO_TEST_CASE(the_tie_tolerance_is_range_checked_and_trace_without_rescue_is_a_boolean) {
+  const RunConfig d = parse_run_config(kMinimal, "a.toml");
+  BOOST_TEST(d.tie_tolerance == 1e-6);
+  BOOST_TEST(!d.trace_without_rescue);
+  const RunConfig c =
+      parse_run_config(kMinimal + "[layer_sweep]\ntie_tolerance = 0.1\n[experts]\ntrace_without_rescue = true\n", "a.toml");
+  BOOST_TEST(c.tie_tolerance == 0.1);
+  BOOST_TEST(c.trace_without_rescue);
+  BOOST_TEST(parse_run_config(kMinimal + "[layer_sweep]\ntie_tolerance = 0\n", "a.toml").tie_tolerance == 0.0);
+  expect_error([] { parse_run_config(kMinimal + "[layer_sweep]\ntie_tolerance = 0.5\n", "a.toml"); }, {"[layer_sweep] tie_tolerance", "0.5"});
+  expect_error([] { parse_run_config(kMinimal + "[layer_sweep]\ntie_tolerance = -1e-9\n", "a.toml"); }, {"[layer_sweep] tie_tolerance"});
+  expect_error([] { parse_run_config(kMinimal + "[layer_sweep]\ntie_tolerance = nan\n", "a.toml"); }, {"[layer_sweep] tie_tolerance"});
+  expect_error([] { parse_run_config(kMinimal + "[experts]\ntrace_without_rescue = 1\n", "a.toml"); }, {"[experts] trace_without_rescue", "true or false"});
+  expect_error([] { parse_run_config(kMinimal + "[experts]\ntrace_without_rescu = true\n", "a.toml"); }, {"unknown key 'trace_without_rescu'"});
+}

@@ -102,3 +102,63 @@ BOOST_AUTO_TEST_CASE(noise_depends_only_on_seed_case_and_sample) {
   BOOST_TEST(a != d);
   for (std::size_t i = 0; i < a.size(); ++i) BOOST_TEST(a[i] == 2.0f * half[i]);
 }
+
+// The tie rule: layers within tie_tolerance x max|mean| of the best are tied and the earliest wins,
+// so that float rounding (here 2e-7 on a curve of scale 1) never decides the pick.
+BOOST_AUTO_TEST_CASE(layers_tied_within_the_tolerance_select_the_earliest_and_are_all_reported) {
+  const std::vector<double> means{0.1, 0.9999998, 0.3, 1.0, 0.5};
+  const LayerChoice c = choose_layer(means, 2.0, 1e-6);
+  BOOST_TEST(c.layer == 1);
+  BOOST_TEST(c.tied == (std::vector<int>{1, 3}));
+  BOOST_TEST(!c.flat);
+  BOOST_TEST(!c.zero);
+  BOOST_TEST(!c.no_rescue);
+  // With a zero tolerance the strict maximum wins.
+  BOOST_TEST(choose_layer(means, 2.0, 0).layer == 3);
+  const auto w = layer_choice_warnings(c, means);
+  BOOST_TEST_REQUIRE(w.size() == 1u);
+  BOOST_TEST(w[0].find("layers 1, 3 are tied") != std::string::npos, w[0]);
+  // select_best_column follows the same rule.
+  Matrix2 m(1, 5, 0.0);
+  for (int l = 0; l < 5; ++l) m.at(0, l) = means[l];
+  BOOST_TEST(select_best_column(m, {0}, 1e-6) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_near_tie_outside_the_tolerance_is_warned_about_but_not_tied) {
+  const std::vector<double> means{0.995, 1.0, 0.2};
+  const LayerChoice c = choose_layer(means, 2.0, 1e-6);
+  BOOST_TEST(c.layer == 1);
+  BOOST_TEST(c.tied == (std::vector<int>{1}));
+  BOOST_TEST(c.near_tied == (std::vector<int>{0}));
+  const auto w = layer_choice_warnings(c, means);
+  BOOST_TEST_REQUIRE(w.size() == 1u);
+  BOOST_TEST(w[0].find("near-tie") != std::string::npos, w[0]);
+}
+
+BOOST_AUTO_TEST_CASE(a_flat_curve_and_a_zero_curve_are_flagged) {
+  // site = "hidden" with a full window: every layer the same rescue.
+  const std::vector<double> flat{0.7, 0.7, 0.7 + 1e-9, 0.7};
+  const LayerChoice f = choose_layer(flat, 2.0, 1e-6);
+  BOOST_TEST(f.flat);
+  BOOST_TEST(!f.zero);
+  BOOST_TEST(f.layer == 0);
+  BOOST_TEST(f.tied.size() == 4u);
+  const auto fw = layer_choice_warnings(f, flat);
+  BOOST_TEST_REQUIRE(fw.size() == 1u);
+  BOOST_TEST(fw[0].find("flat") != std::string::npos, fw[0]);
+  // positions = "last_subject" on a model that reads only the final position: every layer ~0.
+  const std::vector<double> zero{0.0, 1e-12, -1e-12, 0.0};
+  const LayerChoice z = choose_layer(zero, 2.0, 1e-6);
+  BOOST_TEST(z.zero);
+  BOOST_TEST(z.no_rescue);
+  const auto zw = layer_choice_warnings(z, zero);
+  BOOST_TEST_REQUIRE(!zw.empty());
+  BOOST_TEST(zw[0].find("zero") != std::string::npos, zw[0]);
+  // A curve whose best layer is negative has no rescue at the selection although it is not zero.
+  const LayerChoice neg = choose_layer({-0.5, -0.2, -0.9}, 2.0, 1e-6);
+  BOOST_TEST(neg.layer == 1);
+  BOOST_TEST(neg.no_rescue);
+  BOOST_TEST(!neg.zero);
+  // Every mean NaN: no layer.
+  BOOST_TEST(choose_layer({NAN, NAN}, 1.0).layer == -1);
+}

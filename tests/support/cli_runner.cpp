@@ -82,7 +82,7 @@ void collect(const h5::File& f, const std::string& group, std::set<std::string>&
 }
 
 bool is_string_dataset(const std::string& d) {
-  for (const char* s : {"prompt", "subject", "true_object", "foil_object", "reason", "relation_id"})
+  for (const char* s : {"prompt", "subject", "true_object", "foil_object", "reason", "relation_id", "token_text"})
     if (d.ends_with(s)) return true;
   return false;
 }
