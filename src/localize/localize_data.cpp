@@ -8,8 +8,9 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <utf8proc.h>
 
+#include "localize/localize_match.h"
+#include "localize/localize_utf8.h"
 #include "util/error.h"
 #include "util/input_file.h"
 #include "util/json_input.h"
@@ -31,39 +32,6 @@ struct RecordError {
 };
 
 [[noreturn]] void bad_record(RecordProblem p, std::string message) { throw RecordError{p, std::move(message)}; }
-
-// Byte offset of the first invalid UTF-8 sequence (utf8proc's rules: no overlong forms, no
-// surrogates, nothing above U+10FFFF), or npos.
-std::size_t find_invalid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    utf8proc_int32_t cp = 0;
-    const auto n = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i),
-                                    static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
-    if (n <= 0) return i;
-    i += static_cast<std::size_t>(n);
-  }
-  return std::string_view::npos;
-}
-
-// `s` with every invalid byte replaced by U+FFFD (only used to find an id for a message).
-std::string utf8_lossy(std::string_view s) {
-  std::string out;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    utf8proc_int32_t cp = 0;
-    const auto n = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i),
-                                    static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
-    if (n <= 0) {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    } else {
-      out.append(s.substr(i, static_cast<std::size_t>(n)));
-      i += static_cast<std::size_t>(n);
-    }
-  }
-  return out;
-}
 
 bool blank(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; });
@@ -190,7 +158,12 @@ LanguageEntry read_entry(const json& e, const LanguagePlan& plan) {
   for (std::size_t i = 0; i < answers.size(); ++i) {
     const std::string& a = string_value(answers[i], fmt::format("{}: answer {}", where, i), kMaxAnswerBytes);
     if (blank(a)) bad_record(RecordProblem::EmptyAnswer, fmt::format("{}: answer {} is empty", where, i));
+    std::string normalised = normalise_answer(a, plan.code);
+    if (normalised.empty())
+      bad_record(RecordProblem::EmptyAnswer,
+                 fmt::format("{}: answer {} (\"{}\") is empty after normalisation (punctuation only?)", where, i, shorten(a)));
     entry.answers.push_back(a);
+    entry.normalised_answers.push_back(std::move(normalised));
   }
   if (e.contains("output_type")) entry.output_type = string_value(e["output_type"], where + ": 'output_type'", kMaxOutputTypeBytes);
   if (plan.needs_output_type && blank(entry.output_type))

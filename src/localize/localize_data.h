@@ -46,7 +46,7 @@ enum class RecordProblem : std::uint8_t {
   UnknownLanguage,  // a language the header does not list
   MissingLanguage,  // a selected language is absent
   EmptyQuestion,    // question text empty or only whitespace
-  EmptyAnswer,      // no accepted answer, or one that is empty or only whitespace
+  EmptyAnswer,      // no accepted answer, or one that is blank or normalises to "" (localize_match.h)
   BadField,         // unknown field, wrong type, output_type missing where the template needs it
   TooLong,          // a string or list longer than the bounds above
 };
@@ -75,6 +75,7 @@ struct LanguageEntry {
   std::string output_type;           // optional ("" when absent), e.g. "year", "name"
   std::string prompt;                // the question rendered through the language's template
   std::vector<std::string> answers;  // accepted answers, as in the file, at least one
+  std::vector<std::string> normalised_answers;  // normalise_answer(answers[i], language), none empty
 };
 
 struct Question {

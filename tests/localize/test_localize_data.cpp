@@ -90,6 +90,8 @@ std::vector<BadCase> bad_cases() {
        RecordProblem::EmptyAnswer, "answer 1 is empty", "e3"},
       {"blank answer", rec("e4", en + ", " + de + R"(, "fr": {"question": "Q ?", "answers": [" \t"]})"),
        RecordProblem::EmptyAnswer, "answer 0 is empty", "e4"},
+      {"punctuation-only answer", rec("e6", en + ", " + de + R"(, "fr": {"question": "Q ?", "answers": ["A", "« ! »"]})"),
+       RecordProblem::EmptyAnswer, "answer 1 (\"« ! »\") is empty after normalisation", "e6"},
       {"no answers", rec("e5", en + ", " + de + R"(, "fr": {"question": "Q ?", "answers": []})"), RecordProblem::EmptyAnswer,
        "'answers' is empty", "e5"},
       {"unknown record field", R"({"id": "f1", "langs": {}})", RecordProblem::BadField, "unknown field 'langs'", "f1"},
@@ -128,6 +130,8 @@ BOOST_AUTO_TEST_CASE(good_file_loads_as_written) {
   BOOST_TEST(s.questions[1].entries[1].output_type == "Stadt");
   BOOST_TEST(s.questions[1].entries[1].prompt == "Hauptstadt Frankreichs?");  // default template
   BOOST_TEST(s.questions[1].entries[2].answers == (std::vector<std::string>{"Paris", "la ville de Paris"}));
+  BOOST_TEST(s.questions[1].entries[2].normalised_answers == (std::vector<std::string>{"paris", "ville de paris"}));
+  BOOST_TEST(s.questions[1].entries[0].normalised_answers == (std::vector<std::string>{"city of paris"}));
   BOOST_TEST(s.skipped.total() == 0u);
   BOOST_TEST(s.skipped.summary() == "no question skipped");
 }
