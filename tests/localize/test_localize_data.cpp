@@ -292,3 +292,53 @@ BOOST_AUTO_TEST_CASE(language_codes) {
   for (const char* bad : {"", "e", "engl", "EN", "en-", "en--x", "en_US", "en-abcdefghi", "zh-Hans ", "-en", "en-ü"})
     BOOST_TEST(!valid_language_code(bad), bad);
 }
+
+BOOST_AUTO_TEST_CASE(mutated_files_load_or_are_input_errors) {
+  // Deterministic byte mutations of a good file (flip, delete, insert, duplicate a line): every one
+  // either loads (lenient or strict) or is an InputError, never another exception or a crash.
+  std::string base = kHeader + "\n";
+  for (int i = 0; i < 6; ++i) base += good("q" + std::to_string(i)) + "\n";
+  std::uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  const char alphabet[] = "{}[]\":,\\ \n\xC3\xFF\x80\xED" "abu0";
+  int loaded = 0, refused = 0;
+  for (int round = 0; round < 600; ++round) {
+    std::string text = base;
+    const int edits = 1 + static_cast<int>(next() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const std::size_t at = next() % text.size();
+      switch (next() % 4) {
+        case 0: text[at] = alphabet[next() % (sizeof(alphabet) - 1)]; break;
+        case 1: text.erase(at, 1 + next() % 8); break;
+        case 2: text.insert(at, 1, alphabet[next() % (sizeof(alphabet) - 1)]); break;
+        default: {
+          const std::size_t start = text.rfind('\n', at);
+          const std::size_t from = start == std::string::npos ? 0 : start + 1;
+          const std::size_t end = text.find('\n', at);
+          text += text.substr(from, end == std::string::npos ? std::string::npos : end - from + 1);
+        }
+      }
+      if (text.empty()) text = "x";
+    }
+    const fs::path p = write_file({text}, "");
+    for (const bool strict : {false, true}) {
+      LoadOptions o;
+      o.strict = strict;
+      try {
+        const QuestionSet s = read_questions(p, o);
+        BOOST_TEST(!s.questions.empty());
+        ++loaded;
+      } catch (const InputError&) {
+        ++refused;
+      }
+    }
+  }
+  BOOST_TEST_MESSAGE(loaded << " loads, " << refused << " refusals");
+  BOOST_TEST(loaded > 0);
+  BOOST_TEST(refused > 0);
+}

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "localize/localize_match.h"
+#include "localize/localize_utf8.h"
 #include "support/input_error.h"
 #include "util/error.h"
 
@@ -164,4 +165,35 @@ BOOST_AUTO_TEST_CASE(rule_names) {
   BOOST_TEST(match_rule_name(MatchRule::ExactOrPrefix) == "prefix");
   const std::string msg = test::input_error_of([] { parse_match_rule("Exact", "[localize] match"); });
   BOOST_TEST(msg.find("[localize] match: unknown match rule \"Exact\"") != std::string::npos, msg);
+}
+
+BOOST_AUTO_TEST_CASE(random_inputs_give_normal_forms) {
+  // Random byte strings from a mixed alphabet (ASCII, Latin-1, CJK, Arabic, combining marks,
+  // ignorables, broken sequences): the result is valid UTF-8 with single inner spaces and no
+  // spaces at the ends, and normalising it again changes nothing.
+  const std::vector<std::string> pieces = {"a", "B", " ", "\t", ".", ",", "-", "'", "1", "9", "\xC3\xA9", "e\xCC\x81",
+                                           "\xC3\x9F", "\xEF\xAC\x81", "\xE6\x9D\xB1", "\xE3\x80\x82", "\xD8\x8C",
+                                           "\xD9\xA1", "\xC2\xAD", "\xE2\x80\x8B", "\xC2\xA0", "\xFF", "\xE5\xB9",
+                                           "the", "la", "l'", "\xCE\xA3", "\xEF\xBC\xB0", "$", "\xE2\x85\xA3"};
+  std::uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return state >> 33;
+  };
+  for (int round = 0; round < 2000; ++round) {
+    std::string s;
+    const int len = static_cast<int>(next() % 12);
+    for (int i = 0; i < len; ++i) s += pieces[next() % pieces.size()];
+    for (const char* lang : {"en", "fr", "ja"}) {
+      const std::string n = normalise_answer(s, lang);
+      BOOST_TEST_CONTEXT("input '" << s << "' (" << lang << ") -> '" << n << "'") {
+        BOOST_TEST(find_invalid_utf8(n) == std::string::npos);
+        BOOST_TEST(normalise_answer(n, lang) == n);
+        BOOST_TEST(n.find("  ") == std::string::npos);
+        BOOST_TEST((n.empty() || (n.front() != ' ' && n.back() != ' ')));
+        BOOST_TEST(n.find('\t') == std::string::npos);
+        if (!n.empty()) BOOST_TEST(match_normalised(n, n, MatchRule::Exact) == MatchKind::Exact);
+      }
+    }
+  }
 }
