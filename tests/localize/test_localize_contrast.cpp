@@ -11,6 +11,10 @@
 #include <string>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "localize/localize_contrast.h"
 #include "protocols/statistics.h"
 #include "support/input_error.h"
@@ -112,6 +116,29 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_pair_order) {
     BOOST_TEST(a.top_global == b.top_global);
   }
 }
+
+#ifdef _OPENMP
+BOOST_AUTO_TEST_CASE(results_do_not_depend_on_thread_count) {
+  const ContrastInput in = synthetic(14, {"en", "de", "fr"}, 0.05, 21);
+  for (const auto method : {ContrastMethod::PairedSignFlip, ContrastMethod::MannWhitney, ContrastMethod::Welch}) {
+    ContrastOptions o;
+    o.method = method;
+    o.sign_flips = 1000;
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const ContrastResult a = contrast_experts(in, o);
+    omp_set_num_threads(3);
+    const ContrastResult b = contrast_experts(in, o);
+    omp_set_num_threads(before);
+    for (std::size_t k = 0; k < a.experts.size(); ++k) {
+      BOOST_TEST(a.experts[k].p == b.experts[k].p);
+      BOOST_TEST(a.experts[k].effect == b.experts[k].effect);
+      BOOST_TEST(a.experts[k].statistic == b.experts[k].statistic);
+    }
+    BOOST_TEST(a.top_global == b.top_global);
+  }
+}
+#endif
 
 BOOST_AUTO_TEST_CASE(mann_whitney_by_hand) {
   // Separated samples: U = 0, sigma^2 = 9/12 * 7, z = -(4.5 - 0.5) / sqrt(5.25).
