@@ -37,7 +37,8 @@ inline constexpr std::size_t kMaxTemplateBytes = std::size_t{1} << 20;
 inline constexpr std::size_t kMaxSkipDetails = 100;
 
 // Why a question was skipped. The first problem found is reported (checks run in this order on a
-// line: UTF-8, JSON, id, duplicate id, languages, fields).
+// line: UTF-8, JSON, top-level fields, id, duplicate id, unknown languages, missing languages, then
+// each selected language's entry).
 enum class RecordProblem : std::uint8_t {
   InvalidUtf8,      // raw bytes that are not UTF-8, or an escaped lone surrogate (\ud800)
   MalformedJson,    // not JSON, not an object, a duplicate key, nesting too deep
