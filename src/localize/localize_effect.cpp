@@ -60,4 +60,57 @@ FlipSummary count_flips(const std::vector<PairOutcome>& outcomes) {
   return s;
 }
 
+ExpertSet random_layer_matched(const ExpertSet& chosen, std::int32_t layers, std::int32_t experts, std::uint64_t seed,
+                               std::uint32_t draw) {
+  if (layers < 1 || experts < 1) fail_input("control experts: layers and experts must be >= 1 (got {} and {})", layers, experts);
+  std::vector<std::vector<char>> taken(static_cast<std::size_t>(layers), std::vector<char>(static_cast<std::size_t>(experts), 0));
+  std::vector<std::int32_t> per_layer(static_cast<std::size_t>(layers), 0);
+  for (auto [l, e] : chosen) {
+    if (l < 0 || l >= layers || e < 0 || e >= experts)
+      fail_input("control experts: chosen (layer {}, expert {}) outside the model ({} layers, {} experts)", l, e, layers, experts);
+    if (taken[l][e]) fail_input("control experts: (layer {}, expert {}) chosen twice", l, e);
+    taken[l][e] = 1;
+    ++per_layer[l];
+  }
+  for (std::int32_t l = 0; l < layers; ++l)
+    if (per_layer[l] > experts - per_layer[l])
+      fail_input("control experts: layer {} has {} chosen experts but only {} others to draw from", l, per_layer[l],
+                 experts - per_layer[l]);
+  NoiseStream rng(seed, kControlStreamTag, draw);
+  ExpertSet out;
+  for (std::int32_t l = 0; l < layers; ++l) {
+    if (per_layer[l] == 0) continue;
+    std::vector<std::int32_t> pool;
+    for (std::int32_t e = 0; e < experts; ++e)
+      if (!taken[l][e]) pool.push_back(e);
+    for (std::int32_t i = 0; i < per_layer[l]; ++i) {
+      const std::size_t left = pool.size() - static_cast<std::size_t>(i);
+      const auto j = static_cast<std::size_t>(i) +
+                     std::min(left - 1, static_cast<std::size_t>(rng.next_uniform() * static_cast<double>(left)));
+      std::swap(pool[static_cast<std::size_t>(i)], pool[j]);
+    }
+    std::sort(pool.begin(), pool.begin() + per_layer[l]);
+    for (std::int32_t i = 0; i < per_layer[l]; ++i) out.emplace_back(l, pool[static_cast<std::size_t>(i)]);
+  }
+  return out;
+}
+
+ExpertSet popular_experts(const std::vector<double>& frequency, std::int32_t layers, std::int32_t experts, std::size_t n) {
+  if (layers < 1 || experts < 1) fail_input("popular experts: layers and experts must be >= 1 (got {} and {})", layers, experts);
+  const std::size_t m = static_cast<std::size_t>(layers) * static_cast<std::size_t>(experts);
+  if (frequency.size() != m) fail_input("popular experts: {} values for {} layers x {} experts", frequency.size(), layers, experts);
+  for (std::size_t i = 0; i < m; ++i)
+    if (!std::isfinite(frequency[i])) fail_input("popular experts: non-finite value at layer {}, expert {}", i / experts, i % experts);
+  std::vector<std::size_t> idx(m);
+  std::iota(idx.begin(), idx.end(), std::size_t{0});
+  const std::size_t k = std::min(n, m);
+  std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), [&](std::size_t a, std::size_t b) {
+    return frequency[a] != frequency[b] ? frequency[a] > frequency[b] : a < b;  // layer-major index: lower layer, then expert
+  });
+  ExpertSet out;
+  for (std::size_t i = 0; i < k; ++i)
+    out.emplace_back(static_cast<std::int32_t>(idx[i] / experts), static_cast<std::int32_t>(idx[i] % experts));
+  return out;
+}
+
 }  // namespace moetrace::localize

@@ -103,3 +103,58 @@ BOOST_AUTO_TEST_CASE(flip_counts_by_hand) {
   BOOST_CHECK_THROW(count_flips({{"", "en", S, S}}), InputError);
   BOOST_CHECK_THROW(count_flips({{"q", "", S, S}}), InputError);
 }
+
+BOOST_AUTO_TEST_CASE(random_controls_match_layers_and_exclude_the_chosen) {
+  const ExpertSet chosen = {{0, 0}, {0, 1}, {2, 5}, {3, 7}, {3, 0}, {3, 3}};
+  const int L = 4, E = 8;
+  std::vector<int> count(L * E, 0);
+  constexpr int kDraws = 2000;
+  int differs = 0;
+  const ExpertSet first = random_layer_matched(chosen, L, E, 99, 0);
+  for (std::uint32_t d = 0; d < kDraws; ++d) {
+    const ExpertSet c = random_layer_matched(chosen, L, E, 99, d);
+    BOOST_TEST((c == random_layer_matched(chosen, L, E, 99, d)));
+    differs += c != first;
+    BOOST_REQUIRE_EQUAL(c.size(), chosen.size());
+    BOOST_TEST(std::is_sorted(c.begin(), c.end()));
+    BOOST_TEST((std::adjacent_find(c.begin(), c.end()) == c.end()));
+    std::vector<int> hist(L, 0), want(L, 0);
+    for (auto [l, e] : chosen) ++want[l];
+    for (auto [l, e] : c) {
+      ++hist[l];
+      BOOST_TEST((std::find(chosen.begin(), chosen.end(), std::make_pair(l, e)) == chosen.end()));
+      ++count[l * E + e];
+    }
+    BOOST_TEST(hist == want);
+  }
+  BOOST_TEST(differs > kDraws * 9 / 10);
+  // Uniform over a layer's other experts: layer 0 draws 2 of 6 (expected 2000/3 = 667 each, sd 21),
+  // layer 2 one of 7 (286, sd 16), layer 3 three of 5 (1200, sd 22).
+  for (int e = 2; e < E; ++e) BOOST_TEST(std::abs(count[0 * E + e] - 667) < 110, "layer 0 expert " << e);
+  for (int e = 0; e < E; ++e)
+    if (e != 5) BOOST_TEST(std::abs(count[2 * E + e] - 286) < 80, "layer 2 expert " << e);
+  for (int e : {1, 2, 4, 5, 6}) BOOST_TEST(std::abs(count[3 * E + e] - 1200) < 110, "layer 3 expert " << e);
+  BOOST_TEST(count[1 * E + 0] == 0);
+  BOOST_TEST((random_layer_matched({}, L, E, 1, 0).empty()));
+  BOOST_TEST((random_layer_matched(chosen, L, E, 98, 0) != first));  // the seed matters (fixed pair, checked once)
+  BOOST_CHECK_THROW(random_layer_matched({{4, 0}}, L, E, 1, 0), InputError);
+  BOOST_CHECK_THROW(random_layer_matched({{0, 8}}, L, E, 1, 0), InputError);
+  BOOST_CHECK_THROW(random_layer_matched({{0, -1}}, L, E, 1, 0), InputError);
+  BOOST_CHECK_THROW(random_layer_matched({{1, 1}, {1, 1}}, L, E, 1, 0), InputError);
+  BOOST_CHECK_THROW(random_layer_matched({{1, 0}, {1, 1}}, L, 3, 1, 0), InputError);  // 2 chosen, 1 other
+  BOOST_TEST(random_layer_matched({{1, 0}, {1, 1}}, L, 4, 1, 0).size() == 2u);          // 2 chosen, 2 others
+  BOOST_CHECK_THROW(random_layer_matched({}, 0, E, 1, 0), InputError);
+}
+
+BOOST_AUTO_TEST_CASE(popular_experts_by_frequency_with_ties) {
+  // 2 layers x 3 experts.
+  const std::vector<double> f = {0.1, 0.5, 0.5, 0.7, 0.5, 0.0};
+  BOOST_TEST((popular_experts(f, 2, 3, 4) == ExpertSet{{1, 0}, {0, 1}, {0, 2}, {1, 1}}));
+  BOOST_TEST((popular_experts(f, 2, 3, 1) == ExpertSet{{1, 0}}));
+  BOOST_TEST(popular_experts(f, 2, 3, 100).size() == 6u);
+  BOOST_TEST((popular_experts(f, 2, 3, 100).back() == std::make_pair(1, 2)));
+  BOOST_TEST(popular_experts(f, 2, 3, 0).empty());
+  BOOST_CHECK_THROW(popular_experts(f, 3, 3, 1), InputError);
+  BOOST_CHECK_THROW(popular_experts({0.1, NAN, 0, 0, 0, 0}, 2, 3, 1), InputError);
+  BOOST_CHECK_THROW(popular_experts({}, 0, 3, 1), InputError);
+}
