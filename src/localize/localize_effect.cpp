@@ -60,7 +60,7 @@ FlipSummary count_flips(const std::vector<PairOutcome>& outcomes) {
   return s;
 }
 
-ExpertSet random_layer_matched(const ExpertSet& chosen, std::int32_t layers, std::int32_t experts, std::uint64_t seed,
+ExpertList random_layer_matched(const ExpertList& chosen, std::int32_t layers, std::int32_t experts, std::uint64_t seed,
                                std::uint32_t draw) {
   if (layers < 1 || experts < 1) fail_input("control experts: layers and experts must be >= 1 (got {} and {})", layers, experts);
   std::vector<std::vector<char>> taken(static_cast<std::size_t>(layers), std::vector<char>(static_cast<std::size_t>(experts), 0));
@@ -77,7 +77,7 @@ ExpertSet random_layer_matched(const ExpertSet& chosen, std::int32_t layers, std
       fail_input("control experts: layer {} has {} chosen experts but only {} others to draw from", l, per_layer[l],
                  experts - per_layer[l]);
   NoiseStream rng(seed, kControlStreamTag, draw);
-  ExpertSet out;
+  ExpertList out;
   for (std::int32_t l = 0; l < layers; ++l) {
     if (per_layer[l] == 0) continue;
     std::vector<std::int32_t> pool;
@@ -95,7 +95,7 @@ ExpertSet random_layer_matched(const ExpertSet& chosen, std::int32_t layers, std
   return out;
 }
 
-ExpertSet popular_experts(const std::vector<double>& frequency, std::int32_t layers, std::int32_t experts, std::size_t n) {
+ExpertList popular_experts(const std::vector<double>& frequency, std::int32_t layers, std::int32_t experts, std::size_t n) {
   if (layers < 1 || experts < 1) fail_input("popular experts: layers and experts must be >= 1 (got {} and {})", layers, experts);
   const std::size_t m = static_cast<std::size_t>(layers) * static_cast<std::size_t>(experts);
   if (frequency.size() != m) fail_input("popular experts: {} values for {} layers x {} experts", frequency.size(), layers, experts);
@@ -107,7 +107,7 @@ ExpertSet popular_experts(const std::vector<double>& frequency, std::int32_t lay
   std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), [&](std::size_t a, std::size_t b) {
     return frequency[a] != frequency[b] ? frequency[a] > frequency[b] : a < b;  // layer-major index: lower layer, then expert
   });
-  ExpertSet out;
+  ExpertList out;
   for (std::size_t i = 0; i < k; ++i)
     out.emplace_back(static_cast<std::int32_t>(idx[i] / experts), static_cast<std::int32_t>(idx[i] % experts));
   return out;

@@ -51,7 +51,7 @@ struct FlipSummary {
 FlipSummary count_flips(const std::vector<PairOutcome>& outcomes);
 
 // A set of (layer, expert) pairs, the layout of the engine's Deactivation.
-using ExpertSet = std::vector<std::pair<std::int32_t, std::int32_t>>;
+using ExpertList = std::vector<std::pair<std::int32_t, std::int32_t>>;
 
 // Random control set number `draw`, matched per layer to `chosen`: for each layer with c chosen
 // experts, c experts of that layer drawn uniformly without replacement from those not chosen
@@ -60,14 +60,14 @@ using ExpertSet = std::vector<std::pair<std::int32_t, std::int32_t>>;
 // InputError for a chosen pair outside [0, layers) x [0, experts), a pair chosen twice, or a layer
 // with fewer non-chosen experts than chosen ones.
 inline constexpr std::uint64_t kControlStreamTag = 0x6c6f632d63746c72ull;  // "loc-ctlr"
-ExpertSet random_layer_matched(const ExpertSet& chosen, std::int32_t layers, std::int32_t experts, std::uint64_t seed,
+ExpertList random_layer_matched(const ExpertList& chosen, std::int32_t layers, std::int32_t experts, std::uint64_t seed,
                                std::uint32_t draw);
 
 // The "just popular experts" control: the n (layer, expert) pairs with the highest `frequency`
 // ([layers x experts] row-major, e.g. the mean over all asked pairs of RoutingSummary::selected_mean),
 // ties to the lower layer, then the lower expert; sorted by rank. InputError for a size other than
 // layers x experts or a non-finite value; fewer than n when there are fewer pairs.
-ExpertSet popular_experts(const std::vector<double>& frequency, std::int32_t layers, std::int32_t experts,
+ExpertList popular_experts(const std::vector<double>& frequency, std::int32_t layers, std::int32_t experts,
                           std::size_t n);
 
 }  // namespace moetrace::localize

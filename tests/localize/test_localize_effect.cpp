@@ -105,14 +105,14 @@ BOOST_AUTO_TEST_CASE(flip_counts_by_hand) {
 }
 
 BOOST_AUTO_TEST_CASE(random_controls_match_layers_and_exclude_the_chosen) {
-  const ExpertSet chosen = {{0, 0}, {0, 1}, {2, 5}, {3, 7}, {3, 0}, {3, 3}};
+  const ExpertList chosen = {{0, 0}, {0, 1}, {2, 5}, {3, 7}, {3, 0}, {3, 3}};
   const int L = 4, E = 8;
   std::vector<int> count(L * E, 0);
   constexpr int kDraws = 2000;
   int differs = 0;
-  const ExpertSet first = random_layer_matched(chosen, L, E, 99, 0);
+  const ExpertList first = random_layer_matched(chosen, L, E, 99, 0);
   for (std::uint32_t d = 0; d < kDraws; ++d) {
-    const ExpertSet c = random_layer_matched(chosen, L, E, 99, d);
+    const ExpertList c = random_layer_matched(chosen, L, E, 99, d);
     BOOST_TEST((c == random_layer_matched(chosen, L, E, 99, d)));
     differs += c != first;
     BOOST_REQUIRE_EQUAL(c.size(), chosen.size());
@@ -149,8 +149,8 @@ BOOST_AUTO_TEST_CASE(random_controls_match_layers_and_exclude_the_chosen) {
 BOOST_AUTO_TEST_CASE(popular_experts_by_frequency_with_ties) {
   // 2 layers x 3 experts.
   const std::vector<double> f = {0.1, 0.5, 0.5, 0.7, 0.5, 0.0};
-  BOOST_TEST((popular_experts(f, 2, 3, 4) == ExpertSet{{1, 0}, {0, 1}, {0, 2}, {1, 1}}));
-  BOOST_TEST((popular_experts(f, 2, 3, 1) == ExpertSet{{1, 0}}));
+  BOOST_TEST((popular_experts(f, 2, 3, 4) == ExpertList{{1, 0}, {0, 1}, {0, 2}, {1, 1}}));
+  BOOST_TEST((popular_experts(f, 2, 3, 1) == ExpertList{{1, 0}}));
   BOOST_TEST(popular_experts(f, 2, 3, 100).size() == 6u);
   BOOST_TEST((popular_experts(f, 2, 3, 100).back() == std::make_pair(1, 2)));
   BOOST_TEST(popular_experts(f, 2, 3, 0).empty());
