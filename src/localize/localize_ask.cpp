@@ -89,12 +89,22 @@ std::vector<AskedPair> ask_questions(Engine& engine, const Tokenizer& tokenizer,
   for (const AskedPair& p : out) {
     const LanguageEntry& e = qs.questions[p.question].entries[p.language];
     DecodeRequest r;
-    for (std::int32_t id : tokenizer.encode_ids(e.prompt, o.add_special_tokens)) r.prompt.push_back(id);
+    const std::string& qid = qs.questions[p.question].id;
+    const std::string& language = qs.languages[p.language];
+    const int vocab = engine.model().config.vocab_size;
+    for (std::int32_t id : tokenizer.encode_ids(e.prompt, o.add_special_tokens)) {
+      if (id < 0 || id >= vocab)
+        fail_input("asking: question \"{}\" ({}): the prompt encodes to token id {}, outside the model's {} ids", qid,
+                   language, id, vocab);
+      r.prompt.push_back(id);
+    }
+    if (r.prompt.empty()) fail_input("asking: question \"{}\" ({}): the prompt encodes to no token", qid, language);
     for (const std::string& a : e.answers) {
       const std::vector<std::int32_t> ids = tokenizer.encode_ids(o.answer_prefix + a, false);
-      if (ids.empty())
-        fail_input("asking: question \"{}\" ({}): answer \"{}\" encodes to no token", qs.questions[p.question].id,
-                   qs.languages[p.language], a.substr(0, 64));
+      if (ids.empty()) fail_input("asking: question \"{}\" ({}): answer \"{}\" encodes to no token", qid, language, a.substr(0, 64));
+      if (ids.front() < 0 || ids.front() >= vocab)
+        fail_input("asking: question \"{}\" ({}): answer \"{}\" starts with token id {}, outside the model's {} ids", qid,
+                   language, a.substr(0, 64), ids.front(), vocab);
       r.answer_ids.push_back(ids.front());
     }
     requests.push_back(std::move(r));

@@ -227,4 +227,19 @@ BOOST_AUTO_TEST_CASE(option_words_and_errors) {
     BOOST_CHECK_THROW(ask_questions(*f.engine, f.tok, qs, {}, bad), InputError);
   }
   BOOST_TEST(ask_questions(*f.engine, f.tok, qs, {}, o).size() == 1u);
+  // A tokenizer larger than the model: a prompt or answer token outside the model's ids names the question.
+  const Tokenizer big = word_tokenizer(f.weights.config.vocab_size + 10);
+  const std::string outside = "w" + std::to_string(f.weights.config.vocab_size + 3);
+  for (int which = 0; which < 2; ++which) {
+    QuestionSet bad = qs;
+    LanguageEntry& e = bad.questions[0].entries[0];
+    if (which == 0) e.prompt = "w11 " + outside;
+    else e.answers = {outside};
+    try {
+      ask_questions(*f.engine, big, bad, {}, o);
+      BOOST_ERROR("no error");
+    } catch (const InputError& err) {
+      BOOST_TEST(std::string(err.what()).find("question \"q\" (en)") != std::string::npos, err.what());
+    }
+  }
 }
