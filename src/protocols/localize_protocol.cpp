@@ -43,6 +43,9 @@ LocalizationResult run_localization(Engine& engine, const Tokenizer& tokenizer, 
   if (o.ask.deactivation) fail_input("localize: the asking options must not carry a deactivation");
   if (o.control_draws < 1) fail_input("localize: control_draws must be >= 1");
   if (o.bootstrap_resamples < 1) fail_input("localize: bootstrap_resamples must be >= 1");
+  for (std::size_t i = 0; i < o.curve_n.size(); ++i)
+    if (o.curve_n[i] < 1 || (i > 0 && o.curve_n[i] <= o.curve_n[i - 1]))
+      fail_input("localize: the curve's N must be ascending, distinct and >= 1");
   const ModelConfig& c = engine.model().config;
   LocalizationResult r;
 
@@ -72,8 +75,16 @@ LocalizationResult run_localization(Engine& engine, const Tokenizer& tokenizer, 
     ++n_discovery;
   }
   for (double& f : frequency) f /= static_cast<double>(std::max<std::size_t>(n_discovery, 1));
-  r.contrast = contrast_experts(input, o.contrast);
-  for (std::size_t i : r.contrast.top_global) r.chosen.emplace_back(r.contrast.experts[i].layer, r.contrast.experts[i].expert);
+  // Rank far enough for the curve; the chosen set is the first top_n of that ranking (the ranking
+  // is a total order, so the first top_n are the top_n ranking's).
+  ContrastOptions contrast = o.contrast;
+  for (std::size_t n : o.curve_n) contrast.top_n = std::max(contrast.top_n, n);
+  r.contrast = contrast_experts(input, contrast);
+  ExpertList ranked;
+  for (std::size_t i : r.contrast.top_global) ranked.emplace_back(r.contrast.experts[i].layer, r.contrast.experts[i].expert);
+  r.chosen.assign(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min(o.contrast.top_n, ranked.size())));
+  r.contrast.top_global.resize(r.chosen.size());
+  for (auto& layer : r.contrast.top_per_layer) layer.resize(std::min(layer.size(), o.contrast.top_n));
 
   r.effect = reask(engine, tokenizer, qs, o, r.asked, r.validation_pairs, r.chosen);
   r.popular = reask(engine, tokenizer, qs, o, r.asked, r.validation_pairs,
@@ -81,6 +92,19 @@ LocalizationResult run_localization(Engine& engine, const Tokenizer& tokenizer, 
   for (std::uint32_t d = 0; d < o.control_draws; ++d)
     r.random.push_back(reask(engine, tokenizer, qs, o, r.asked, r.validation_pairs,
                              random_layer_matched(r.chosen, c.num_layers, c.num_experts, o.seed ^ kControlSeedTag, d)));
+
+  for (std::size_t n : o.curve_n) {
+    const ExpertList top(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min(n, ranked.size())));
+    r.curve.push_back({n, reask(engine, tokenizer, qs, o, r.asked, r.validation_pairs, top).flips});
+  }
+  if (o.unrelated) {
+    AskOptions plain = o.ask;
+    plain.capture_routing = false;
+    const std::vector<AskedPair> before = ask_questions(engine, tokenizer, *o.unrelated, {}, plain);
+    std::vector<std::size_t> all(before.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    r.unrelated = reask(engine, tokenizer, *o.unrelated, o, before, all, r.chosen).flips;
+  }
 
   r.share_turned_wrong = r.effect.flips.overall.share_turned_wrong();
   r.popular_share_turned_wrong = r.popular.flips.overall.share_turned_wrong();

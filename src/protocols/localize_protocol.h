@@ -23,6 +23,16 @@ struct LocalizeOptions {
   std::uint64_t seed = 0;    // split, control draws and bootstrap (separate streams)
   std::uint32_t control_draws = 20;  // random layer-matched control sets (>= 1)
   std::uint32_t bootstrap_resamples = kDefaultBootstrapResamples;
+  // Effect against N: the validation pairs re-asked with the global top N deactivated, for each N
+  // (ascending, distinct, >= 1; N above the number of (layer, expert) pairs is clipped). Empty: none.
+  std::vector<std::size_t> curve_n;
+  // Specificity: unrelated questions (may be null), asked with and without the chosen experts.
+  const QuestionSet* unrelated = nullptr;
+};
+
+struct CurvePoint {
+  std::size_t n = 0;  // experts deactivated
+  FlipSummary flips;
 };
 
 // The effect of one deactivated set on the validation pairs.
@@ -45,6 +55,10 @@ struct LocalizationResult {
   // mean over random draws (per pair, then averaged), with percentile-bootstrap intervals over pairs.
   double share_turned_wrong = 0, random_share_turned_wrong = 0, popular_share_turned_wrong = 0;
   Interval share_ci, difference_vs_random_ci;
+  std::vector<CurvePoint> curve;  // per LocalizeOptions::curve_n
+  // Specificity: every pair of the unrelated questions, before (no deactivation) and after (chosen
+  // experts deactivated); empty without unrelated questions.
+  FlipSummary unrelated;
 };
 
 // InputError for bad options and everything the pieces reject (too few pairs for the contrast,

@@ -98,8 +98,10 @@ BOOST_AUTO_TEST_CASE(protocol_equals_its_pieces) {
   for (const std::string& m : {"qwen3moe-tiny", "olmoe-tiny"}) {
     Fixture f(m);
     const ModelConfig& c = f.weights.config;
-    const LocalizeOptions o = options();
+    LocalizeOptions o = options();
     const QuestionSet qs = make_questions(f, o.ask);
+    o.curve_n = {1, 3, 5};
+    o.unrelated = &qs;  // any question set serves as "unrelated" for checking the plumbing
     const LocalizationResult r = run_localization(*f.engine, f.tok, qs, o);
 
     // Asked: every pair, with routing, the buckets as designed where the model said something.
@@ -168,6 +170,32 @@ BOOST_AUTO_TEST_CASE(protocol_equals_its_pieces) {
     BOOST_TEST(r.effect.turned_wrong.size() == r.effect.flips.overall.correct_before);
     BOOST_TEST(r.share_turned_wrong == r.effect.flips.overall.share_turned_wrong());
 
+    // The curve: top 1, 3 (the chosen set) and 5 of the ranking.
+    BOOST_REQUIRE_EQUAL(r.curve.size(), 3u);
+    ContrastOptions five = o.contrast;
+    five.top_n = 5;
+    const ContrastResult cr5 = contrast_experts(input, five);
+    for (std::size_t k = 0; k < 3; ++k) {
+      const std::size_t n = o.curve_n[k];
+      ExpertList top;
+      for (std::size_t i = 0; i < n; ++i) top.emplace_back(cr5.experts[cr5.top_global[i]].layer, cr5.experts[cr5.top_global[i]].expert);
+      BOOST_TEST(r.curve[k].n == n);
+      BOOST_TEST(same_flips(r.curve[k].flips, by_hand(top)), m << " curve N = " << n);
+    }
+    BOOST_TEST(same_flips(r.curve[1].flips, r.effect.flips));
+    // Specificity: the unrelated set's pairs before and after the chosen deactivation.
+    {
+      const Deactivation d(r.chosen.begin(), r.chosen.end());
+      AskOptions plain = o.ask, masked = o.ask;
+      masked.deactivation = &d;
+      const auto before = ask_questions(*f.engine, f.tok, qs, {}, plain), after = ask_questions(*f.engine, f.tok, qs, {}, masked);
+      std::vector<PairOutcome> out;
+      for (std::size_t j = 0; j < before.size(); ++j)
+        out.push_back({qs.questions[before[j].question].id, qs.languages[before[j].language], before[j].bucket, after[j].bucket});
+      BOOST_TEST(same_flips(r.unrelated, count_flips(out)));
+      BOOST_TEST(r.unrelated.overall.correct_before + r.unrelated.overall.wrong_before == 24u);
+    }
+
     // Popular control: the most selected experts over the discovery pairs.
     std::vector<double> freq(static_cast<std::size_t>(c.num_layers) * c.num_experts, 0.0);
     std::size_t n_disc = 0;
@@ -229,4 +257,9 @@ BOOST_AUTO_TEST_CASE(bad_options) {
   LocalizeOptions c = o;
   c.bootstrap_resamples = 0;
   BOOST_CHECK_THROW(run_localization(*f.engine, f.tok, qs, c), InputError);
+  for (std::vector<std::size_t> curve : {std::vector<std::size_t>{0, 1}, {2, 2}, {3, 1}}) {
+    LocalizeOptions e = o;
+    e.curve_n = curve;
+    BOOST_CHECK_THROW(run_localization(*f.engine, f.tok, qs, e), InputError);
+  }
 }
