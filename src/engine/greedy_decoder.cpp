@@ -1,0 +1,221 @@
+#include "engine/greedy_decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include "util/error.h"
+
+namespace moetrace {
+namespace {
+
+// Argmax with ties to the lower index; non-finite logits are an error.
+int argmax(const std::vector<float>& logits, std::size_t request) {
+  int best = 0;
+  for (std::size_t v = 0; v < logits.size(); ++v) {
+    if (!std::isfinite(logits[v])) fail_input("decoding request {}: non-finite logit at token id {}", request, v);
+    if (logits[v] > logits[best]) best = static_cast<int>(v);
+  }
+  return best;
+}
+
+void validate(const Engine& engine, const std::vector<DecodeRequest>& requests, const DecodeOptions& o) {
+  const ModelConfig& c = engine.model().config;
+  if (o.max_new_tokens < 1) fail_input("decoding: max_new_tokens must be >= 1 (got {})", o.max_new_tokens);
+  if (o.prompts_per_call < 1) fail_input("decoding: prompts_per_call must be >= 1");
+  for (int id : o.stop_ids)
+    if (id < 0 || id >= c.vocab_size) fail_input("decoding: stop token id {} outside the vocabulary [0, {})", id, c.vocab_size);
+  if (o.deactivation)
+    for (auto [l, e] : *o.deactivation)
+      if (l < 0 || l >= c.num_layers || e < 0 || e >= c.num_experts)
+        fail_input("decoding: deactivated expert (layer {}, expert {}) outside the model ({} layers, {} experts)", l, e,
+                   c.num_layers, c.num_experts);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const DecodeRequest& r = requests[i];
+    if (r.prompt.empty()) fail_input("decoding request {}: empty prompt", i);
+    for (int id : r.prompt)
+      if (id < 0 || id >= c.vocab_size) fail_input("decoding request {}: token id {} outside the vocabulary [0, {})", i, id, c.vocab_size);
+    for (int id : r.answer_ids)
+      if (id < 0 || id >= c.vocab_size) fail_input("decoding request {}: answer token id {} outside the vocabulary [0, {})", i, id, c.vocab_size);
+    const long long longest = static_cast<long long>(r.prompt.size()) + o.max_new_tokens;
+    if (c.max_position_embeddings > 0 && longest > c.max_position_embeddings)
+      fail_input("decoding request {}: prompt of {} tokens plus max_new_tokens {} exceeds max_position_embeddings {}", i,
+                 r.prompt.size(), o.max_new_tokens, c.max_position_embeddings);
+  }
+}
+
+// One prompt being decoded: its sequence so far and the record of the last step.
+struct Active {
+  std::size_t request = 0;
+  Prompt seq;
+  std::unique_ptr<RunRecord> record;
+  int next = -1;  // token chosen at the last step, not yet in seq
+};
+
+// The base of the next one-token continuation: the previous record's residual entering each layer
+// and K/V (moved, not copied), with the new token's embedding appended to the input of layer 0,
+// where the continuation reads its input.
+std::unique_ptr<RunRecord> extend_base(Engine& engine, RunRecord& prev, int token) {
+  Backend& B = engine.backend();
+  auto base = std::make_unique<RunRecord>();
+  base->num_tokens = prev.num_tokens + 1;
+  base->level = RecordLevel::Base;
+  base->layers.resize(prev.layers.size());
+  for (std::size_t l = 0; l < prev.layers.size(); ++l) {
+    base->layers[l].keys = std::move(prev.layers[l].keys);
+    base->layers[l].values = std::move(prev.layers[l].values);
+    base->layers[l].input = std::move(prev.layers[l].input);
+  }
+  TensorPtr emb = B.embed(*engine.model().embed, {token});
+  base->layers[0].input = B.concat_rows({base->layers[0].input.get(), emb.get()});
+  return base;
+}
+
+void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, std::size_t begin, std::size_t end,
+                  const DecodeOptions& o, std::vector<DecodeResult>& out) {
+  const int E = engine.model().config.num_experts;
+  std::vector<Active> active(end - begin);
+  // Prompt runs: one call for the group.
+  std::vector<StreamSpec> specs;
+  for (std::size_t i = begin; i < end; ++i) {
+    Active& a = active[i - begin];
+    a.request = i;
+    a.seq.ids = requests[i].prompt;
+    StreamSpec s;
+    s.prompt = &a.seq;
+    s.deactivation = o.deactivation;
+    s.record = o.capture_routing ? RecordLevel::Full : RecordLevel::Base;
+    s.readout = Readout::LastLogits;
+    specs.push_back(s);
+  }
+  std::vector<StreamOutput> outs = engine.run(specs);
+  for (std::size_t j = 0; j < active.size(); ++j) {
+    Active& a = active[j];
+    DecodeResult& r = out[a.request];
+    for (int id : requests[a.request].answer_ids) r.answer_logprobs.push_back(log_softmax_at(outs[j].logits, id));
+    if (o.capture_routing) r.routing = summarise_routing(*outs[j].record, E, o.deactivation);
+    a.record = std::move(outs[j].record);
+    a.next = argmax(outs[j].logits, a.request);
+    r.token_logprobs.push_back(log_softmax_at(outs[j].logits, a.next));
+  }
+
+  // Steps: take each prompt's chosen token; stop or continue by one token.
+  for (;;) {
+    std::vector<Active*> running;
+    for (Active& a : active) {
+      if (!a.record) continue;
+      DecodeResult& r = out[a.request];
+      if (std::find(o.stop_ids.begin(), o.stop_ids.end(), a.next) != o.stop_ids.end()) {
+        r.stop_id = a.next;
+        r.token_logprobs.pop_back();  // the stop token is not part of the output
+        a.record.reset();
+        continue;
+      }
+      r.tokens.push_back(a.next);
+      if (static_cast<int>(r.tokens.size()) >= o.max_new_tokens) {
+        a.record.reset();
+        continue;
+      }
+      running.push_back(&a);
+    }
+    if (running.empty()) break;
+    std::vector<std::unique_ptr<RunRecord>> bases;
+    specs.clear();
+    for (Active* a : running) {
+      bases.push_back(extend_base(engine, *a->record, a->next));
+      a->record.reset();
+      a->seq.ids.push_back(a->next);
+      StreamSpec s;
+      s.prompt = &a->seq;
+      s.start_pos = a->seq.num_tokens() - 1;
+      s.base = bases.back().get();
+      s.deactivation = o.deactivation;
+      s.record = RecordLevel::Base;
+      s.readout = Readout::LastLogits;
+      specs.push_back(s);
+    }
+    outs = engine.run(specs);
+    for (std::size_t j = 0; j < running.size(); ++j) {
+      Active& a = *running[j];
+      a.record = std::move(outs[j].record);
+      a.next = argmax(outs[j].logits, a.request);
+      out[a.request].token_logprobs.push_back(log_softmax_at(outs[j].logits, a.next));
+    }
+  }
+}
+
+}  // namespace
+
+double log_softmax_at(const std::vector<float>& logits, int id) {
+  MOETRACE_ASSERT(id >= 0 && static_cast<std::size_t>(id) < logits.size(), "log-softmax index out of range");
+  double mx = -std::numeric_limits<double>::infinity();
+  for (float v : logits) mx = std::max(mx, static_cast<double>(v));
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
+  return static_cast<double>(logits[id]) - mx - std::log(sum);
+}
+
+RoutingSummary summarise_routing(const RunRecord& record, int num_experts, const Deactivation* deactivation) {
+  MOETRACE_ASSERT(record.level == RecordLevel::Full, "routing statistics need a full record");
+  const int L = static_cast<int>(record.layers.size()), E = num_experts, T = record.num_tokens;
+  MOETRACE_ASSERT(T > 0, "routing statistics of an empty run");
+  RoutingSummary s;
+  s.layers = L;
+  s.experts = E;
+  const std::size_t n = static_cast<std::size_t>(L) * E;
+  for (auto* v : {&s.logit_mean, &s.prob_mean, &s.selected_mean, &s.logit_last, &s.prob_last, &s.selected_last})
+    v->assign(n, 0.0);
+  std::vector<char> masked(n, 0);
+  if (deactivation)
+    for (auto [l, e] : *deactivation) masked[static_cast<std::size_t>(l) * E + e] = 1;
+  std::vector<double> p(E);
+  for (int l = 0; l < L; ++l) {
+    const LayerRecord& R = record.layers[l];
+    MOETRACE_ASSERT(R.router_logits.size() == static_cast<std::size_t>(T) * E, "router logits of a full record");
+    const int K = R.routing.k;
+    const std::size_t row0 = static_cast<std::size_t>(l) * E;
+    for (int t = 0; t < T; ++t) {
+      const float* z = &R.router_logits[static_cast<std::size_t>(t) * E];
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int e = 0; e < E; ++e)
+        if (!masked[row0 + e]) mx = std::max(mx, static_cast<double>(z[e]));
+      double sum = 0.0;
+      for (int e = 0; e < E; ++e) {
+        p[e] = masked[row0 + e] ? 0.0 : std::exp(static_cast<double>(z[e]) - mx);
+        sum += p[e];
+      }
+      for (int e = 0; e < E; ++e) {
+        p[e] /= sum;
+        s.logit_mean[row0 + e] += z[e];
+        s.prob_mean[row0 + e] += p[e];
+      }
+      for (int j = 0; j < K; ++j) s.selected_mean[row0 + R.routing.experts[static_cast<std::size_t>(t) * K + j]] += 1.0;
+      if (t == T - 1) {
+        for (int e = 0; e < E; ++e) {
+          s.logit_last[row0 + e] = z[e];
+          s.prob_last[row0 + e] = p[e];
+        }
+        for (int j = 0; j < K; ++j) s.selected_last[row0 + R.routing.experts[static_cast<std::size_t>(t) * K + j]] = 1.0;
+      }
+    }
+    for (int e = 0; e < E; ++e) {
+      s.logit_mean[row0 + e] /= T;
+      s.prob_mean[row0 + e] /= T;
+      s.selected_mean[row0 + e] /= T;
+    }
+  }
+  return s;
+}
+
+std::vector<DecodeResult> greedy_decode(Engine& engine, const std::vector<DecodeRequest>& requests,
+                                        const DecodeOptions& options) {
+  validate(engine, requests, options);
+  std::vector<DecodeResult> out(requests.size());
+  for (std::size_t b = 0; b < requests.size(); b += options.prompts_per_call)
+    decode_group(engine, requests, b, std::min(requests.size(), b + options.prompts_per_call), options, out);
+  return out;
+}
+
+}  // namespace moetrace

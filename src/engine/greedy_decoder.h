@@ -1,0 +1,67 @@
+#pragma once
+// Greedy decoding with the K/V cache, for asking questions (router-contrast localisation,
+// docs/localize.md "Asking" and "Routing statistics").
+//
+// Each prompt is run once in full (recorded, so that its K/V can be continued); every new token is
+// then a one-token continuation of the previous step's record: the stream's prompt is the sequence
+// so far, it starts at (layer 0, position T) and its base is the previous record with the new
+// token's embedding appended to the residual entering layer 0. Many prompts share each engine call;
+// the backend's row independence (docs/engine.md) makes every prompt's output independent of which
+// and how many prompts share a call.
+#include <cstddef>
+#include <vector>
+
+#include "engine/forward.h"
+
+namespace moetrace {
+
+struct DecodeRequest {
+  std::vector<int> prompt;        // token ids, non-empty
+  std::vector<int> answer_ids;    // first token of each accepted answer: log p at the last prompt position
+};
+
+struct DecodeOptions {
+  int max_new_tokens = 16;                     // >= 1
+  std::vector<int> stop_ids;                   // newline and EOS tokens: decoding of a prompt stops at one
+  const Deactivation* deactivation = nullptr;  // applied to the prompt run and every step
+  bool capture_routing = false;                // fill DecodeResult::routing (the prompt run is recorded fully)
+  std::size_t prompts_per_call = 64;           // prompts decoded together (>= 1)
+};
+
+// Router statistics of one prompt per (layer, expert), each a [layers x experts] row-major matrix
+// (the layout of ContrastPair::values, src/localize/localize_contrast.h). Over the prompt's tokens
+// only (not the generated ones):
+//  - logit: the router logit as the router computed it (before the deactivation mask);
+//  - prob: softmax over all experts of the logits, in double, with deactivated experts at -inf
+//    (probability 0);
+//  - selected: 1 where the expert is among the token's top-k (the routing the run used), else 0.
+// `*_mean` is the mean over the prompt's tokens, `*_last` the value at the last prompt token.
+struct RoutingSummary {
+  int layers = 0;
+  int experts = 0;
+  std::vector<double> logit_mean, prob_mean, selected_mean;
+  std::vector<double> logit_last, prob_last, selected_last;
+};
+
+struct DecodeResult {
+  std::vector<int> tokens;             // generated tokens, the stop token excluded
+  std::vector<double> token_logprobs;  // log p of each generated token (log-softmax over the vocabulary)
+  int stop_id = -1;                    // the stop token that ended decoding, -1 when max_new_tokens did
+  std::vector<double> answer_logprobs; // per DecodeRequest::answer_ids, at the last prompt position
+  RoutingSummary routing;              // when DecodeOptions::capture_routing
+};
+
+// Decodes every request greedily (argmax, ties to the lower token id). Throws InputError (naming the
+// request index) for an empty prompt, a token id outside the vocabulary, a prompt plus max_new_tokens
+// longer than the model's max_position_embeddings (where the config has one), bad options, and
+// non-finite logits.
+std::vector<DecodeResult> greedy_decode(Engine& engine, const std::vector<DecodeRequest>& requests,
+                                        const DecodeOptions& options);
+
+// log-softmax of `logits` at index `id`, in double: logits[id] - max - log(sum exp(logits - max)).
+double log_softmax_at(const std::vector<float>& logits, int id);
+
+// The RoutingSummary of a fully recorded run (RecordLevel::Full) of `num_tokens` tokens.
+RoutingSummary summarise_routing(const RunRecord& record, int num_experts, const Deactivation* deactivation);
+
+}  // namespace moetrace
