@@ -16,7 +16,7 @@
 #include "backend/backend.h"
 #include "engine/device_model.h"
 #include "engine/greedy_decoder.h"
-#include "engine/routing.h"
+#include "support/host_routing.h"
 #include "model/model_weights.h"
 #include "results/fixture_io.h"
 #include "support/test_paths.h"
@@ -281,7 +281,7 @@ BOOST_AUTO_TEST_CASE(routing_summary_equals_hand_computation) {
           for (int t = 0; t < T; ++t)
             for (int e = 0; e < E; ++e)
               if (off[e]) masked[t].push_back(e);
-          // The top-k from the reference host routing (engine/routing.h), not from the record.
+          // The top-k from the reference host routing (tests/support/host_routing.h), not from the record.
           const Routing top = route_top_k(z, T, E, K, c.norm_topk_prob, masked);
           for (int e = 0; e < E; ++e) {
             long double logit_sum = 0, prob_sum = 0, sel_sum = 0, prob_last = 0;
