@@ -30,6 +30,7 @@ TracedCase CaseTracer::prepare(const Prompt& prompt, std::vector<std::vector<flo
     noised.push_back(s);
   }
   if (!noised.empty()) tc.noised = run_batched(noised, work_.prepare_steps);
+  if (noised_level == RecordLevel::Full) tc.noised_full_from = 0;
   return tc;
 }
 
@@ -62,9 +63,39 @@ std::vector<TracedCase> CaseTracer::prepare_batch(std::vector<PrepareRequest> re
   }
   out = run_batched(noised, work_.prepare_steps);
   std::size_t k = 0;
-  for (TracedCase& tc : cases)
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    TracedCase& tc = cases[i];
     for (std::size_t j = 0; j < tc.noise.size(); ++j) tc.noised.push_back(std::move(out[k++]));
+    if (requests[i].noised_level == RecordLevel::Full) tc.noised_full_from = 0;
+  }
   return cases;
+}
+
+void CaseTracer::record_noised_in_full(const std::vector<TracedCase*>& cases, int from_layer) {
+  std::vector<StreamSpec> streams;
+  for (const TracedCase* tc : cases) {
+    MOETRACE_ASSERT(tc->noised_full_from < 0 || tc->noised_full_from > from_layer, "noised runs already recorded");
+    for (const StreamOutput& n : tc->noised) {
+      MOETRACE_ASSERT(n.record && n.record->level != RecordLevel::None, "noised run without a record");
+      StreamSpec s;
+      s.prompt = &tc->prompt;
+      s.start_layer = from_layer;
+      s.base = n.record.get();  // its input, keys and values at from_layer: the run goes on from there
+      s.record = RecordLevel::Full;
+      streams.push_back(s);
+    }
+  }
+  if (streams.empty()) return;
+  std::vector<StreamOutput> out = run_batched(streams, work_.prepare_steps);
+  std::size_t k = 0;
+  for (TracedCase* tc : cases) {
+    for (StreamOutput& n : tc->noised) {
+      std::unique_ptr<RunRecord> full = std::move(out[k++].record);
+      for (int l = 0; l < from_layer; ++l) full->layers[l] = std::move(n.record->layers[l]);
+      n.record = std::move(full);  // the contrast is the noised run's, unchanged
+    }
+    tc->noised_full_from = from_layer;
+  }
 }
 
 std::vector<StreamOutput> CaseTracer::run_batched(const std::vector<StreamSpec>& streams, std::uint64_t& steps) {

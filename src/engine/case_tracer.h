@@ -19,6 +19,8 @@ struct TracedCase {
   StreamOutput clean;                     // RecordLevel::Full
   std::vector<std::vector<float>> noise;  // per sample: [(s1 - s0) * H]
   std::vector<StreamOutput> noised;       // per sample: RecordLevel::Base, with its contrast
+  // The noised records are Full at layers >= noised_full_from (-1: Base at every layer).
+  int noised_full_from = -1;
 };
 
 // What prepare_batch needs of one case.
@@ -58,6 +60,13 @@ class CaseTracer {
   // one call, then every noised run in one call. Each case's results are exactly those of prepare()
   // (the backend computes every token row independently of the rows it shares a call with).
   std::vector<TracedCase> prepare_batch(std::vector<PrepareRequest> requests);
+
+  // Re-records the noised runs of `cases` in full at layers >= from_layer, continuing their own
+  // records at that layer (no clean run, no layer before from_layer is recomputed), in as few engine
+  // calls as max_batch_rows allows; the layers before keep their records. The values are exactly
+  // those of a noised run prepared with RecordLevel::Full (row independence). Counted as
+  // preparation work.
+  void record_noised_in_full(const std::vector<TracedCase*>& cases, int from_layer);
 
   Engine& engine() { return engine_; }
   const TracerWork& work() const { return work_; }

@@ -18,8 +18,10 @@ void validate(const StreamSpec& s, const ModelConfig& c) {
   }
   if (s.record == RecordLevel::Full && s.start_pos > 0)
     MOETRACE_ASSERT(s.base->level == RecordLevel::Full, "a full record continuing a run needs a full base");
-  if (s.record != RecordLevel::None)
-    MOETRACE_ASSERT(s.start_layer == 0, "a recorded run must start at layer 0");
+  // A recorded run starting after layer 0 (CaseTracer::record_noised_in_full) records the layers
+  // from its start on, whole: it must start at position 0.
+  if (s.record != RecordLevel::None && s.start_layer > 0)
+    MOETRACE_ASSERT(s.start_pos == 0, "a recorded run starting after layer 0 must start at position 0");
   if (s.readout == Readout::AllLogits) MOETRACE_ASSERT(s.start_pos == 0, "all logits need start_pos 0");
   if (s.noise) {
     MOETRACE_ASSERT(s.start_layer == 0, "noise is added to embeddings: start_layer must be 0");

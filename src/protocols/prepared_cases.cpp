@@ -20,7 +20,10 @@ std::size_t record_bytes(const RunRecord* r) {
   return b;
 }
 
-bool covers(RecordLevel have, RecordLevel want) { return static_cast<int>(have) >= static_cast<int>(want); }
+// Whether a prepared case's noised records hold `level` (Full: at the layers >= full_from).
+bool covers(const TracedCase& tc, RecordLevel level, int full_from) {
+  return level != RecordLevel::Full || (tc.noised_full_from >= 0 && tc.noised_full_from <= full_from);
+}
 
 }  // namespace
 
@@ -43,16 +46,24 @@ PreparedCases::PreparedCases(const RunConfig& config, CaseTracer& tracer, double
     : config_(config), tracer_(tracer), sigma_base_(sigma_base), budget_(budget_bytes) {}
 
 std::vector<std::shared_ptr<const TracedCase>> PreparedCases::get(const std::vector<const UsableCase*>& cases,
-                                                                   double multiplier, RecordLevel level) {
+                                                                   double multiplier, RecordLevel level, int full_from) {
   std::vector<std::shared_ptr<const TracedCase>> out(cases.size());
   std::vector<PrepareRequest> requests;
   std::vector<std::size_t> missing;
+  std::vector<TracedCase*> extend;
+  std::vector<Key> extend_keys;
   const int H = tracer_.engine().model().config.hidden_size;
   for (std::size_t i = 0; i < cases.size(); ++i) {
-    auto it = kept_.find({cases[i]->record.case_id, multiplier});
-    if (it != kept_.end() && covers(it->second.level, level)) {
+    const Key key{cases[i]->record.case_id, multiplier};
+    auto it = kept_.find(key);
+    if (it != kept_.end()) {
       out[i] = it->second.traced;
-      ++stats_.reused;
+      if (covers(*it->second.traced, level, full_from)) {
+        ++stats_.reused;
+      } else {
+        extend.push_back(it->second.traced.get());
+        extend_keys.push_back(key);
+      }
       continue;
     }
     const Prompt& p = cases[i]->prompt;
@@ -63,24 +74,36 @@ std::vector<std::shared_ptr<const TracedCase>> PreparedCases::get(const std::vec
     requests.push_back(std::move(r));
     missing.push_back(i);
   }
+  if (!extend.empty()) {
+    tracer_.record_noised_in_full(extend, full_from);
+    stats_.extended += extend.size();
+    for (const Key& key : extend_keys) keep(key, kept_.at(key).traced);  // re-sized, or let go
+  }
   if (requests.empty()) return out;
   std::vector<TracedCase> prepared = tracer_.prepare_batch(std::move(requests));
   stats_.prepared += prepared.size();
   for (std::size_t k = 0; k < missing.size(); ++k) {
     const std::size_t i = missing[k];
-    auto traced = std::make_shared<const TracedCase>(std::move(prepared[k]));
+    auto traced = std::make_shared<TracedCase>(std::move(prepared[k]));
     out[i] = traced;
-    // Keep what fits; the first cases kept stay (a later stage walks the cases in the same order).
-    const Key key{cases[i]->record.case_id, multiplier};
-    auto it = kept_.find(key);
-    const std::size_t old = it == kept_.end() ? 0 : it->second.bytes;
-    const std::size_t bytes = traced_case_bytes(*traced);
-    if (used_ - old + bytes <= budget_) {
-      used_ = used_ - old + bytes;
-      kept_[key] = Entry{traced, level, bytes};
-    }
+    keep({cases[i]->record.case_id, multiplier}, std::move(traced));
   }
   return out;
+}
+
+// Keeps what fits; the first cases kept stay (a later stage walks the cases in the same order). A
+// kept case that outgrows the budget (extended) is let go: the callers hold it while they use it.
+void PreparedCases::keep(const Key& key, std::shared_ptr<TracedCase> traced) {
+  auto it = kept_.find(key);
+  const std::size_t old = it == kept_.end() ? 0 : it->second.bytes;
+  const std::size_t bytes = traced_case_bytes(*traced);
+  if (used_ - old + bytes <= budget_) {
+    used_ = used_ - old + bytes;
+    kept_[key] = Entry{std::move(traced), bytes};
+  } else if (it != kept_.end()) {
+    used_ -= old;
+    kept_.erase(it);
+  }
 }
 
 }  // namespace moetrace

@@ -25,6 +25,7 @@ std::vector<float> subject_noise(std::uint64_t seed, std::int64_t case_id, int s
 struct PreparedStats {
   std::uint64_t prepared = 0;  // case preparations computed (clean + noised runs of one case)
   std::uint64_t reused = 0;    // preparations served from the kept ones
+  std::uint64_t extended = 0;  // kept ones whose noised runs were re-recorded in full from a layer on
 };
 
 class PreparedCases {
@@ -32,18 +33,20 @@ class PreparedCases {
   PreparedCases(const RunConfig& config, CaseTracer& tracer, double sigma_base, std::size_t budget_bytes);
 
   // The prepared runs of `cases` under noise multiplier `multiplier`, with noised runs recorded at
-  // least at `level` (in the order of `cases`).
+  // least at `level` (in the order of `cases`); for RecordLevel::Full, at the layers >= full_from.
+  // A kept case whose noised runs lack that is extended (CaseTracer::record_noised_in_full: the
+  // noised runs from layer full_from on, no clean run), not prepared again.
   std::vector<std::shared_ptr<const TracedCase>> get(const std::vector<const UsableCase*>& cases, double multiplier,
-                                                     RecordLevel level);
+                                                     RecordLevel level, int full_from = 0);
   const PreparedStats& stats() const { return stats_; }
 
  private:
   using Key = std::pair<std::int64_t, double>;  // case id, noise multiplier
   struct Entry {
-    std::shared_ptr<const TracedCase> traced;
-    RecordLevel level;
+    std::shared_ptr<TracedCase> traced;  // extended in place (only ever with bit-identical values added)
     std::size_t bytes;
   };
+  void keep(const Key& key, std::shared_ptr<TracedCase> traced);
 
   const RunConfig& config_;
   CaseTracer& tracer_;

@@ -113,8 +113,8 @@ std::vector<std::pair<double, double>> Sweeps::equal_norm(const std::vector<Equa
     const TracedCase& tc = *q.traced;
     const int last = tc.prompt.num_tokens() - 1;
     for (int s = 0; s < static_cast<int>(tc.noised.size()); ++s) {
-      MOETRACE_ASSERT(tc.noised[s].record && tc.noised[s].record->level == RecordLevel::Full,
-                      "equal-norm controls need fully recorded noised runs");
+      MOETRACE_ASSERT(tc.noised[s].record && tc.noised_full_from >= 0 && tc.noised_full_from <= layer,
+                      "equal-norm controls need noised runs recorded in full at their layer");
       const double n1 = delta_norm(b, *tc.clean.record, *tc.noised[s].record, layer, last, q.expert, H);
       const double n2 = delta_norm(b, *tc.clean.record, *tc.noised[s].record, layer, last, q.control, H);
       const double target = std::min(n1, n2);

@@ -116,10 +116,11 @@ TracingPipeline::TracingPipeline(const RunConfig& config, CaseTracer& tracer, co
 
 std::vector<std::shared_ptr<const TracedCase>> TracingPipeline::prepare(const std::vector<UsableCase>& cases,
                                                                         const std::vector<int>& rows,
-                                                                        double multiplier, RecordLevel level) {
+                                                                        double multiplier, RecordLevel level,
+                                                                        int full_from) {
   std::vector<const UsableCase*> chunk;
   for (int i : rows) chunk.push_back(&cases[i]);
-  return prepared_.get(chunk, multiplier, level);
+  return prepared_.get(chunk, multiplier, level, full_from);
 }
 
 void TracingPipeline::use_case_costs(const std::vector<UsableCase>& cases) {
@@ -337,12 +338,13 @@ void TracingPipeline::controls_and_coalitions() {
                             [&](const std::vector<int>& rows) {
     // Columns: sampled controls' mean rescue, gate-matched expert, its rescue, equal-norm rescue
     // of e* and of the gate-matched control; then one rescue per coalition. Cases whose e* is
-    // clean-active need fully recorded noised runs (equal-norm controls).
+    // clean-active need noised runs recorded in full at layer l* (equal-norm controls): a kept
+    // case gets them by re-recording its noised runs from l* on, not by being prepared again.
     std::vector<int> full, base;
     for (int i : rows) (estar >= 0 && X.active.at(i, estar) != 0 ? full : base).push_back(i);
     std::map<int, std::shared_ptr<const TracedCase>> tcs;
     for (auto [list, level] : {std::pair{&full, RecordLevel::Full}, std::pair{&base, RecordLevel::Base}}) {
-      const auto p = prepare(cases_, *list, config_.noise_multiplier, level);
+      const auto p = prepare(cases_, *list, config_.noise_multiplier, level, lstar);
       for (std::size_t k = 0; k < list->size(); ++k) tcs[(*list)[k]] = p[k];
     }
     std::vector<std::vector<double>> out(rows.size(), std::vector<double>(5, NAN));

@@ -69,10 +69,11 @@ class TracingPipeline {
                                                   const std::string& group, const std::string& name,
                                                   double multiplier, FilterKind filter);
 
-  // Prepared runs of the listed cases (indices into `cases`).
+  // Prepared runs of the listed cases (indices into `cases`); Full: noised runs recorded in full at
+  // the layers >= full_from (PreparedCases::get).
   std::vector<std::shared_ptr<const TracedCase>> prepare(const std::vector<UsableCase>& cases,
                                                          const std::vector<int>& rows, double multiplier,
-                                                         RecordLevel level = RecordLevel::Base);
+                                                         RecordLevel level = RecordLevel::Base, int full_from = 0);
   void use_case_costs(const std::vector<UsableCase>& cases);
 
   const RunConfig& config_;

@@ -13,6 +13,8 @@
 
 #include <zlib.h>
 
+#include "results/journal.h"
+#include "util/checked.h"
 #include "util/error.h"
 #include "util/logging.h"
 
@@ -102,6 +104,57 @@ void fail_damaged(const std::string& path, const std::string& object, const std:
              path, object, what);
 }
 
+// The journal of a Snapshot-mode file: the snapshot on disk it continues and the changes since
+// the last checkpoint, encoded as operations (kOp... below) replayed by File::apply.
+struct File::Journal {
+  explicit Journal(const std::string& path) : writer(journal::path_for(path)) {}
+  journal::Writer writer;
+  journal::Base base;     // the snapshot on disk
+  bool has_base = false;  // false until the first snapshot of a new file
+  journal::PayloadWriter pending;
+};
+
+// Marks a public mutating call; only the outermost one of a journaled file is recorded.
+class File::OpScope {
+ public:
+  explicit OpScope(File& f) : f_(f), w_(f.record_op()) {}
+  ~OpScope() { f_.end_op(); }
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+  journal::PayloadWriter* writer() const { return w_; }
+
+ private:
+  File& f_;
+  journal::PayloadWriter* w_;
+};
+
+namespace {
+enum Op : std::uint8_t {
+  kOpCreateGroups = 1,
+  kOpWriteNumeric,
+  kOpCreateDataset,
+  kOpWriteRows,
+  kOpWriteStrings,
+  kOpAttrDouble,
+  kOpAttrInt,
+  kOpAttrString,
+};
+
+std::size_t elem_size(std::uint8_t elem) { return elem == 0 || elem == 2 ? 4 : 8; }
+
+std::size_t numel(const std::vector<std::size_t>& shape) {
+  std::size_t n = 1;
+  for (std::size_t d : shape) n = mul_or_fail(n, d, "a journaled dataset's size");
+  return n;
+}
+}  // namespace
+
+journal::PayloadWriter* File::record_op() {
+  return op_depth_++ == 0 && journal_ && !replaying_ ? &journal_->pending : nullptr;
+}
+
+File::~File() = default;
+
 std::string library_version() {
   unsigned maj = 0, min = 0, rel = 0;
   MOETRACE_H5_CHECK(H5get_libversion(&maj, &min, &rel), "H5get_libversion");
@@ -166,18 +219,148 @@ File::File(const std::string& path, Mode mode) : path_(path) {
       break;
   }
   file_ = Handle(id);
+  if (snapshot_) journal_ = std::make_unique<Journal>(path);
   // Everything a resumed run keeps is checked before it is trusted.
   if (mode == Mode::SnapshotResume) {
     const std::size_t unchecked = verify();
     if (unchecked)
       spdlog::warn("{}: {} dataset(s) carry no checksum (written by an older moetrace): their damage cannot be "
                    "detected", path, unchecked);
+    replay_journal();
+  }
+  if (mode == Mode::ReadOnly && std::filesystem::exists(journal::path_for(path)))
+    spdlog::warn("{}: a checkpoint journal ({}) holds rows not yet folded into this file (the run was interrupted): "
+                 "`moetrace run --resume` folds them in; this read shows the last full snapshot",
+                 path, journal::path_for(path));
+}
+
+void File::replay_journal() {
+  const std::string jpath = journal::path_for(path_);
+  const journal::Base base = journal::base_of_file(path_);
+  journal_->base = base;
+  journal_->has_base = true;
+  stats_.image_bytes = base.size;
+  const journal::ReadResult r = journal::read(jpath, base);
+  if (!r.present) return;
+  if (r.stale) {
+    spdlog::info("{}: ignoring {}: it continues an earlier snapshot (the run stopped right after writing a newer "
+                 "one)", path_, jpath);
+  } else {
+    replaying_ = true;
+    for (std::size_t i = 0; i < r.payloads.size(); ++i) {
+      journal::PayloadReader op(r.payloads[i], fmt::format("{}: checkpoint journal record {}", jpath, i + 1));
+      while (!op.done()) apply(op);
+    }
+    replaying_ = false;
+    stats_.replayed_records = r.payloads.size();
+    spdlog::info("{}: replayed {} checkpoint(s) from {}", path_, r.payloads.size(), jpath);
+    if (r.dropped_bytes)
+      spdlog::warn("{}: dropped a torn or damaged last record ({} bytes at byte {}): the checkpoint it held was "
+                   "cut off by the interruption; the run resumes from the checkpoint before it",
+                   jpath, r.dropped_bytes, r.good_bytes);
+  }
+  // Fold what was replayed into a new snapshot; the journal goes (a torn tail must not stay in it).
+  flush_image();
+}
+
+void File::apply(journal::PayloadReader& op) {
+  const std::uint8_t code = op.u8();
+  switch (code) {
+    case kOpCreateGroups: create_groups(op.str()); return;
+    case kOpWriteNumeric: {
+      const std::string ds = op.str();
+      const auto shape = op.sizes();
+      const std::uint8_t elem = op.u8();
+      if (elem > 3) op.fail("an unknown element type");
+      WriteOptions o;
+      o.compress = op.u8() != 0;
+      o.chunk = op.sizes();
+      if (!o.chunk.empty() && o.chunk.size() != shape.size()) op.fail("a chunk shape of another rank");
+      const char* data = op.bytes(mul_or_fail(numel(shape), elem_size(elem), "a journaled dataset's size"));
+      write_numeric(ds, shape, static_cast<Elem>(elem), data, o);
+      return;
+    }
+    case kOpCreateDataset: {
+      const std::string ds = op.str();
+      const auto shape = op.sizes();
+      const bool is_int = op.u8() != 0;
+      const double fill = op.f64();
+      WriteOptions o;
+      o.compress = op.u8() != 0;
+      o.chunk = op.sizes();
+      if (!o.chunk.empty() && o.chunk.size() != shape.size()) op.fail("a chunk shape of another rank");
+      if (exists(ds)) op.fail("it creates dataset '" + ds + "', which exists");
+      create_dataset(ds, shape, is_int, fill, o);
+      return;
+    }
+    case kOpWriteRows: {
+      const std::string ds = op.str();
+      const std::uint64_t row0 = op.u64(), n = op.u64();
+      const std::uint8_t elem = op.u8();
+      if (elem != static_cast<std::uint8_t>(Elem::Double) && elem != static_cast<std::uint8_t>(Elem::Int32))
+        op.fail("an unknown element type");
+      if (!exists(ds)) op.fail("it writes rows of dataset '" + ds + "', which does not exist");
+      auto shape = this->shape(ds);
+      if (shape.empty() || row0 > shape[0] || n > shape[0] - row0) op.fail("rows outside dataset '" + ds + "'");
+      shape[0] = n;
+      const char* data = op.bytes(mul_or_fail(numel(shape), elem_size(elem), "a journaled dataset's size"));
+      write_rows(ds, row0, n, static_cast<Elem>(elem), data);
+      return;
+    }
+    case kOpWriteStrings: {
+      const std::string ds = op.str();
+      const std::uint64_t n = op.u64();
+      std::vector<std::string> v;
+      for (std::uint64_t i = 0; i < n; ++i) v.push_back(op.str());  // each str() is bounds-checked
+      write_strings(ds, v);
+      return;
+    }
+    case kOpAttrDouble:
+    case kOpAttrInt:
+    case kOpAttrString: {
+      const std::string object = op.str(), name = op.str();
+      if (!exists(object)) op.fail("it sets an attribute of '" + object + "', which does not exist");
+      if (code == kOpAttrDouble) set_attr(object, name, op.f64());
+      else if (code == kOpAttrInt) set_attr(object, name, static_cast<std::int64_t>(op.u64()));
+      else set_attr(object, name, op.str());
+      return;
+    }
+    default: op.fail(fmt::format("an unknown operation {}", code));
   }
 }
 
 void File::flush() {
+  if (!snapshot_) {
+    MOETRACE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_);
+    return;
+  }
+  // Nothing changed since the snapshot on disk: it is already this file.
+  if (journal_->has_base && journal_->pending.data().empty() && journal_->writer.size() == 0) return;
+  flush_image();
+}
+
+void File::checkpoint() {
+  if (!snapshot_) {
+    flush();
+    return;
+  }
+  Journal& j = *journal_;
+  if (j.pending.data().empty()) return;
+  ++stats_.checkpoints;
+  const std::uint64_t limit = std::max<std::uint64_t>(kJournalMinBytes, stats_.image_bytes / kJournalImageFraction);
+  if (!j.has_base || j.writer.size() + j.pending.data().size() > limit) {
+    flush_image();
+    return;
+  }
+  const std::size_t n = j.writer.append(j.base, j.pending.data());
+  j.pending.data().clear();
+  ++stats_.journal_records;
+  stats_.journal_bytes += n;
+  stats_.last_record_bytes = n;
+}
+
+void File::flush_image() {
   MOETRACE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_);
-  if (!snapshot_) return;
   const ssize_t size = MOETRACE_H5_CHECK(H5Fget_file_image(file_.id(), nullptr, 0), path_);
   std::vector<char> image(static_cast<std::size_t>(size));
   MOETRACE_H5_CHECK(H5Fget_file_image(file_.id(), image.data(), image.size()), path_);
@@ -196,6 +379,16 @@ void File::flush() {
   if (::fsync(fd) != 0 || ::close(fd) != 0) fail_input("cannot sync {}: {}", tmp, std::strerror(errno));
   if (std::rename(tmp.c_str(), path_.c_str()) != 0)
     fail_input("cannot replace {} with {}: {}", path_, tmp, std::strerror(errno));
+  // The snapshot holds everything: the journal goes (a crash before this leaves a journal whose
+  // base is the previous snapshot, ignored on resume).
+  Journal& j = *journal_;
+  j.base = journal::base_of_bytes(image.data(), image.size());
+  j.has_base = true;
+  j.writer.remove();
+  j.pending.data().clear();
+  ++stats_.snapshots;
+  stats_.snapshot_bytes += image.size();
+  stats_.image_bytes = image.size();
 }
 
 bool File::exists(const std::string& object) const {
@@ -232,6 +425,7 @@ std::vector<std::string> File::children(const std::string& group) const {
 }
 
 void File::create_groups(const std::string& group) {
+  OpScope scope(*this);
   std::string prefix;
   std::stringstream ss(group);
   std::string part;
@@ -241,6 +435,10 @@ void File::create_groups(const std::string& group) {
     if (H5Lexists(file_.id(), prefix.c_str(), H5P_DEFAULT) > 0) continue;
     Handle g(H5Gcreate2(file_.id(), prefix.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     MOETRACE_H5_CHECK(g.id(), path_ + ":" + prefix);
+  }
+  if (auto* w = scope.writer()) {
+    w->u8(kOpCreateGroups);
+    w->str(group);
   }
 }
 
@@ -288,8 +486,12 @@ Array<std::int64_t> File::read_int(const std::string& dataset) const {
   return read_as<std::int64_t>(*this, file_.id(), dataset, H5T_NATIVE_INT64);
 }
 
-void File::write_numeric(const std::string& dataset, const std::vector<std::size_t>& shape, std::int64_t mem_type,
-                         std::int64_t file_type, const void* data, const WriteOptions& opts) {
+void File::write_numeric(const std::string& dataset, const std::vector<std::size_t>& shape, Elem elem,
+                         const void* data, const WriteOptions& opts) {
+  OpScope scope(*this);
+  const hid_t types[4][2] = {{H5T_NATIVE_FLOAT, H5T_IEEE_F32LE}, {H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE},
+                             {H5T_NATIVE_INT32, H5T_STD_I32LE}, {H5T_NATIVE_INT64, H5T_STD_I64LE}};
+  const hid_t mem_type = types[static_cast<int>(elem)][0], file_type = types[static_cast<int>(elem)][1];
   create_groups(parent_of(dataset));
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
@@ -321,27 +523,37 @@ void File::write_numeric(const std::string& dataset, const std::vector<std::size
   Handle d(H5Dcreate2(file_.id(), dataset.c_str(), file_type, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT));
   MOETRACE_H5_CHECK(d.id(), path_ + ":" + dataset);
   if (n) MOETRACE_H5_CHECK(H5Dwrite(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_ + ":" + dataset);
+  if (auto* w = scope.writer()) {
+    w->u8(kOpWriteNumeric);
+    w->str(dataset);
+    w->sizes(shape);
+    w->u8(static_cast<std::uint8_t>(elem));
+    w->u8(opts.compress ? 1 : 0);
+    w->sizes(opts.chunk);
+    w->bytes(data, n * elem_size(static_cast<std::uint8_t>(elem)));
+  }
 }
 
 void File::write_float(const std::string& ds, const std::vector<std::size_t>& shape, const float* data,
                        const WriteOptions& o) {
-  write_numeric(ds, shape, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, data, o);
+  write_numeric(ds, shape, Elem::Float, data, o);
 }
 void File::write_double(const std::string& ds, const std::vector<std::size_t>& shape, const double* data,
                         const WriteOptions& o) {
-  write_numeric(ds, shape, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data, o);
+  write_numeric(ds, shape, Elem::Double, data, o);
 }
 void File::write_int(const std::string& ds, const std::vector<std::size_t>& shape, const std::int32_t* data,
                      const WriteOptions& o) {
-  write_numeric(ds, shape, H5T_NATIVE_INT32, H5T_STD_I32LE, data, o);
+  write_numeric(ds, shape, Elem::Int32, data, o);
 }
 void File::write_int64(const std::string& ds, const std::vector<std::size_t>& shape, const std::int64_t* data,
                        const WriteOptions& o) {
-  write_numeric(ds, shape, H5T_NATIVE_INT64, H5T_STD_I64LE, data, o);
+  write_numeric(ds, shape, Elem::Int64, data, o);
 }
 
 void File::create_dataset(const std::string& dataset, const std::vector<std::size_t>& shape, bool is_int,
                           double fill, const WriteOptions& opts) {
+  OpScope scope(*this);
   create_groups(parent_of(dataset));
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
@@ -369,12 +581,23 @@ void File::create_dataset(const std::string& dataset, const std::vector<std::siz
   MOETRACE_H5_CHECK(H5Pset_fill_time(dcpl.id(), H5D_FILL_TIME_ALLOC), dataset);
   Handle d(H5Dcreate2(file_.id(), dataset.c_str(), type, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT));
   MOETRACE_H5_CHECK(d.id(), path_ + ":" + dataset);
+  if (auto* w = scope.writer()) {
+    w->u8(kOpCreateDataset);
+    w->str(dataset);
+    w->sizes(shape);
+    w->u8(is_int ? 1 : 0);
+    w->f64(fill);
+    w->u8(opts.compress ? 1 : 0);
+    w->sizes(opts.chunk);
+  }
 }
 
-namespace {
-void write_rows(const File& f, hid_t file_id, const std::string& dataset, std::size_t row0, std::size_t n,
-                hid_t mem_type, const void* data) {
-  auto shape = f.shape(dataset);
+void File::write_rows(const std::string& dataset, std::size_t row0, std::size_t n, Elem elem, const void* data) {
+  OpScope scope(*this);
+  const hid_t file_id = file_.id();
+  const hid_t mem_type = elem == Elem::Int32 ? H5T_NATIVE_INT32 : H5T_NATIVE_DOUBLE;
+  MOETRACE_ASSERT(elem == Elem::Int32 || elem == Elem::Double, "rows are int32 or float64");
+  auto shape = this->shape(dataset);
   MOETRACE_ASSERT(!shape.empty() && row0 + n <= shape[0], "row range outside " + dataset);
   Handle d(H5Dopen2(file_id, dataset.c_str(), H5P_DEFAULT));
   MOETRACE_H5_CHECK(d.id(), dataset);
@@ -386,18 +609,28 @@ void write_rows(const File& f, hid_t file_id, const std::string& dataset, std::s
   Handle mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
   // A row shares its chunk with others: HDF5 reads the chunk (verifying its checksum) first.
   if (H5Dwrite(d.id(), mem_type, mem.id(), space.id(), H5P_DEFAULT, data) < 0)
-    fail_damaged(f.path(), "dataset '" + dataset + "'", "a chunk to update cannot be read back");
+    fail_damaged(path_, "dataset '" + dataset + "'", "a chunk to update cannot be read back");
+  if (auto* w = scope.writer()) {
+    w->u8(kOpWriteRows);
+    w->str(dataset);
+    w->u64(row0);
+    w->u64(n);
+    w->u8(static_cast<std::uint8_t>(elem));
+    std::size_t values = 1;
+    for (hsize_t c : count) values *= c;
+    w->bytes(data, values * elem_size(static_cast<std::uint8_t>(elem)));
+  }
 }
-}  // namespace
 
 void File::write_rows_double(const std::string& ds, std::size_t row0, std::size_t n, const double* data) {
-  write_rows(*this, file_.id(), ds, row0, n, H5T_NATIVE_DOUBLE, data);
+  write_rows(ds, row0, n, Elem::Double, data);
 }
 void File::write_rows_int(const std::string& ds, std::size_t row0, std::size_t n, const std::int32_t* data) {
-  write_rows(*this, file_.id(), ds, row0, n, H5T_NATIVE_INT32, data);
+  write_rows(ds, row0, n, Elem::Int32, data);
 }
 
 void File::write_strings(const std::string& dataset, const std::vector<std::string>& values) {
+  OpScope scope(*this);
   create_groups(parent_of(dataset));
   Handle type(H5Tcopy(H5T_C_S1));
   MOETRACE_H5_CHECK(H5Tset_size(type.id(), H5T_VARIABLE), dataset);
@@ -412,6 +645,12 @@ void File::write_strings(const std::string& dataset, const std::vector<std::stri
   for (const auto& v : values) ptrs.push_back(v.c_str());
   if (!values.empty()) MOETRACE_H5_CHECK(H5Dwrite(d.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), dataset);
   set_attr(dataset, kStringsCrc, strings_crc(values));
+  if (auto* w = scope.writer()) {
+    w->u8(kOpWriteStrings);
+    w->str(dataset);
+    w->u64(values.size());
+    for (const auto& v : values) w->str(v);
+  }
 }
 
 std::vector<std::string> File::read_strings(const std::string& dataset) const {
@@ -583,17 +822,38 @@ void write_attr(hid_t file, const std::string& object, const std::string& name, 
 }  // namespace
 
 void File::set_attr(const std::string& object, const std::string& name, double value) {
+  OpScope scope(*this);
   write_attr(file_.id(), object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+  if (auto* w = scope.writer()) {
+    w->u8(kOpAttrDouble);
+    w->str(object);
+    w->str(name);
+    w->f64(value);
+  }
 }
 void File::set_attr(const std::string& object, const std::string& name, std::int64_t value) {
+  OpScope scope(*this);
   write_attr(file_.id(), object, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+  if (auto* w = scope.writer()) {
+    w->u8(kOpAttrInt);
+    w->str(object);
+    w->str(name);
+    w->u64(static_cast<std::uint64_t>(value));
+  }
 }
 void File::set_attr(const std::string& object, const std::string& name, const std::string& value) {
+  OpScope scope(*this);
   Handle type(H5Tcopy(H5T_C_S1));
   MOETRACE_H5_CHECK(H5Tset_size(type.id(), H5T_VARIABLE), name);
   MOETRACE_H5_CHECK(H5Tset_cset(type.id(), H5T_CSET_UTF8), name);
   const char* p = value.c_str();
   write_attr(file_.id(), object, name, type.id(), type.id(), &p);
+  if (auto* w = scope.writer()) {
+    w->u8(kOpAttrString);
+    w->str(object);
+    w->str(name);
+    w->str(value);
+  }
 }
 
 }  // namespace moetrace::h5

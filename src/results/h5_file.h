@@ -3,8 +3,14 @@
 // files beside it) that includes hdf5.h. Every HDF5 return code is checked with MOETRACE_H5_CHECK,
 // which names the file and line of the call and the HDF5 object involved.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace moetrace::journal {
+class PayloadReader;
+class PayloadWriter;
+}  // namespace moetrace::journal
 
 namespace moetrace::h5 {
 
@@ -52,17 +58,44 @@ class File {
     ReadWrite,
     Create /* fails if it exists */,
     Truncate,
-    // Crash-safe: the file lives in memory (HDF5 core driver) and flush() replaces the file on
-    // disk atomically (write a temporary, fsync, rename). A process killed at any moment leaves
-    // the last flushed snapshot, complete and readable, never a half-written file.
+    // Crash-safe: the file lives in memory (HDF5 core driver). flush() replaces the file on disk
+    // atomically (write a temporary, fsync, rename: a full snapshot); checkpoint() appends the
+    // changes since the last checkpoint to the journal `<path>.journal` (results/journal.h), or
+    // takes a full snapshot when the journal outgrows the rule in checkpoint(). A process killed at
+    // any moment leaves the last snapshot plus a journal of whole checkpoints (a torn last record is
+    // dropped), never a half-written file. SnapshotResume opens the snapshot, verifies it, replays
+    // the journal's valid records and folds them into a new snapshot.
     SnapshotCreate /* fails if it exists */,
     SnapshotResume,
     Scratch,  // in memory only, never written (the results of non-writing MPI ranks)
   };
   File(const std::string& path, Mode mode);
+  ~File();
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
   const std::string& path() const { return path_; }
   std::int64_t id() const { return file_.id(); }
+  // A full snapshot (Snapshot modes; the journal is removed) or HDF5's flush (other modes).
   void flush();
+  // Saves what changed since the last checkpoint: in Snapshot modes one journal record, whose
+  // size is that of the changes, unless there is no snapshot yet or the journal would exceed
+  // max(kJournalMinBytes, image / kJournalImageFraction): then a full snapshot (flush()).
+  // Other modes: flush().
+  void checkpoint();
+  static constexpr std::uint64_t kJournalMinBytes = 1u << 20;
+  static constexpr std::uint64_t kJournalImageFraction = 2;
+  // What checkpoints and snapshots wrote (for tests and the end-of-run log).
+  struct CheckpointStats {
+    std::uint64_t checkpoints = 0;        // checkpoint() calls that had changes to save
+    std::uint64_t journal_records = 0;    // ... saved as a journal record
+    std::uint64_t journal_bytes = 0;      // bytes appended to the journal, in all
+    std::uint64_t last_record_bytes = 0;  // bytes appended by the last journal record
+    std::uint64_t snapshots = 0;          // full images written
+    std::uint64_t snapshot_bytes = 0;     // their bytes, in all
+    std::uint64_t image_bytes = 0;        // size of the last full image
+    std::uint64_t replayed_records = 0;   // journal records replayed when the file was opened
+  };
+  const CheckpointStats& checkpoint_stats() const { return stats_; }
   // Reads every object (attributes, datasets in full) so that HDF5 verifies every checksum;
   // damage is an InputError naming the object. Returns the number of non-empty datasets that
   // carry no checksum (files of older versions). Called when a snapshot is resumed.
@@ -103,11 +136,26 @@ class File {
   void set_attr(const std::string& object, const std::string& name, const std::string& value);
 
  private:
-  void write_numeric(const std::string& dataset, const std::vector<std::size_t>& shape, std::int64_t mem_type,
-                     std::int64_t file_type, const void* data, const WriteOptions& opts);
+  enum class Elem : std::uint8_t { Float, Double, Int32, Int64 };
+  void write_numeric(const std::string& dataset, const std::vector<std::size_t>& shape, Elem elem, const void* data,
+                     const WriteOptions& opts);
+  void write_rows(const std::string& dataset, std::size_t row0, std::size_t n, Elem elem, const void* data);
+  // Journal: every outermost mutating call is encoded into pending_ (after it succeeded).
+  struct Journal;
+  class OpScope;
+  // The pending record to encode the current call into, or nullptr (nested call, replay, no journal).
+  journal::PayloadWriter* record_op();
+  void end_op() { --op_depth_; }
+  void replay_journal();
+  void flush_image();  // the full snapshot
+  void apply(journal::PayloadReader& op);
   std::string path_;
   bool snapshot_ = false;
   Handle file_;
+  int op_depth_ = 0;
+  bool replaying_ = false;
+  std::unique_ptr<Journal> journal_;  // Snapshot modes only
+  CheckpointStats stats_;
 };
 
 }  // namespace moetrace::h5

@@ -179,8 +179,13 @@ void ResultsFile::flush() {
   last_flush_ = std::chrono::steady_clock::now();
 }
 
+void ResultsFile::checkpoint() {
+  file_.checkpoint();
+  last_flush_ = std::chrono::steady_clock::now();
+}
+
 void ResultsFile::flush_if_due(double interval_s) {
-  if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush_).count() >= interval_s) flush();
+  if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush_).count() >= interval_s) checkpoint();
 }
 
 void ResultsFile::set_attr(const std::string& o, const std::string& n, double v) { file_.create_groups(o); file_.set_attr(o, n, v); }

@@ -81,10 +81,14 @@ class ResultsFile {
   void set_attr(const std::string& object, const std::string& name, double v);
   void set_attr(const std::string& object, const std::string& name, std::int64_t v);
   void set_attr(const std::string& object, const std::string& name, const std::string& v);
-  // Writes the snapshot to disk (atomically, see h5::File::Mode::SnapshotCreate).
+  // Writes a full snapshot to disk (atomically, see h5::File::Mode::SnapshotCreate) and removes
+  // the checkpoint journal: at stage ends, on a stop and at the end of the run.
   void flush();
-  // Flushes when at least `interval_s` seconds passed since the last flush.
+  // Saves what changed since the last checkpoint (a journal record; h5::File::checkpoint()).
+  void checkpoint();
+  // Checkpoints when at least `interval_s` seconds passed since the last checkpoint or flush.
   void flush_if_due(double interval_s);
+  const h5::File::CheckpointStats& checkpoint_stats() const { return file_.checkpoint_stats(); }
 
  private:
   h5::File file_;

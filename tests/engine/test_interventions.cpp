@@ -336,3 +336,59 @@ BOOST_AUTO_TEST_CASE(windows_clip_at_the_model_edges) {
   const Condition top = restore_window(Site::Moe, fx.config().num_layers - 1, 3, fx.config().num_layers, subject);
   BOOST_TEST(top.patches.size() == 2u);
 }
+
+// The controls stage extends a kept case (Base-level noised runs) instead of preparing it again:
+// its noised runs re-recorded in full from layer l on must equal noised runs prepared in full, bit
+// for bit, at every layer >= l (routing, updates, MoE outputs, the residual), keep their Base
+// records before l, and leave the contrasts of conditions continuing from them unchanged.
+BOOST_AUTO_TEST_CASE(noised_runs_recorded_in_full_from_a_layer_equal_noised_runs_prepared_in_full) {
+  auto same = [](Backend& b, const Tensor* x, const Tensor* y) {
+    if (!x || !y) return x == y;
+    if (x->rows() != y->rows() || x->cols() != y->cols()) return false;
+    std::vector<float> u(static_cast<std::size_t>(x->rows()) * x->cols()), v(u.size());
+    b.download(*x, u.data());
+    b.download(*y, v.data());
+    return u == v;
+  };
+  for (const std::string& m : kModels) {
+    BOOST_TEST_CONTEXT(m) {
+      Fixture f(m);
+      const int L = f.config().num_layers;
+      for (std::size_t i = 0; i < f.prompts.size(); ++i) {
+        const TracedCase full = f.trace(i);
+        for (int from = 0; from < L; from += 2) {
+          CaseTracer tracer(*f.engine);
+          TracedCase ext = tracer.prepare(f.prompts.at(i), f.facts.at(i).noise);
+          BOOST_TEST(ext.noised_full_from == -1);
+          tracer.record_noised_in_full({&ext}, from);
+          BOOST_TEST(ext.noised_full_from == from);
+          BOOST_TEST_REQUIRE(ext.noised.size() == full.noised.size());
+          for (std::size_t s = 0; s < ext.noised.size(); ++s) {
+            const RunRecord& a = *ext.noised[s].record;
+            const RunRecord& b = *full.noised[s].record;
+            BOOST_TEST(ext.noised[s].contrast == full.noised[s].contrast);
+            for (int l = 0; l < L; ++l) {
+              BOOST_TEST_CONTEXT("fact " << i << ", from layer " << from << ", layer " << l) {
+                BOOST_TEST(same(*f.backend, a.layers[l].input.get(), b.layers[l].input.get()));
+                BOOST_TEST(same(*f.backend, a.layers[l].keys.get(), b.layers[l].keys.get()));
+                BOOST_TEST(same(*f.backend, a.layers[l].values.get(), b.layers[l].values.get()));
+                if (l < from) continue;
+                BOOST_TEST(same(*f.backend, a.layers[l].updates.get(), b.layers[l].updates.get()));
+                BOOST_TEST(same(*f.backend, a.layers[l].moe_out.get(), b.layers[l].moe_out.get()));
+                BOOST_TEST(same(*f.backend, a.layers[l].attn_out.get(), b.layers[l].attn_out.get()));
+                BOOST_TEST(a.layers[l].routing.experts == b.layers[l].routing.experts);
+                BOOST_TEST(a.layers[l].routing.weights == b.layers[l].routing.weights);
+              }
+            }
+            BOOST_TEST(same(*f.backend, a.output.get(), b.output.get()));
+          }
+          // A final-position expert restoration continuing from the extended records.
+          const int last = f.prompts.at(i).num_tokens() - 1;
+          const int e = full.clean.record->layers[from].routing.expert(last, 0);
+          const Condition c = restore_experts(from, {last}, ExpertSet::Listed, {e});
+          BOOST_TEST(f.evaluate1(ext, 0, c, PatchMode::FastPath) == f.evaluate1(full, 0, c, PatchMode::FastPath));
+        }
+      }
+    }
+  }
+}

@@ -145,8 +145,8 @@ def write_checkpoint(folder, cfg, seed):
                 n, done = math.prod(shape), 0
                 while done < n:  # chunks of at most 2^24 values, each at its own random offset
                     c = min(n - done, 1 << 24)
-                    off = int(torch.randint(0, 1 << 24, (1,), generator=gen))
-                    fh.write(pool[off:off + c].view(torch.int16).numpy().tobytes())
+                    at = int(torch.randint(0, 1 << 24, (1,), generator=gen))
+                    fh.write(pool[at:at + c].view(torch.int16).numpy().tobytes())
                     done += c
                 continue
             fh.write(t.view(torch.int16).numpy().tobytes())
@@ -375,6 +375,9 @@ def openblas_core():
 def cmd_write(args):
     shape = SHAPES[args.arch]
     cfg = dict(shape["config"], num_hidden_layers=args.layers)
+    if args.experts:
+        cfg["num_local_experts" if args.arch == "mixtral" else "num_experts"] = args.experts
+    full_layers = args.full_layers or shape["full_layers"]
     os.makedirs(args.out, exist_ok=True)
     t = time.perf_counter()
     nbytes = write_checkpoint(args.out, cfg, args.seed)
@@ -395,8 +398,8 @@ def cmd_write(args):
         fh.write(noise.numpy().astype("<f4").tobytes())
     B = args.layers
     with open(os.path.join(args.out, "prompts.json"), "w") as fh:
-        json.dump(dict(prompts=prompts, noise_sigma=sigma, noise_file="noise.f32", full_layers=shape["full_layers"],
-                       positions="final", expert_layer=B // 2, expert_layer_full=shape["full_layers"] // 2,
+        json.dump(dict(prompts=prompts, noise_sigma=sigma, noise_file="noise.f32", full_layers=full_layers,
+                       positions="final", expert_layer=B // 2, expert_layer_full=full_layers // 2,
                        arch=args.arch), fh)
     log(f"wrote {args.out}: {nbytes / 1e9:.2f} GB of bf16 weights, {args.prompts} prompts, "
         f"in {time.perf_counter() - t:.1f} s")
@@ -416,17 +419,26 @@ def cmd_run(args):
     k, H = cfg["num_experts_per_tok"], cfg["hidden_size"]
     prompts = pj["prompts"]
     s0, s1 = prompts[0]["subject_begin"], prompts[0]["subject_end"]
-    noise = torch.frombuffer(bytearray(open(os.path.join(args.model, pj["noise_file"]), "rb").read()),
-                             dtype=torch.float32).view(len(prompts), s1 - s0, H)
     T = len(prompts[0]["ids"])
+    if pj.get("noise_file"):  # one subject span for all: the noise of every fact, shared with moetrace
+        noise = torch.frombuffer(bytearray(open(os.path.join(args.model, pj["noise_file"]), "rb").read()),
+                                 dtype=torch.float32).view(len(prompts), s1 - s0, H)
+    else:  # per-fact spans (tools/bench/run_vs_peer.sh: moetrace's own prompts): fresh noise of that sigma
+        gen = torch.Generator().manual_seed(0)
+        noise = [torch.randn(p["subject_end"] - p["subject_begin"], H, generator=gen) * pj["noise_sigma"]
+                 for p in prompts]
     tr = Tracer(model)
-    tr.subject, tr.last = (s0, s1), T - 1
     expert_layer = pj["expert_layer"]
 
-    def layer_sweep(f):
+    def use_fact(f):
         p = prompts[f]
-        rows = L + 2
+        tr.subject, tr.last = (p["subject_begin"], p["subject_end"]), len(p["ids"]) - 1
         tr.noise = noise[f]
+        return p
+
+    def layer_sweep(f):
+        p = use_fact(f)
+        rows = L + 2
         tr.layer_rows = {}
         for r in range(2, rows):
             tr.layer_rows.setdefault((r - 2) % B, []).append(r)
@@ -434,9 +446,8 @@ def cmd_run(args):
         return contrasts(model, ids, p["true_id"], p["foil_id"])
 
     def expert_sweep(f):
-        p = prompts[f]
+        p = use_fact(f)
         rows = k + 2
-        tr.noise = noise[f]
         tr.layer_rows = {}
         tr.expert_layer, tr.expert_rows = expert_layer, [(j, 2 + j) for j in range(k)]
         ids = torch.tensor(p["ids"]).unsqueeze(0).expand(rows, -1).contiguous()
@@ -451,12 +462,14 @@ def cmd_run(args):
             fn = dict(layer_sweep=layer_sweep, expert_sweep=expert_sweep)[name]
             d = fn(0)  # warm-up, and the contrasts checked against moetrace
             sample[name + "_contrasts_fact0"] = d.tolist()
-            times = []
+            times, cpu = [], []
             for f in range(1, 1 + args.facts):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 fn(f)
                 times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
             results[name] = dict(median_s=statistics.median(times), min_s=min(times),
+                                 cpu_median_s=statistics.median(cpu), cpu_min_s=min(cpu),
                                  rows=(L + 2) if name == "layer_sweep" else (k + 2))
             log(f"{name}: median {statistics.median(times):.2f} s, min {min(times):.2f} s per fact at {B} layers")
     out = dict(side="peer", arch=pj.get("arch"), torch=torch.__version__, threads=torch.get_num_threads(),
@@ -466,6 +479,8 @@ def cmd_run(args):
                per_fact_measured={n: r["median_s"] for n, r in results.items()},
                per_fact_full_depth={n: r["median_s"] * L / B for n, r in results.items()},
                per_fact_full_depth_min={n: r["min_s"] * L / B for n, r in results.items()},
+               cpu_per_fact_full_depth={n: r["cpu_median_s"] * L / B for n, r in results.items()},
+               cpu_per_fact_full_depth_min={n: r["cpu_min_s"] * L / B for n, r in results.items()},
                batch_rows={n: r["rows"] for n, r in results.items()}, sample=sample)
     print(json.dumps(out, indent=2))
 
@@ -476,6 +491,9 @@ def main():
     w = sub.add_parser("write", help="write a random real-width checkpoint + prompts.json + noise.f32")
     w.add_argument("--arch", choices=sorted(SHAPES), default="qwen3")
     w.add_argument("--layers", type=int, default=2)
+    w.add_argument("--experts", type=int, default=0, help="experts per layer (default: the real model's)")
+    w.add_argument("--full-layers", type=int, default=0,
+                   help="depth the times are scaled to (default: the real model's; = --layers for no scaling)")
     w.add_argument("--out", required=True)
     w.add_argument("--prompts", type=int, default=66, help="facts (moetrace's batch of 64 + the peer's warm-up)")
     w.add_argument("--tokens", type=int, default=16)

