@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "results/h5_file.h"
+#include "results/journal.h"
 #include "results/results_file.h"
 #include "util/error.h"
 #include "util/logging.h"
@@ -266,6 +267,18 @@ void sync_file(const std::string& path) {
   ::close(fd);
 }
 
+// An interrupted run's file is its last snapshot plus the checkpoints in its journal: merging the
+// snapshot alone would silently drop those rows, so such an input must be resumed first.
+void refuse_pending_journal(const std::string& in) {
+  const std::string jpath = journal::path_for(in);
+  if (!std::filesystem::exists(jpath) || !std::filesystem::is_regular_file(in)) return;
+  const journal::ReadResult j = journal::read(jpath, journal::base_of_file(in));
+  if (!j.stale && !j.payloads.empty())
+    fail_input("{}: its checkpoint journal {} holds {} checkpoint(s) not yet folded into the file (the run was "
+               "interrupted): finish it with `moetrace run CONFIG --out {} --resume` before merging",
+               in, jpath, j.payloads.size(), in);
+}
+
 }  // namespace
 
 MergeSummary merge_results(const std::vector<std::string>& inputs, const std::string& out) {
@@ -278,6 +291,7 @@ MergeSummary merge_results(const std::vector<std::string>& inputs, const std::st
   // Every input is a results file whose data pass their checksums, of the same config and model.
   std::vector<std::unique_ptr<ResultsFile>> files;
   for (const std::string& in : inputs) {
+    refuse_pending_journal(in);
     files.push_back(std::make_unique<ResultsFile>(in, ResultsFile::Mode::Read));
     files.back()->h5().verify();
   }

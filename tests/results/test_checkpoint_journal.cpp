@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "results/journal.h"
+#include "results/merge.h"
 #include "results/results_file.h"
 #include "support/cli_runner.h"
 #include "support/input_error.h"
@@ -263,4 +264,22 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_that_would_outgrow_the_journal_rule_writes_a_f
   // Nothing changed since: a flush writes nothing.
   f.flush();
   BOOST_TEST(f.checkpoint_stats().snapshots == before.snapshots + 1);
+}
+
+// `moetrace merge` reads files, not journals: an interrupted input (snapshot + journal) is refused,
+// naming the file and its journal, instead of silently merging without the journaled rows. Once
+// resumed (journal folded in), the same input is accepted as far as the journal is concerned.
+BOOST_AUTO_TEST_CASE(merge_refuses_an_input_whose_journal_holds_checkpoints) {
+  Files t("journal-merge");
+  t.write_journaled_and_die();
+  const fs::path merged = t.dir / "merged.h5";
+  const std::string msg = test::input_error_of([&] { merge_results({t.out.string(), t.ref.string()}, merged.string()); });
+  BOOST_TEST(msg.find(t.out.string()) != std::string::npos, msg);
+  BOOST_TEST(msg.find(t.journal.string()) != std::string::npos, msg);
+  BOOST_TEST(msg.find("--resume") != std::string::npos, msg);
+  BOOST_TEST(!fs::exists(merged));
+  { ResultsFile f(t.out.string(), ResultsFile::Mode::Resume); }  // folds the journal in
+  BOOST_TEST(!fs::exists(t.journal));
+  const MergeSummary s = merge_results({t.out.string(), t.ref.string()}, merged.string());
+  BOOST_TEST(s.rows_done == 10u);
 }
