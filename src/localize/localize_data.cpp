@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "localize/localize_match.h"
-#include "localize/localize_utf8.h"
+#include "tokenizer/utf8.h"
 #include "util/error.h"
 #include "util/input_file.h"
 #include "util/json_input.h"
@@ -64,7 +64,7 @@ struct Header {
 
 Header read_header(std::string_view text, const std::string& file, std::size_t line) {
   const std::string where = fmt::format("{}: line {} (header)", file, line);
-  if (const auto bad = find_invalid_utf8(text); bad != std::string_view::npos)
+  if (const auto bad = tok::find_invalid_utf8(text); bad != std::string_view::npos)
     fail_input("{}: invalid UTF-8 at byte {}", where, bad);
   const json j = parse_json_input(text, where);
   if (!j.is_object())
@@ -274,7 +274,7 @@ void walk_template(std::string_view tpl, std::string_view what, Text on_text, Fi
 
 void check_prompt_template(std::string_view tpl, std::string_view what) {
   if (tpl.size() > kMaxTemplateBytes) fail_input("{}: longer than {} bytes", what, kMaxTemplateBytes);
-  if (const auto bad = find_invalid_utf8(tpl); bad != std::string_view::npos)
+  if (const auto bad = tok::find_invalid_utf8(tpl); bad != std::string_view::npos)
     fail_input("{}: invalid UTF-8 at byte {}", what, bad);
   int questions = 0;
   walk_template(tpl, what, [](std::string_view) {}, [&](std::string_view name) { questions += name == "question"; });
@@ -324,9 +324,9 @@ QuestionSet read_questions(const std::filesystem::path& path, const LoadOptions&
 
     std::string id;
     try {
-      if (const auto bad = find_invalid_utf8(line); bad != std::string_view::npos) {
+      if (const auto bad = tok::find_invalid_utf8(line); bad != std::string_view::npos) {
         try {
-          id = id_for_message(parse_json_input(utf8_lossy(line), file));
+          id = id_for_message(parse_json_input(tok::utf8_lossy(line), file));
         } catch (const InputError&) {
         }
         bad_record(RecordProblem::InvalidUtf8, fmt::format("invalid UTF-8 at byte {} of the line", bad));

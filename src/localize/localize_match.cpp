@@ -7,7 +7,7 @@
 
 #include <utf8proc.h>
 
-#include "localize/localize_utf8.h"
+#include "tokenizer/utf8.h"
 #include "util/error.h"
 #include "util/message.h"
 
@@ -112,7 +112,7 @@ bool unspaced_script(char32_t cp) {
 
 // Steps 1-2: lossy UTF-8, then NFKC + case fold + default ignorables removed.
 std::vector<char32_t> nfkc_casefold(std::string_view text) {
-  const std::string valid = find_invalid_utf8(text) == std::string_view::npos ? std::string(text) : utf8_lossy(text);
+  const std::string valid = tok::find_invalid_utf8(text) == std::string_view::npos ? std::string(text) : tok::utf8_lossy(text);
   utf8proc_uint8_t* mapped = nullptr;
   const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(valid.data()),
                               static_cast<utf8proc_ssize_t>(valid.size()), &mapped,

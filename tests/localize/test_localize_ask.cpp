@@ -18,6 +18,7 @@
 #include "localize/localize_ask.h"
 #include "model/model_weights.h"
 #include "support/test_paths.h"
+#include "word_model.h"
 #include "util/error.h"
 
 using namespace moetrace;
@@ -27,31 +28,10 @@ namespace {
 
 constexpr int kEos = 2, kNewline = 10;
 
-Tokenizer word_tokenizer(int vocab, int newline = kNewline) {
-  nlohmann::json v = nlohmann::json::object();
-  for (int i = 0; i < vocab; ++i) v[i == kEos ? "</s>" : i == newline ? "\n" : "w" + std::to_string(i)] = i;
-  auto added = [](int id, const std::string& content, bool special) {
-    return nlohmann::json{{"id", id}, {"content", content}, {"special", special}, {"normalized", false},
-                          {"lstrip", false}, {"rstrip", false}, {"single_word", false}};
-  };
-  nlohmann::json j = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr},
-                      {"added_tokens", {added(kEos, "</s>", true), added(newline, "\n", false)}},
-                      {"normalizer", nullptr}, {"pre_tokenizer", {{"type", "Whitespace"}}},
-                      {"post_processor", nullptr}, {"decoder", nullptr},
-                      {"model", {{"type", "WordLevel"}, {"vocab", v}, {"unk_token", "w0"}}}};
-  return Tokenizer::from_json_text(j.dump(), "", "test word tokenizer");
-}
+Tokenizer word_tokenizer(int vocab, int newline = kNewline) { return test::word_tokenizer(vocab, newline); }
 
-struct Fixture {
-  ModelWeights weights;
-  std::unique_ptr<Backend> backend;
-  DeviceModel model;
-  std::unique_ptr<Engine> engine;
-  Tokenizer tok;
-  explicit Fixture(const std::string& m)
-      : weights(load_model(test::fixtures_dir() / m)), backend(make_cpu_backend()),
-        model(upload_model(weights, *backend)), engine(std::make_unique<Engine>(model, *backend)),
-        tok(word_tokenizer(weights.config.vocab_size)) {}
+struct Fixture : test::WordModel {
+  explicit Fixture(const std::string& m) : WordModel(m, kNewline) {}
 };
 
 const std::vector<std::string> kPrompts = {"w11 w57 w203", "w300 w12 w77 w499 w150", "w42", "w64 w65 w66 w67"};

@@ -19,6 +19,7 @@
 #include "model/model_weights.h"
 #include "protocols/localize_protocol.h"
 #include "support/test_paths.h"
+#include "word_model.h"
 #include "util/error.h"
 
 using namespace moetrace;
@@ -26,28 +27,8 @@ using namespace moetrace::localize;
 
 namespace {
 
-Tokenizer word_tokenizer(int vocab) {
-  nlohmann::json v = nlohmann::json::object();
-  for (int i = 0; i < vocab; ++i) v[i == 2 ? "</s>" : "w" + std::to_string(i)] = i;
-  nlohmann::json eos = {{"id", 2}, {"content", "</s>"}, {"special", true}, {"normalized", false},
-                        {"lstrip", false}, {"rstrip", false}, {"single_word", false}};
-  nlohmann::json j = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr},
-                      {"added_tokens", {eos}}, {"normalizer", nullptr}, {"pre_tokenizer", {{"type", "Whitespace"}}},
-                      {"post_processor", nullptr}, {"decoder", nullptr},
-                      {"model", {{"type", "WordLevel"}, {"vocab", v}, {"unk_token", "w0"}}}};
-  return Tokenizer::from_json_text(j.dump(), "", "test word tokenizer");
-}
-
-struct Fixture {
-  ModelWeights weights;
-  std::unique_ptr<Backend> backend;
-  DeviceModel model;
-  std::unique_ptr<Engine> engine;
-  Tokenizer tok;
-  explicit Fixture(const std::string& m)
-      : weights(load_model(test::fixtures_dir() / m)), backend(make_cpu_backend()),
-        model(upload_model(weights, *backend)), engine(std::make_unique<Engine>(model, *backend)),
-        tok(word_tokenizer(weights.config.vocab_size)) {}
+struct Fixture : test::WordModel {
+  explicit Fixture(const std::string& m) : WordModel(m, -1) {}  // no line feed token
 };
 
 // 8 questions in en, fr, de with different prompts; en and fr accept what the model says, de an
