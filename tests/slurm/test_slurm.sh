@@ -98,6 +98,18 @@ stop_after_layer_sweep() {  # job log signal
   cluster_log "job $1: $3 sent to the batch shell"
 }
 
+# Releases a job that requeued itself from Slurm's requeue hold (BeginTime, 120 s by default), once it
+# is pending again. Not at once: slurmd refuses to launch a job id whose previous run it is still
+# finishing ("Job N already killed, do not launch batch job": the rerun fails with exit 1), which the
+# default hold rules out on a real cluster; 5 s of it are kept here.
+release_requeued() {
+  for _ in $(seq 300); do
+    [[ "$(job_field "$1" Restarts)" -ge 1 && "$(job_state "$1")" == PENDING ]] 2>/dev/null && break
+    sleep 0.2
+  done
+  scontrol update JobId="$1" StartTime=now+5 >/dev/null 2>&1 || true
+}
+
 # 1. The demo sweep.
 a=$(submit "${common[@]}" --job-name=sweep-a --output="$work/a.log" \
   --export=ALL,CONFIG="$work/workload.toml",OUT="$work/a.h5" slurm/sweep.sbatch)
@@ -108,13 +120,9 @@ b=$(submit "${common[@]}" --job-name=sweep-b --output="$work/b.log" \
   --export=ALL,CONFIG="$work/workload.toml",OUT="$work/b.h5" slurm/sweep.sbatch)
 cluster_log "job $b: sweep.sbatch, to be stopped"
 stop_after_layer_sweep "$b" "$work/b.log" USR1
-# The job exits 75 and requeues itself; Slurm holds a requeued job (BeginTime, 120 s): release it now.
-for _ in $(seq 300); do
-  [[ "$(job_field "$b" Restarts)" -ge 1 ]] 2>/dev/null && break
-  sleep 0.2
-done
+# The job exits 75 and requeues itself; Slurm holds a requeued job (BeginTime, 120 s): release it early.
+release_requeued "$b"
 check "job $b requeued itself (Restarts=$(job_field "$b" Restarts))" test "$(job_field "$b" Restarts)" -ge 1
-scontrol update JobId="$b" StartTime=now >/dev/null 2>&1 || true
 
 # 3. Two MPI ranks with mpirun inside the allocation, no GPUs, stopped with TERM to the batch shell
 #    (the graceful stop of slurm/README.md: the script passes it to mpirun as USR1, every rank saves,
@@ -154,11 +162,7 @@ for _ in $(seq 1500); do
 done
 scancel --signal=USR1 --batch "$shard0"
 cluster_log "job $shard0 (stage 1, shard 0): USR1 sent to the batch shell"
-for _ in $(seq 300); do
-  [[ "$(job_field "$shard0" Restarts)" -ge 1 ]] 2>/dev/null && break
-  sleep 0.2
-done
-scontrol update JobId="$shard0" StartTime=now >/dev/null 2>&1 || true
+release_requeued "$shard0"
 
 job_wait "$c" "${finished[@]}" 900 || true
 echo "job $c ($(job_field "$c" JobName)): $(job_state "$c"), exit code $(job_field "$c" ExitCode), restarts $(job_field "$c" Restarts)"
