@@ -13,6 +13,7 @@
 
 #include <zlib.h>
 
+#include "results/file_seal.h"
 #include "results/journal.h"
 #include "util/checked.h"
 #include "util/error.h"
@@ -56,6 +57,24 @@ struct SilenceHdf5 {
   SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 };
 const SilenceHdf5 silence_hdf5;
+
+// File creation for the files moetrace writes: a user block of seal::kBlockBytes for the whole-file
+// seal (results/file_seal.h).
+Handle sealable_fcpl(const std::string& path) {
+  Handle fcpl(H5Pcreate(H5P_FILE_CREATE));
+  MOETRACE_H5_CHECK(fcpl.id(), path);
+  MOETRACE_H5_CHECK(H5Pset_userblock(fcpl.id(), seal::kBlockBytes), path);
+  return fcpl;
+}
+
+// Bytes of the user block of an open file (0: none).
+hsize_t userblock_of(hid_t file, const std::string& path) {
+  Handle fcpl(H5Fget_create_plist(file));
+  MOETRACE_H5_CHECK(fcpl.id(), path);
+  hsize_t size = 0;
+  MOETRACE_H5_CHECK(H5Pget_userblock(fcpl.id(), &size), path);
+  return size;
+}
 
 // File access for the files moetrace writes. (The 1.8+ object formats would add checksums to object
 // headers too, but HDF5 1.10 writes their superblock wrongly into the file image of a snapshot:
@@ -153,7 +172,22 @@ journal::PayloadWriter* File::record_op() {
   return op_depth_++ == 0 && journal_ && !replaying_ ? &journal_->pending : nullptr;
 }
 
-File::~File() = default;
+File::~File() {
+  try {
+    close();
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+  }
+}
+
+void File::close() {
+  if (!file_.valid()) return;
+  file_ = Handle();
+  if (seal_on_close_) {
+    seal_on_close_ = false;
+    seal::seal_file(path_);
+  }
+}
 
 std::string library_version() {
   unsigned maj = 0, min = 0, rel = 0;
@@ -177,6 +211,9 @@ File::File(const std::string& path, Mode mode) : path_(path) {
   switch (mode) {
     case Mode::ReadOnly:
     case Mode::ReadWrite:
+      // A file moetrace sealed is checked whole before HDF5 parses any of it.
+      sealed_ = seal::check(path) == seal::State::Sealed;
+      seal_on_close_ = sealed_ && mode == Mode::ReadWrite;
       if (H5Fis_hdf5(path.c_str()) <= 0) {
         FILE* f = std::fopen(path.c_str(), "rb");
         if (!f) fail_input("cannot open {}: no such file or not readable", path);
@@ -187,8 +224,9 @@ File::File(const std::string& path, Mode mode) : path_(path) {
       if (id < 0) fail_input("cannot open HDF5 file {} ({})", path, mode == Mode::ReadOnly ? "read" : "read-write");
       break;
     case Mode::Create:
-      id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, writing_fapl(path, false).id());
+      id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, sealable_fcpl(path).id(), writing_fapl(path, false).id());
       if (id < 0) fail_input("cannot create HDF5 file {} (it exists, or the folder is missing or read-only)", path);
+      seal_on_close_ = true;
       break;
     case Mode::Scratch: {
       Handle fapl = writing_fapl(path, true);
@@ -202,9 +240,10 @@ File::File(const std::string& path, Mode mode) : path_(path) {
       Handle fapl = writing_fapl(path, true);
       if (mode == Mode::SnapshotCreate) {
         if (std::filesystem::exists(path)) fail_input("{} already exists", path);
-        id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.id());
+        id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, sealable_fcpl(path).id(), fapl.id());
         if (id < 0) fail_input("cannot create HDF5 file {} in memory", path);
       } else {
+        sealed_ = seal::check(path) == seal::State::Sealed;
         if (H5Fis_hdf5(path.c_str()) <= 0)
           fail_input("{} is not a readable HDF5 file (damaged?): move it away to start afresh; it is not "
                      "overwritten", path);
@@ -214,8 +253,9 @@ File::File(const std::string& path, Mode mode) : path_(path) {
       break;
     }
     case Mode::Truncate:
-      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, writing_fapl(path, false).id());
+      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, sealable_fcpl(path).id(), writing_fapl(path, false).id());
       if (id < 0) fail_input("cannot create HDF5 file {} (missing or read-only folder?)", path);
+      seal_on_close_ = true;
       break;
   }
   file_ = Handle(id);
@@ -226,6 +266,10 @@ File::File(const std::string& path, Mode mode) : path_(path) {
     if (unchecked)
       spdlog::warn("{}: {} dataset(s) carry no checksum (written by an older moetrace): their damage cannot be "
                    "detected", path, unchecked);
+    if (!sealed_)
+      spdlog::warn("{}: the file has no whole-file checksum (written by an older moetrace): damage to its HDF5 "
+                   "metadata cannot be detected before it is read (a new run writes files with one)",
+                   path);
     replay_journal();
   }
   if (mode == Mode::ReadOnly && std::filesystem::exists(journal::path_for(path)))
@@ -364,9 +408,21 @@ void File::flush_image() {
   const ssize_t size = MOETRACE_H5_CHECK(H5Fget_file_image(file_.id(), nullptr, 0), path_);
   std::vector<char> image(static_cast<std::size_t>(size));
   MOETRACE_H5_CHECK(H5Fget_file_image(file_.id(), image.data(), image.size()), path_);
+  // HDF5's image of a file with a user block starts at the superblock: the seal goes in front of
+  // it (results/file_seal.h). A resumed file of an older version has no user block and stays unsealed.
+  std::vector<char> block;
+  if (userblock_of(file_.id(), path_) == seal::kBlockBytes) block = seal::seal_block(image.data(), image.size());
   const std::string tmp = path_ + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) fail_input("cannot write {}: {}", tmp, std::strerror(errno));
+  for (std::size_t w = 0; w < block.size();) {
+    const ssize_t n = ::write(fd, block.data() + w, block.size() - w);
+    if (n < 0) {
+      ::close(fd);
+      fail_input("cannot write {}: {}", tmp, std::strerror(errno));
+    }
+    w += static_cast<std::size_t>(n);
+  }
   std::size_t written = 0;
   while (written < image.size()) {
     const ssize_t n = ::write(fd, image.data() + written, image.size() - written);
@@ -382,13 +438,13 @@ void File::flush_image() {
   // The snapshot holds everything: the journal goes (a crash before this leaves a journal whose
   // base is the previous snapshot, ignored on resume).
   Journal& j = *journal_;
-  j.base = journal::base_of_bytes(image.data(), image.size());
+  j.base = journal::base_of_bytes(image.data(), image.size(), journal::base_of_bytes(block.data(), block.size()));
   j.has_base = true;
   j.writer.remove();
   j.pending.data().clear();
   ++stats_.snapshots;
-  stats_.snapshot_bytes += image.size();
-  stats_.image_bytes = image.size();
+  stats_.snapshot_bytes += block.size() + image.size();
+  stats_.image_bytes = block.size() + image.size();
 }
 
 bool File::exists(const std::string& object) const {

@@ -77,6 +77,14 @@ class File {
   std::int64_t id() const { return file_.id(); }
   // A full snapshot (Snapshot modes; the journal is removed) or HDF5's flush (other modes).
   void flush();
+  // Closes the file. A file moetrace creates on disk (Create, Truncate), or a sealed file opened
+  // ReadWrite, is sealed after closing (results/file_seal.h: a whole-file checksum in its first 512
+  // bytes, checked before HDF5 reads the file again). The destructor does this too but can only log
+  // a failure; call close() where a failure must stop the caller.
+  void close();
+  // Whether the file carried a valid seal when it was opened (false for files moetrace did not
+  // write, files of older versions, and new files).
+  bool sealed() const { return sealed_; }
   // Saves what changed since the last checkpoint: in Snapshot modes one journal record, whose
   // size is that of the changes, unless there is no snapshot yet or the journal would exceed
   // max(kJournalMinBytes, image / kJournalImageFraction): then a full snapshot (flush()).
@@ -151,6 +159,8 @@ class File {
   void apply(journal::PayloadReader& op);
   std::string path_;
   bool snapshot_ = false;
+  bool sealed_ = false;
+  bool seal_on_close_ = false;
   Handle file_;
   int op_depth_ = 0;
   bool replaying_ = false;

@@ -79,15 +79,17 @@ bool all_zero(const std::string& s, std::size_t from) {
 
 }  // namespace
 
-std::uint32_t crc32_of(const void* data, std::size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
+std::uint32_t crc32_of(const void* data, std::size_t n, std::uint32_t start) {
+  uLong crc = start;
   const auto* p = static_cast<const Bytef*>(data);
   for (std::size_t off = 0; off < n; off += 1u << 30)
     crc = crc32(crc, p + off, static_cast<uInt>(std::min<std::size_t>(n - off, 1u << 30)));
   return static_cast<std::uint32_t>(crc);
 }
 
-Base base_of_bytes(const void* data, std::size_t n) { return {n, crc32_of(data, n)}; }
+Base base_of_bytes(const void* data, std::size_t n, const Base& before) {
+  return {before.size + n, crc32_of(data, n, before.crc)};
+}
 
 Base base_of_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -17,7 +17,8 @@
 
 namespace moetrace::journal {
 
-std::uint32_t crc32_of(const void* data, std::size_t n);
+// CRC-32 (zlib) of data[0, n), continuing `crc` (the CRC of the bytes before; 0 for none).
+std::uint32_t crc32_of(const void* data, std::size_t n, std::uint32_t crc = 0);
 
 // Which snapshot a journal continues.
 struct Base {
@@ -25,7 +26,8 @@ struct Base {
   std::uint32_t crc = 0;
   bool operator==(const Base&) const = default;
 };
-Base base_of_bytes(const void* data, std::size_t n);
+// The base of a file whose bytes are those of `before` followed by data[0, n).
+Base base_of_bytes(const void* data, std::size_t n, const Base& before = {});
 Base base_of_file(const std::string& path);  // reads the whole file
 
 inline std::string path_for(const std::string& results_path) { return results_path + ".journal"; }

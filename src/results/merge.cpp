@@ -323,6 +323,7 @@ MergeSummary merge_results(const std::vector<std::string>& inputs, const std::st
       o.set_attr(layout::kProvenance, "merged_from", merged_from);
       summary = merger.summary();
       o.flush();
+      o.close();  // seals the merged file (results/file_seal.h); a failure stops the merge
     }
     sync_file(tmp);
     fs::rename(tmp, out);

@@ -63,8 +63,14 @@ void expect_exit_2(const std::vector<std::string>& args, std::initializer_list<s
 }
 
 // Offset of the first chunk of a chunked dataset in the file (HDF5's own index).
+// Where in the file the first chunk of `dataset` starts (HDF5's chunk index gives addresses from the
+// superblock, which a sealed file has after its 512-byte user block).
 haddr_t chunk_offset(const fs::path& file, const char* dataset, hsize_t* size) {
   hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t fcpl = H5Fget_create_plist(f);
+  hsize_t userblock = 0;
+  H5Pget_userblock(fcpl, &userblock);
+  H5Pclose(fcpl);
   hid_t d = H5Dopen2(f, dataset, H5P_DEFAULT);
   hsize_t offset[1] = {0};
   unsigned mask = 0;
@@ -72,7 +78,29 @@ haddr_t chunk_offset(const fs::path& file, const char* dataset, hsize_t* size) {
   H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, size);
   H5Dclose(d);
   H5Fclose(f);
-  return addr;
+  return addr == HADDR_UNDEF ? addr : addr + userblock;
+}
+
+herr_t copy_link(hid_t src, const char* name, const H5L_info_t*, void* dst) {
+  return H5Ocopy(src, name, *static_cast<hid_t*>(dst), name, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+// A copy of a results file without the whole-file seal, as moetrace wrote them before it had one:
+// only the per-dataset checksums protect it.
+void unsealed_copy(const fs::path& from, const fs::path& to) {
+  hid_t src = H5Fopen(from.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t dst = H5Fcreate(to.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  BOOST_TEST_REQUIRE(src >= 0);
+  BOOST_TEST_REQUIRE(dst >= 0);
+  BOOST_TEST_REQUIRE(H5Literate(src, H5_INDEX_NAME, H5_ITER_INC, nullptr, copy_link, &dst) >= 0);
+  H5Fclose(dst);
+  H5Fclose(src);
+}
+
+void overwrite(const fs::path& file, std::streamoff at, const std::string& bytes) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(at);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 }  // namespace
@@ -193,38 +221,59 @@ BOOST_AUTO_TEST_CASE(a_damaged_results_file_is_never_resumed) {
   std::string out;
   BOOST_TEST_REQUIRE(ws().run({"run", ws().config.string(), "--out", good.string()}, out) == 0, out);
   BOOST_TEST(!fs::exists(good.string() + ".lock"), "the lock file goes with the run");
-  // A few bytes overwritten inside /cases/d_noised's chunk (found through HDF5's chunk index).
+  BOOST_TEST(slurp(good).rfind("MOETRACE-SEALED1", 0) == 0, "the file starts with its seal");
+  // A few bytes overwritten inside /cases/d_noised's chunk (found through HDF5's chunk index): the
+  // whole-file checksum catches it before HDF5 reads anything.
   hsize_t size = 0;
   const haddr_t at = chunk_offset(good, "/cases/d_noised", &size);
   BOOST_TEST_REQUIRE(at != HADDR_UNDEF);
   BOOST_TEST_REQUIRE(size >= 8u);
   const fs::path damaged = ws().dir / "damaged.h5";
   fs::copy_file(good, damaged, fs::copy_options::overwrite_existing);
-  {
-    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(at + 2));
-    f.write("\x7f\xf0\x12\x34", 4);
-  }
+  overwrite(damaged, static_cast<std::streamoff>(at + 2), "\x7f\xf0\x12\x34");
   const std::string before = slurp(damaged);
   expect_exit_2({"run", ws().config.string(), "--out", damaged.string(), "--resume"},
-                {"damaged.h5", "/cases/d_noised", "damaged", "fresh run"});
+                {"damaged.h5", "damaged", "checksum does not match", "afresh"});
   BOOST_TEST((slurp(damaged) == before), "the damaged file is left as it was");
-  expect_exit_2({"report", damaged.string()}, {"damaged.h5", "/cases/d_noised", "damaged"});
+  expect_exit_2({"report", damaged.string()}, {"damaged.h5", "checksum does not match"});
+  // Damage to the seal itself, and a truncated file.
+  const fs::path seal_damaged = ws().dir / "seal_damaged.h5";
+  fs::copy_file(good, seal_damaged, fs::copy_options::overwrite_existing);
+  overwrite(seal_damaged, 20, "\x01");
+  expect_exit_2({"report", seal_damaged.string()}, {"seal_damaged.h5", "seal is damaged"});
+  overwrite(seal_damaged, 0, "X");
+  expect_exit_2({"report", seal_damaged.string()}, {"seal_damaged.h5", "not moetrace's"});
+  const fs::path truncated = ws().dir / "truncated.h5";
+  fs::copy_file(good, truncated, fs::copy_options::overwrite_existing);
+  fs::resize_file(truncated, fs::file_size(good) - 100);
+  expect_exit_2({"report", truncated.string()}, {"truncated.h5", "bytes where"});
+
+  // A file without the seal (older versions): the per-dataset checksums still name what is damaged.
+  const fs::path legacy = ws().dir / "legacy.h5";
+  unsealed_copy(good, legacy);
+  BOOST_TEST(slurp(legacy).rfind("MOETRACE-SEALED1", 0) != 0);
+  const fs::path legacy_damaged = ws().dir / "legacy_damaged.h5";
+  fs::copy_file(legacy, legacy_damaged, fs::copy_options::overwrite_existing);
+  const haddr_t legacy_at = chunk_offset(legacy, "/cases/d_noised", &size);
+  BOOST_TEST_REQUIRE(legacy_at != HADDR_UNDEF);
+  overwrite(legacy_damaged, static_cast<std::streamoff>(legacy_at + 2), "\x7f\xf0\x12\x34");
+  expect_exit_2({"run", ws().config.string(), "--out", legacy_damaged.string(), "--resume"},
+                {"legacy_damaged.h5", "/cases/d_noised", "damaged", "fresh run"});
+  expect_exit_2({"report", legacy_damaged.string()}, {"legacy_damaged.h5", "/cases/d_noised", "damaged"});
   // A string dataset's values live outside the chunk: their CRC-32 catches damage there too.
-  const std::string bytes = slurp(good);
+  const std::string bytes = slurp(legacy);
   const auto prompt = bytes.find("The official language of");
   BOOST_TEST_REQUIRE(prompt != std::string::npos);
   const fs::path text_damaged = ws().dir / "text_damaged.h5";
-  fs::copy_file(good, text_damaged, fs::copy_options::overwrite_existing);
-  {
-    std::fstream f(text_damaged, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(prompt + 4));
-    f.write("X", 1);
-  }
+  fs::copy_file(legacy, text_damaged, fs::copy_options::overwrite_existing);
+  overwrite(text_damaged, static_cast<std::streamoff>(prompt + 4), "X");
   expect_exit_2({"run", ws().config.string(), "--out", text_damaged.string(), "--resume"},
                 {"text_damaged.h5", "damaged"});
-  // The undamaged file resumes (nothing left to do) to exit 0.
+  // The undamaged files resume (nothing left to do) to exit 0; the legacy one with a warning (it
+  // stays unsealed: HDF5 cannot put a user block in front of an existing file).
   BOOST_TEST(ws().run({"run", ws().config.string(), "--out", good.string(), "--resume"}, out) == 0, out);
+  BOOST_TEST(ws().run({"run", ws().config.string(), "--out", legacy.string(), "--resume"}, out) == 0, out);
+  BOOST_TEST(out.find("no whole-file checksum") != std::string::npos, out);
 }
 
 BOOST_AUTO_TEST_CASE(a_second_run_on_the_same_output_fails_at_once_naming_the_holder) {
