@@ -1,49 +1,11 @@
 #include "engine/device_model.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdint>
-#include <map>
 
 #include "util/error.h"
 
 namespace moetrace {
-namespace {
-
-// Drops a tensor's pages of the memory-mapped checkpoint from this process's resident set once the
-// backend holds its own copy, so that a load peaks at about the weights held rather than weights +
-// file. The mapping is read-only and private (never written), so MADV_DONTNEED only discards clean
-// file pages: a later read faults them back in from the file. Views outside the checkpoint's mapped
-// files (tests build some in memory) are left alone.
-class MappedPages {
- public:
-  explicit MappedPages(const Checkpoint* ckpt) {
-    if (!ckpt) return;
-    for (const auto& [name, t] : ckpt->tensors()) {
-      const auto b = reinterpret_cast<std::uintptr_t>(t.data);
-      const auto e = b + static_cast<std::uintptr_t>(t.numel()) * dtype_size(t.dtype);
-      auto [it, fresh] = spans_.try_emplace(t.file, b, e);
-      if (!fresh) it->second = {std::min(it->second.first, b), std::max(it->second.second, e)};
-    }
-  }
-
-  void release(const TensorView& v) const {
-    const auto b = reinterpret_cast<std::uintptr_t>(v.data);
-    const auto e = b + static_cast<std::uintptr_t>(v.numel()) * dtype_size(v.dtype);
-    const auto it = spans_.find(v.file);
-    if (it == spans_.end() || b < it->second.first || e > it->second.second || e == b) return;
-    static const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const std::uintptr_t pb = b & ~(page - 1), pe = (e + page - 1) & ~(page - 1);
-    ::madvise(reinterpret_cast<void*>(pb), pe - pb, MADV_DONTNEED);  // advice only: failure is harmless
-  }
-
- private:
-  std::map<std::string, std::pair<std::uintptr_t, std::uintptr_t>> spans_;  // per file: first .. last tensor byte
-};
-
-}  // namespace
 
 ExpertRange expert_block(int num_experts, int rank, int ranks) {
   MOETRACE_ASSERT(ranks >= 1 && rank >= 0 && rank < ranks, "bad rank");
@@ -56,10 +18,11 @@ DeviceModel upload_model(const ModelWeights& w, Backend& b, ExpertRange local) {
   DeviceModel m;
   m.config = w.config;
   m.local_experts = local;
-  const MappedPages mapped(w.checkpoint.get());
+  // Each tensor's file pages are dropped once the backend has its copy: the mapped checkpoint never
+  // adds to the peak (docs/benchmarks.md, "Memory").
   const auto up = [&](const TensorView& v) {
     WeightPtr p = b.upload_weight(v);
-    mapped.release(v);
+    if (w.checkpoint) w.checkpoint->release_pages(v);
     return p;
   };
   m.embed = up(w.embed);

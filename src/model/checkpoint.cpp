@@ -1,5 +1,9 @@
 #include "model/checkpoint.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -77,11 +81,26 @@ std::vector<std::filesystem::path> Checkpoint::files() const {
 }
 
 void Checkpoint::check_finite() const {
-  for (const auto& [name, view] : tensors_)
+  for (const auto& [name, view] : tensors_) {
     if (auto i = first_nonfinite(view))
       fail_input("{}: tensor '{}' holds a non-finite value (NaN or Inf) at element {} of {} {}; such weights are "
                  "refused unless explicitly allowed",
                  view.file, truncate_for_message(name), *i, view.numel(), view.shape_string());
+    release_pages(view);
+  }
+}
+
+void Checkpoint::release_pages(const TensorView& view) const {
+  const auto b = reinterpret_cast<std::uintptr_t>(view.data);
+  const auto e = b + static_cast<std::uintptr_t>(view.numel()) * dtype_size(view.dtype);
+  for (const auto& f : files_) {
+    const auto fb = reinterpret_cast<std::uintptr_t>(f->mapped_bytes());
+    if (e == b || b < fb || e > fb + f->file_size()) continue;
+    static const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const std::uintptr_t pb = b & ~(page - 1), pe = (e + page - 1) & ~(page - 1);
+    ::madvise(reinterpret_cast<void*>(pb), pe - pb, MADV_DONTNEED);  // advice only: failure is harmless
+    return;
+  }
 }
 
 }  // namespace moetrace

@@ -56,7 +56,10 @@ for a in "${archs[@]}"; do
     /usr/bin/time -v "$bench" --model "$model" --backend "$backend" --facts 64 --repeats "$repeats" \
         > "$work/$a.$backend.json" 2> "$work/$a.$backend.log" || { cat "$work/$a.$backend.log" >&2; exit 1; }
     grep -v "^\s" "$work/$a.$backend.log" | grep -v "Command being timed" >&2 || true
-    echo "{\"peak_rss_bytes\": $(( $(rss "$work/$a.$backend.log") * 1024 )), \"file_bytes\": $(stat -c %s "$model/model.safetensors")}" \
+    # The load alone: read the checkpoint, upload the weights, exit (no activations, no records).
+    /usr/bin/time -v "$bench" --model "$model" --backend "$backend" --load-only \
+        > /dev/null 2> "$work/$a.$backend.load.log" || { cat "$work/$a.$backend.load.log" >&2; exit 1; }
+    echo "{\"peak_rss_bytes\": $(( $(rss "$work/$a.$backend.log") * 1024 )), \"load_peak_rss_bytes\": $(( $(rss "$work/$a.$backend.load.log") * 1024 )), \"file_bytes\": $(stat -c %s "$model/model.safetensors")}" \
         > "$work/$a.$backend.mem.json"
   done
   [[ $keep == 1 ]] || rm -rf "$model"
@@ -96,6 +99,7 @@ for a in archs:
         mm = json.load(open(f"{work}/{a}.{b}.mem.json"))
         wb = m[b]["weight_bytes"]
         mem.append(f"| {a} | `{b}` | {mm['file_bytes'] / 1e9:.3f} | {wb / 1e9:.3f} | {wb / mm['file_bytes']:.3f} | "
+                   f"{mm['load_peak_rss_bytes'] / 1e9:.3f} | {mm['load_peak_rss_bytes'] / wb:.3f} | "
                    f"{mm['peak_rss_bytes'] / 1e9:.3f} | {mm['peak_rss_bytes'] / wb:.3f} |")
     notes.append(f"{a}: {p['bench_layers']} bench layers scaled to {p['full_layers']}; peer torch {p['torch']}, "
                  f"{p['threads']} threads, OpenBLAS core {p['openblas_core']}, {p['facts']} timed facts; "
@@ -107,8 +111,8 @@ out("")
 for c in checks:
     out(f"- {c}")
 out("")
-out("| model | mode | bf16 file GB | weights held GB | held / file | peak RSS GB | peak RSS / held |")
-out("|---|---|---:|---:|---:|---:|---:|")
+out("| model | mode | bf16 file GB | weights held GB | held / file | load alone: peak RSS GB | load / held | load + 64-fact sweeps: peak RSS GB | sweeps / held |")
+out("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 lines += mem
 out("")
 for n in notes:

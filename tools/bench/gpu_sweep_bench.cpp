@@ -53,13 +53,14 @@ struct Args {
   int batch_rows = 8192, repeats = 3;
   double peak_tflops = 745.0, noise_multiplier = 3.0;
   std::uint64_t seed = 0;
+  bool load_only = false;  // load and upload the model, print the weights held, exit (peak RSS of a load)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "moetrace_gpu_sweep_bench: " << why
             << "\nusage: moetrace_gpu_sweep_bench --model DIR [--backend cuda|cuda-bf16] [--prompts FILE]\n"
                "  [--full-layers N] [--facts N] [--tokens N] [--subject B:E] [--positions subject|final]\n"
-               "  [--expert-layer L] [--batch-rows N] [--repeats N] [--peak-tflops X] [--seed S]\n";
+               "  [--expert-layer L] [--batch-rows N] [--repeats N] [--peak-tflops X] [--seed S] [--load-only]\n";
   std::exit(2);
 }
 
@@ -90,6 +91,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--peak-tflops") a.peak_tflops = std::stod(val());
     else if (k == "--noise-multiplier") a.noise_multiplier = std::stod(val());
     else if (k == "--seed") a.seed = std::stoull(val());
+    else if (k == "--load-only") a.load_only = true;
     else usage("unknown argument " + k);
   }
   if (a.model.empty()) usage("--model is required");
@@ -196,6 +198,15 @@ int main(int argc, char** argv) try {
   const double upload_s = seconds_since(t0);
   std::cerr << "uploaded " << backend->weight_bytes() / 1e9 << " GB of weights in " << upload_s << " s ("
             << a.backend << ", " << Lb << " layers; scaled to " << Lf << ")\n";
+  if (a.load_only) {  // for the peak RSS of a load alone (tools/bench/cpu_vs_peer.sh measures it with time -v)
+    nlohmann::json j{{"backend", a.backend}, {"weight_bytes", backend->weight_bytes()}, {"upload_s", upload_s}};
+    std::ifstream status("/proc/self/status");  // resident memory after the load, by kind (Linux)
+    for (std::string line; std::getline(status, line);)
+      for (const char* key : {"VmHWM", "VmRSS", "RssAnon", "RssFile"})
+        if (line.rfind(std::string(key) + ":", 0) == 0) j[std::string(key) + "_kB"] = std::stoll(line.substr(line.find(':') + 1));
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
   Engine engine(model, *backend);
   CaseTracer tracer(engine, a.batch_rows);
 
