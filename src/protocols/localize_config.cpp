@@ -94,7 +94,7 @@ LocalizeConfig parse_localize_config(const std::string& text, const std::filesys
   enum_option(contrast, "statistic", c.statistic, parse_routing_statistic);
   enum_option(contrast, "method", c.method, parse_contrast_method);
   enum_option(contrast, "direction", c.direction, parse_rank_direction);
-  contrast.integer("sign_flips", c.sign_flips, 1, limits::kMaxSignFlips);
+  contrast.integer("sign_flips", c.sign_flips, 100, limits::kMaxSignFlips);
   contrast.integer("top_n", c.top_n, 1, limits::kMaxTopN);
   contrast.choice("selection", c.selection, {{"global", ExpertSelection::Global}, {"per_layer", ExpertSelection::PerLayer}});
   contrast.integer("seed", c.seed, 0, limits::kMaxSeed);
@@ -107,7 +107,7 @@ LocalizeConfig parse_localize_config(const std::string& text, const std::filesys
     if (c.curve_n[i] <= c.curve_n[i - 1])
       fail_input("{} must be ascending without repeats, got {} after {}", deact.where("curve_n"), c.curve_n[i],
                  c.curve_n[i - 1]);
-  deact.integer("bootstrap", c.bootstrap, 1, limits::kMaxBootstrap);
+  deact.integer("bootstrap", c.bootstrap, 100, limits::kMaxBootstrap);
   deact.choice("bootstrap_unit", c.bootstrap_unit, {{"question", BootstrapUnit::Question}, {"pair", BootstrapUnit::Pair}});
   deact.reject_unknown();
 
