@@ -96,6 +96,12 @@ void run(const LocalizeCommandOptions& o, Communicator& world) {
     unrelated = on_every_rank(world, [&] { return read_question_file(config, config.unrelated_path, "unrelated"); });
   ModelWeights weights = on_every_rank(world, [&] { return load_model(config.model_path); });
   const ModelConfig& mc = weights.config;
+  // Checks that need the model, before any work: the random controls draw, per layer, as many
+  // other experts as are chosen there.
+  if (config.selection == localize::ExpertSelection::PerLayer && 2 * config.top_n > mc.num_experts)
+    fail_all(world, "{}: [contrast] top_n = {} with selection = \"per_layer\": at most {} (half of the model's {} experts "
+             "per layer), so that the random layer-matched controls have experts to draw from",
+             config.source_path.string(), config.top_n, mc.num_experts / 2, mc.num_experts);
   const auto tokenizer = on_every_rank(world, [&] { return std::make_shared<Tokenizer>(Tokenizer::from_path(config.tokenizer_path)); });
 
   // N/R groups of R consecutive ranks; each group holds every expert once, sharded in blocks.
@@ -112,10 +118,7 @@ void run(const LocalizeCommandOptions& o, Communicator& world) {
 
   std::unique_ptr<ResultsFile> results = open_results_file(
       world, out, o.resume, o.config, config.source_text,
-      [&] {
-        Provenance p = collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N);
-        return p;
-      },
+      [&] { return collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N); },
       [](ResultsFile& f) { f.set_attr(layout::kProvenance, "protocol", std::string("localize")); });
   std::unique_ptr<RowExecutor> executor = make_row_executor(world, *group, *leaders, *results, config.chunk_tokens,
                                                             config.progress_every_s, config.checkpoint_every_s);

@@ -18,7 +18,8 @@ constexpr std::uint64_t kSplitSeedTag = 0x73706c6974ull;
 constexpr std::uint64_t kControlSeedTag = 0x63746c72ull;
 constexpr std::uint64_t kBootstrapSeedTag = 0x62737470ull;
 
-// Every routing statistic is stored per asked pair; the contrast reads the configured one.
+// Every routing statistic is stored per asked pair; the contrast reads the configured one. A new
+// RoutingStatistic (e.g. at generated tokens) must be added here to be stored and contrasted.
 constexpr std::array<RoutingStatistic, 6> kStoredStatistics = {
     RoutingStatistic::LogitMean, RoutingStatistic::ProbMean, RoutingStatistic::SelectedMean,
     RoutingStatistic::LogitLast, RoutingStatistic::ProbLast, RoutingStatistic::SelectedLast};
@@ -28,6 +29,7 @@ namespace L = layout::localize;
 // Column of the first value of statistic `s` in an asked row (outcome, generated, then the statistics).
 int routing_column(RoutingStatistic s, int max_new_tokens, int cells) {
   const auto at = std::find(kStoredStatistics.begin(), kStoredStatistics.end(), s) - kStoredStatistics.begin();
+  MOETRACE_ASSERT(at < static_cast<std::ptrdiff_t>(kStoredStatistics.size()), "a routing statistic the pipeline does not store");
   return L::kOutcomeColumns + max_new_tokens + static_cast<int>(at) * cells;
 }
 
@@ -79,6 +81,11 @@ Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& 
   if (routing)
     for (RoutingStatistic s : kStoredStatistics)
       outputs.push_back({LocalizeResults::asked_routing(std::string(routing_statistic_name(s))), layers_ * experts_});
+  if (pairs.empty()) {  // e.g. no validation question: nothing to ask, no table
+    int width = 0;
+    for (const RowOutput& out : outputs) width += out.width;
+    return Matrix2(0, width, NAN);
+  }
   // A pair's cost: its prompt's tokens plus the tokens it may generate (chunks of chunk_tokens).
   std::vector<double> cost(pairs.size());
   for (std::size_t i = 0; i < pairs.size(); ++i)

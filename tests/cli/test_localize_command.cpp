@@ -237,6 +237,9 @@ BOOST_AUTO_TEST_CASE(bad_config_and_data_are_exit_2_naming_the_key_or_record) {
                 {"l.toml", "[data] languages"});
   expect_exit_2({"localize", with("t.toml", "[ask]", "[templates]\nde = \"{question\"\n[ask]"), "--out", out}, {"t.toml", "[templates] de"});
   expect_exit_2({"localize", with("q.toml", "questions.jsonl", "missing.jsonl"), "--out", out}, {"q.toml", "[data] questions", "missing.jsonl"});
+  // Needs the model: a per-layer set larger than half a layer leaves the random controls nothing to draw.
+  expect_exit_2({"localize", with("pl.toml", "top_n = 3", "top_n = 5\nselection = \"per_layer\""), "--out", out},
+                {"pl.toml", "[contrast] top_n = 5"});
   // A language the file lacks; a bad record under strict = true names the file, line and id.
   expect_exit_2({"localize", with("x.toml", "unrelated = \"unrelated.jsonl\"", "unrelated = \"unrelated.jsonl\"\nlanguages = [\"it\"]"), "--out", out},
                 {"questions.jsonl", "it"});
