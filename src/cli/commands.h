@@ -9,6 +9,7 @@ namespace moetrace::cli {
 void register_replay_command(CLI::App& app);
 void register_tokenize_command(CLI::App& app);
 void register_run_command(CLI::App& app);
+void register_localize_command(CLI::App& app);
 void register_report_command(CLI::App& app);
 void register_merge_command(CLI::App& app);
 

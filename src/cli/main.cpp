@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "moetrace 0.1.0");
   moetrace::cli::set_command_line(argc, argv);
   moetrace::cli::register_run_command(app);
+  moetrace::cli::register_localize_command(app);
   moetrace::cli::register_report_command(app);
   moetrace::cli::register_merge_command(app);
   moetrace::cli::register_replay_command(app);

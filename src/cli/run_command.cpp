@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "backend/backend_registry.h"
+#include "cli/command_support.h"
 #include "cli/commands.h"
 #include "cli/provenance.h"
 #include "comm/communicator.h"
@@ -54,10 +55,6 @@ std::optional<CaseShard> parse_shard(const std::string& text) {
   return s;
 }
 
-std::string default_output(const std::string& config) {
-  return (std::filesystem::path("results") / (std::filesystem::path(config).stem().string() + ".h5")).string();
-}
-
 double noise_sigma_base(const RunConfig& config, const ModelWeights& weights, const CaseBuilder& builder,
                         const std::vector<CounterFactRecord>& records) {
   if (config.sigma_rule == SigmaRule::EmbeddingStd) return embedding_matrix_std(weights.embed);
@@ -83,26 +80,6 @@ void report_engine_work(const CaseTracer& tracer, const PipelineSummary& s) {
                "conditions, each condition from its first patched layer and position: the protocol's minimum); "
                "{:.2f} preparations per case (minimum: 1 per noise setting)",
                w.engine_calls / n, steps / n, w.prepare_steps / n, w.condition_steps / n, s.preparations.prepared / n);
-}
-
-// The writing rank's checks on --out before any expensive work: its folder exists or is created,
-// the path is a regular file (or absent), the run holds the lock on it (a second run on the same
-// --out fails here, naming the holder), and it exists exactly when resuming.
-void prepare_output(const std::string& out, bool resume, std::optional<OutputLock>& lock) {
-  const std::filesystem::path parent = std::filesystem::path(out).parent_path();
-  std::error_code ec;
-  if (!parent.empty()) {
-    std::filesystem::create_directories(parent, ec);
-    if (ec || !std::filesystem::is_directory(parent))
-      fail_input("--out {}: cannot create its folder {}: {}", out, parent.string(),
-                 ec ? ec.message() : std::string("a file of that name is in the way"));
-  }
-  const auto type = std::filesystem::symlink_status(out, ec).type();
-  if (type != std::filesystem::file_type::not_found && type != std::filesystem::file_type::regular &&
-      !(type == std::filesystem::file_type::symlink && std::filesystem::is_regular_file(out, ec)))
-    fail_input("--out {} exists and is not a regular file", out);
-  lock.emplace(out);
-  ResultsFile::check_can_open(out, resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
 }
 
 void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& world) {
@@ -151,38 +128,16 @@ void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& worl
 
   // Only the writing rank has the real file; the others get every stage's table from it and keep a
   // small in-memory file for the pipeline's summaries (never the per-case rows).
-  std::unique_ptr<ResultsFile> results = on_every_rank(world, [&] {
-    if (!writer) return std::make_unique<ResultsFile>(fmt::format("scratch-rank-{}.h5", world.rank()), ResultsFile::Mode::Scratch);
-    auto f = std::make_unique<ResultsFile>(out, o.resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
-    if (o.resume) {
-      if (f->stored_config_text() != config.source_text)
-        fail_input("--resume: the config stored in {} differs from {}; resume with the same config", out, o.config);
-      spdlog::info("resuming {}", out);
-    } else {
-      f->write_provenance(collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N));
-    }
-    // The cases of the last run on this file: "i/n" for a shard, "all" otherwise (a resumed merge).
-    if (shard || f->h5().has_attr(layout::kProvenance, "shard"))
-      f->set_attr(layout::kProvenance, "shard", shard ? fmt::format("{}/{}", shard->index, shard->count) : "all");
-    record_run(*f, o.resume, o.config, N);
-    return f;
-  });
-
-  // Between chunks: save on schedule; a stop signal ends the run with everything computed so far saved.
-  auto checkpoint = [&] { results->flush_if_due(config.checkpoint_every_s); };
-  std::unique_ptr<RowExecutor> executor;
-  if (N == 1) {
-    executor = std::make_unique<LocalRowExecutor>(*results, config.chunk_tokens, config.progress_every_s, [&] {
-      if (stop_requested()) {
-        results->flush();
-        throw StopRequested();
-      }
-      checkpoint();
-    });
-  } else {
-    executor = std::make_unique<DistributedRowExecutor>(world, *group, *leaders, *results, config.chunk_tokens,
-                                                        config.progress_every_s, checkpoint);
-  }
+  std::unique_ptr<ResultsFile> results = open_results_file(
+      world, out, o.resume, o.config, config.source_text,
+      [&] { return collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N); },
+      [&](ResultsFile& f) {
+        // The cases of the last run on this file: "i/n" for a shard, "all" otherwise (a resumed merge).
+        if (shard || f.h5().has_attr(layout::kProvenance, "shard"))
+          f.set_attr(layout::kProvenance, "shard", shard ? fmt::format("{}/{}", shard->index, shard->count) : "all");
+      });
+  std::unique_ptr<RowExecutor> executor = make_row_executor(world, *group, *leaders, *results, config.chunk_tokens,
+                                                            config.progress_every_s, config.checkpoint_every_s);
   TracingPipeline pipeline(config, tracer, *builder, sigma_base, *results, *executor);
   if (shard) pipeline.set_shard(*shard);
   const PipelineSummary s = pipeline.run(records);

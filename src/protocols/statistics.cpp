@@ -86,6 +86,63 @@ Interval bootstrap_ci(std::span<const double> values, std::uint64_t seed, std::u
   return {percentile_linear(m, q_low), percentile_linear(m, q_high)};
 }
 
+namespace {
+
+struct Clusters {
+  std::vector<double> sum;
+  std::vector<double> count;
+};
+
+Clusters cluster_totals(std::span<const double> values, std::span<const std::size_t> clusters, const char* what) {
+  check_values(values, what);
+  if (clusters.size() != values.size())
+    fail_input("{}: {} cluster labels for {} values", what, clusters.size(), values.size());
+  const std::size_t C = *std::max_element(clusters.begin(), clusters.end()) + 1;
+  if (C > values.size()) fail_input("{}: cluster label {} but only {} values (labels must be 0..C-1, each used)", what, C - 1, values.size());
+  Clusters c{std::vector<double>(C, 0.0), std::vector<double>(C, 0.0)};
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    c.sum[clusters[i]] += values[i];
+    c.count[clusters[i]] += 1.0;
+  }
+  for (std::size_t k = 0; k < C; ++k)
+    if (c.count[k] == 0) fail_input("{}: cluster {} of 0..{} has no value (labels must be 0..C-1, each used)", what, k, C - 1);
+  return c;
+}
+
+}  // namespace
+
+std::vector<double> cluster_bootstrap_means(std::span<const double> values, std::span<const std::size_t> clusters,
+                                            std::uint64_t seed, std::uint32_t resamples) {
+  const Clusters c = cluster_totals(values, clusters, "cluster bootstrap");
+  if (resamples == 0) fail_input("cluster bootstrap: number of resamples must be at least 1");
+  const std::uint64_t C = c.sum.size();
+  std::vector<double> means(resamples);
+  for (std::uint32_t b = 0; b < resamples; ++b) {
+    NoiseStream s(seed, kBootstrapStreamTag, b);
+    double sum = 0.0, count = 0.0;
+    for (std::uint64_t j = 0; j < C; ++j) {
+      const std::uint64_t k = (static_cast<std::uint64_t>(s.next_u32()) * C) >> 32;
+      sum += c.sum[k];
+      count += c.count[k];
+    }
+    means[b] = sum / count;
+  }
+  return means;
+}
+
+Interval cluster_bootstrap_ci(std::span<const double> values, std::span<const std::size_t> clusters, std::uint64_t seed,
+                              std::uint32_t resamples, double q_low, double q_high) {
+  check_quantile(q_low, "cluster_bootstrap_ci");
+  check_quantile(q_high, "cluster_bootstrap_ci");
+  std::vector<double> m = cluster_bootstrap_means(values, clusters, seed, resamples);
+  std::sort(m.begin(), m.end());
+  return {percentile_linear(m, q_low), percentile_linear(m, q_high)};
+}
+
+std::vector<double> cluster_sums(std::span<const double> values, std::span<const std::size_t> clusters) {
+  return cluster_totals(values, clusters, "cluster sums").sum;
+}
+
 SignFlipResult sign_flip_test(std::span<const double> values, std::uint64_t seed, std::uint32_t flips) {
   check_values(values, "sign_flip_test");
   if (flips == 0) fail_input("sign_flip_test: number of flips must be at least 1");

@@ -91,6 +91,22 @@ Interval bootstrap_ci(std::span<const double> values, std::uint64_t seed,
 SignFlipResult sign_flip_test(std::span<const double> values, std::uint64_t seed,
                               std::uint32_t flips = kDefaultSignFlips);
 
+// Clustered (block) bootstrap, for values that come in dependent groups (the pairs of one question
+// in router-contrast localisation): clusters[i] in [0, C) names value i's cluster, every cluster
+// of [0, C) holds at least one value. Resample b reads NoiseStream(seed, kBootstrapStreamTag,
+// sample = b); its j-th word W_j (j = 0..C-1) picks cluster k_j = (W_j * C) >> 32;
+// mean_b = (sum_j S[k_j]) / (sum_j n[k_j]), S[k] and n[k] the sum (index order) and count of
+// cluster k. With every value its own cluster (clusters = 0, 1, ..., n-1) this is exactly
+// bootstrap_means. The interval uses the percentile rule above.
+std::vector<double> cluster_bootstrap_means(std::span<const double> values, std::span<const std::size_t> clusters,
+                                            std::uint64_t seed, std::uint32_t resamples = kDefaultBootstrapResamples);
+Interval cluster_bootstrap_ci(std::span<const double> values, std::span<const std::size_t> clusters, std::uint64_t seed,
+                              std::uint32_t resamples = kDefaultBootstrapResamples, double q_low = 0.025,
+                              double q_high = 0.975);
+// The per-cluster sums S[k] (index order within a cluster), k = 0..C-1: e.g. for a sign-flip test
+// over clusters. Same checks as above.
+std::vector<double> cluster_sums(std::span<const double> values, std::span<const std::size_t> clusters);
+
 // Everything above; one seed serves both (their streams differ by tag).
 SummaryStats summarize(std::span<const double> values, std::uint64_t seed,
                        const StatsOptions& options = {});

@@ -214,3 +214,45 @@ BOOST_AUTO_TEST_CASE(non_finite_and_empty_inputs_are_rejected) {
   BOOST_CHECK_THROW(sign_flip_test(V{1.0}, 1, 0), InputError);
   BOOST_CHECK_THROW(bootstrap_ci(V{1.0}, 1, 10, -0.1, 0.9), InputError);
 }
+
+// Clustered bootstrap: singleton clusters reproduce the plain bootstrap bit for bit; a resample's
+// mean is the pooled mean of the drawn clusters (checked by redrawing with the documented RNG
+// mapping); identical clusters give a degenerate interval; bad labels are rejected.
+BOOST_AUTO_TEST_CASE(cluster_bootstrap_definition) {
+  const V x{0.5, -1.0, 2.0, 3.5, 0.0, 1.25, -2.5};
+  std::vector<std::size_t> single(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) single[i] = i;
+  BOOST_TEST(cluster_bootstrap_means(x, single, 17, 300) == bootstrap_means(x, 17, 300));
+  const Interval a = cluster_bootstrap_ci(x, single, 17, 300), b = bootstrap_ci(x, 17, 300);
+  BOOST_TEST(a.low == b.low);
+  BOOST_TEST(a.high == b.high);
+
+  const std::vector<std::size_t> cl{2, 0, 2, 1, 0, 2, 1};  // sizes 2, 2, 3
+  const V sums = cluster_sums(x, cl);
+  BOOST_REQUIRE_EQUAL(sums.size(), 3u);
+  BOOST_TEST(sums[0] == -1.0 + 0.0);
+  BOOST_TEST(sums[1] == 3.5 + -2.5);
+  BOOST_TEST(sums[2] == 0.5 + 2.0 + 1.25);
+  const V counts{2, 2, 3};
+  const V m = cluster_bootstrap_means(x, cl, 9, 50);
+  for (std::uint32_t r = 0; r < 50; ++r) {
+    NoiseStream s(9, kBootstrapStreamTag, r);
+    double sum = 0, n = 0;
+    for (int j = 0; j < 3; ++j) {
+      const std::uint64_t k = (static_cast<std::uint64_t>(s.next_u32()) * 3) >> 32;
+      sum += sums[k];
+      n += counts[k];
+    }
+    BOOST_TEST(m[r] == sum / n);
+  }
+  // Two clusters with the same mean: every resample has that mean.
+  const Interval same = cluster_bootstrap_ci(V{1, 0, 1, 0}, std::vector<std::size_t>{0, 0, 1, 1}, 3, 100);
+  BOOST_TEST(same.low == 0.5);
+  BOOST_TEST(same.high == 0.5);
+
+  BOOST_CHECK_THROW(cluster_bootstrap_means(x, std::vector<std::size_t>{0, 1}, 1, 10), InputError);  // size
+  BOOST_CHECK_THROW(cluster_bootstrap_means(V{1, 2}, std::vector<std::size_t>{0, 2}, 1, 10), InputError);  // gap
+  BOOST_CHECK_THROW(cluster_bootstrap_means(V{}, std::vector<std::size_t>{}, 1, 10), InputError);
+  BOOST_CHECK_THROW(cluster_bootstrap_means(V{1, NAN}, std::vector<std::size_t>{0, 1}, 1, 10), InputError);
+  BOOST_CHECK_THROW(cluster_bootstrap_means(V{1, 2}, std::vector<std::size_t>{0, 1}, 1, 0), InputError);
+}

@@ -1,0 +1,72 @@
+#include "cli/command_support.h"
+
+#include <filesystem>
+
+#include "cli/provenance.h"
+#include "comm/errors.h"
+#include "protocols/distributed_row_executor.h"
+#include "util/error.h"
+#include "util/logging.h"
+#include "util/stop_signal.h"
+
+namespace moetrace::cli {
+
+std::string default_output(const std::string& config) {
+  return (std::filesystem::path("results") / (std::filesystem::path(config).stem().string() + ".h5")).string();
+}
+
+void prepare_output(const std::string& out, bool resume, std::optional<OutputLock>& lock) {
+  const std::filesystem::path parent = std::filesystem::path(out).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) {
+    std::filesystem::create_directories(parent, ec);
+    if (ec || !std::filesystem::is_directory(parent))
+      fail_input("--out {}: cannot create its folder {}: {}", out, parent.string(),
+                 ec ? ec.message() : std::string("a file of that name is in the way"));
+  }
+  const auto type = std::filesystem::symlink_status(out, ec).type();
+  if (type != std::filesystem::file_type::not_found && type != std::filesystem::file_type::regular &&
+      !(type == std::filesystem::file_type::symlink && std::filesystem::is_regular_file(out, ec)))
+    fail_input("--out {} exists and is not a regular file", out);
+  lock.emplace(out);
+  ResultsFile::check_can_open(out, resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
+}
+
+std::unique_ptr<ResultsFile> open_results_file(Communicator& world, const std::string& out, bool resume,
+                                               const std::string& config_path, const std::string& config_text,
+                                               const std::function<Provenance()>& provenance,
+                                               const std::function<void(ResultsFile&)>& prepare) {
+  return on_every_rank(world, [&] {
+    if (world.rank() != 0)
+      return std::make_unique<ResultsFile>(fmt::format("scratch-rank-{}.h5", world.rank()), ResultsFile::Mode::Scratch);
+    auto f = std::make_unique<ResultsFile>(out, resume ? ResultsFile::Mode::Resume : ResultsFile::Mode::Create);
+    if (resume) {
+      if (f->stored_config_text() != config_text)
+        fail_input("--resume: the config stored in {} differs from {}; resume with the same config", out, config_path);
+      spdlog::info("resuming {}", out);
+    } else {
+      f->write_provenance(provenance());
+    }
+    if (prepare) prepare(*f);
+    record_run(*f, resume, config_path, world.size());
+    return f;
+  });
+}
+
+std::unique_ptr<RowExecutor> make_row_executor(Communicator& world, Communicator& group, Communicator& leaders,
+                                               ResultsFile& results, int chunk_tokens, double progress_every_s,
+                                               double checkpoint_every_s) {
+  // Between chunks: save on schedule; a stop signal ends the run with everything computed so far saved.
+  auto checkpoint = [&results, checkpoint_every_s] { results.flush_if_due(checkpoint_every_s); };
+  if (world.size() == 1)
+    return std::make_unique<LocalRowExecutor>(results, chunk_tokens, progress_every_s, [&results, checkpoint] {
+      if (stop_requested()) {
+        results.flush();
+        throw StopRequested();
+      }
+      checkpoint();
+    });
+  return std::make_unique<DistributedRowExecutor>(world, group, leaders, results, chunk_tokens, progress_every_s, checkpoint);
+}
+
+}  // namespace moetrace::cli

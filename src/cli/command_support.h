@@ -1,0 +1,40 @@
+#pragma once
+// What `moetrace run` and `moetrace localize` share: the default output path, the checks and lock
+// on --out, opening the results file (create with provenance, or resume with the same config), and
+// the row executor (local, or distributed over MPI ranks) with checkpoints and stop signals.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "comm/communicator.h"
+#include "protocols/row_executor.h"
+#include "results/output_lock.h"
+#include "results/results_file.h"
+
+namespace moetrace::cli {
+
+// results/<config name>.h5
+std::string default_output(const std::string& config);
+
+// The writing rank's checks on --out before any expensive work: its folder exists or is created,
+// the path is a regular file (or absent), the run holds the lock on it (a second run on the same
+// --out fails here, naming the holder), and it exists exactly when resuming.
+void prepare_output(const std::string& out, bool resume, std::optional<OutputLock>& lock);
+
+// On the writing rank (world rank 0): the results file, created (with `provenance()` written) or
+// resumed (its stored config must equal `config_text`), and this run recorded in its history;
+// `prepare` runs on it last. Elsewhere: a scratch file in memory. Collective.
+std::unique_ptr<ResultsFile> open_results_file(Communicator& world, const std::string& out, bool resume,
+                                               const std::string& config_path, const std::string& config_text,
+                                               const std::function<Provenance()>& provenance,
+                                               const std::function<void(ResultsFile&)>& prepare = {});
+
+// One rank: a local executor that checkpoints every `checkpoint_every_s` and, on a stop signal,
+// saves and throws StopRequested. Several: the distributed executor (group: this rank's EP group,
+// leaders: the group leaders' communicator).
+std::unique_ptr<RowExecutor> make_row_executor(Communicator& world, Communicator& group, Communicator& leaders,
+                                               ResultsFile& results, int chunk_tokens, double progress_every_s,
+                                               double checkpoint_every_s);
+
+}  // namespace moetrace::cli

@@ -1,0 +1,168 @@
+// `moetrace localize`: router-contrast localisation end to end (docs/localize.md), from a config
+// file to a results file, on one process or on an MPI job of N ranks in EP groups of R
+// (`mpirun -np N moetrace localize CONFIG --ep R`).
+#include <memory>
+#include <optional>
+
+#include "backend/backend_registry.h"
+#include "cli/command_support.h"
+#include "cli/commands.h"
+#include "cli/provenance.h"
+#include "comm/communicator.h"
+#include "comm/errors.h"
+#include "comm/expert_parallel_exchange.h"
+#include "engine/device_model.h"
+#include "localize/localize_data.h"
+#include "model/model_weights.h"
+#include "protocols/localize_config.h"
+#include "protocols/localize_pipeline.h"
+#include "results/output_lock.h"
+#include "util/error.h"
+#include "util/logging.h"
+#include "util/stop_signal.h"
+
+namespace moetrace::cli {
+namespace {
+
+struct LocalizeCommandOptions {
+  std::string config, out;
+  bool resume = false;
+  int ep = 1;
+};
+
+// The model's own end-of-sequence ids (config.json "eos_token_id"). Empty until ModelConfig
+// carries them: the one place to wire that in; [model] eos_ids overrides it (effective_eos_ids).
+std::vector<int> model_eos_ids(const ModelConfig& /*config*/) { return {}; }
+
+localize::QuestionSet read_question_file(const LocalizeConfig& c, const std::filesystem::path& path, const char* key) {
+  localize::LoadOptions load;
+  load.languages = c.languages;
+  load.strict = c.strict;
+  load.templates.default_template = c.default_template;
+  load.templates.per_language = c.templates;
+  return localize::read_questions(path, load, fmt::format("{}: [data] {} = {}", c.source_path.string(), key, path.string()));
+}
+
+localize::LocalizeOptions protocol_options(const LocalizeConfig& c, const ModelConfig& mc) {
+  localize::LocalizeOptions o;
+  o.ask.max_new_tokens = c.max_new_tokens;
+  o.ask.prompts_per_call = static_cast<std::size_t>(c.prompts_per_call);
+  o.ask.eos_ids = effective_eos_ids(c, model_eos_ids(mc));
+  o.ask.add_special_tokens = c.add_special_tokens;
+  o.ask.answer_prefix = c.answer_prefix;
+  o.ask.match = c.match;
+  o.ask.bucket = c.bucket;
+  o.ask.logprob_threshold = c.logprob_threshold;
+  o.statistic = c.statistic;
+  o.contrast.method = c.method;
+  o.contrast.direction = c.direction;
+  o.contrast.sign_flips = c.sign_flips;
+  o.contrast.top_n = static_cast<std::size_t>(c.top_n);
+  o.contrast.seed = c.seed;
+  o.seed = c.seed;
+  o.selection = c.selection;
+  o.control_draws = static_cast<std::uint32_t>(c.control_draws);
+  o.bootstrap_resamples = c.bootstrap;
+  o.bootstrap_unit = c.bootstrap_unit;
+  for (int n : c.curve_n) o.curve_n.push_back(static_cast<std::size_t>(n));
+  return o;
+}
+
+void run(const LocalizeCommandOptions& o, Communicator& world) {
+  install_stop_handlers();
+  const int N = world.size(), R = o.ep;
+  if (N % R != 0)
+    fail_all(world, "--ep {} must divide the number of MPI ranks {} (N/R expert-parallel groups of R ranks)", R, N);
+  const bool writer = world.rank() == 0;
+  if (!writer && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+
+  const LocalizeConfig config = on_every_rank(world, [&] {
+    LocalizeConfig c = load_localize_config(o.config);
+    check_localize_inputs(c);
+    return c;
+  });
+  const std::string out = o.out.empty() ? default_output(o.config) : o.out;
+  std::optional<OutputLock> lock;  // held by the writing rank until the run ends
+  on_every_rank(world, [&] {
+    if (writer) prepare_output(out, o.resume, lock);
+    return 0;
+  });
+
+  const auto questions = on_every_rank(world, [&] { return read_question_file(config, config.questions_path, "questions"); });
+  spdlog::info("{} questions in {} languages from {} ({})", questions.questions.size(), questions.languages.size(),
+               config.questions_path.string(), questions.skipped.summary());
+  std::optional<localize::QuestionSet> unrelated;
+  if (!config.unrelated_path.empty())
+    unrelated = on_every_rank(world, [&] { return read_question_file(config, config.unrelated_path, "unrelated"); });
+  ModelWeights weights = on_every_rank(world, [&] { return load_model(config.model_path); });
+  const ModelConfig& mc = weights.config;
+  // Checks that need the model, before any work: the random controls draw, per layer, as many
+  // other experts as are chosen there.
+  if (config.selection == localize::ExpertSelection::PerLayer && 2 * config.top_n > mc.num_experts)
+    fail_all(world, "{}: [contrast] top_n = {} with selection = \"per_layer\": at most {} (half of the model's {} experts "
+             "per layer), so that the random layer-matched controls have experts to draw from",
+             config.source_path.string(), config.top_n, mc.num_experts / 2, mc.num_experts);
+  const auto tokenizer = on_every_rank(world, [&] { return std::make_shared<Tokenizer>(Tokenizer::from_path(config.tokenizer_path)); });
+
+  // N/R groups of R consecutive ranks; each group holds every expert once, sharded in blocks.
+  auto group = world.split(world.rank() / R);
+  auto leaders = world.split(group->rank() == 0 ? 0 : 1, world.rank());
+  auto backend = on_every_rank(world, [&] { return make_backend(config.backend); });
+  DeviceModel model = upload_model(weights, *backend, expert_block(mc.num_experts, group->rank(), R));
+  spdlog::info("model {}: {} ({} layers, {} experts, top-{}) on {}; {} rank(s) in {} group(s) of {}",
+               config.model_path.string(), to_string(mc.arch), mc.num_layers, mc.num_experts, mc.top_k, backend->name(),
+               N, N / R, R);
+  std::optional<ExpertParallelExchange> exchange;
+  if (R > 1) exchange.emplace(*group);
+  Engine engine(model, *backend, exchange ? &*exchange : nullptr);
+
+  std::unique_ptr<ResultsFile> results = open_results_file(
+      world, out, o.resume, o.config, config.source_text,
+      [&] { return collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N); },
+      [](ResultsFile& f) { f.set_attr(layout::kProvenance, "protocol", std::string("localize")); });
+  std::unique_ptr<RowExecutor> executor = make_row_executor(world, *group, *leaders, *results, config.chunk_tokens,
+                                                            config.progress_every_s, config.checkpoint_every_s);
+  localize::LocalizeOptions options = protocol_options(config, mc);
+  if (unrelated) options.unrelated = &*unrelated;
+  localize::LocalizePipeline pipeline(engine, *tokenizer, questions, options, *results, *executor);
+  const localize::LocalizationResult r = pipeline.run();
+  spdlog::info("done: {} pairs asked, {} validation pairs; the chosen {} experts turn {:.3f} of correct validation pairs "
+               "wrong [{:.3f}, {:.3f}], random sets {:.3f}, popular {:.3f}. Results: {}  (tables: moetrace report {})",
+               r.asked.size(), r.validation_pairs.size(), r.chosen.size(), r.share_turned_wrong, r.share_ci.low,
+               r.share_ci.high, r.random_share_turned_wrong, r.popular_share_turned_wrong, out, out);
+}
+
+}  // namespace
+
+void register_localize_command(CLI::App& app) {
+  auto o = std::make_shared<LocalizeCommandOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "localize", "Router-contrast localisation end to end: multilingual questions + model -> results file");
+  cmd->footer(
+      "Router-contrast knowledge localisation (docs/localize.md): every (question, language) pair is asked\n"
+      "(greedy decoding), bucketed by correctness, and the router statistics of the two buckets are contrasted\n"
+      "on the discovery half of the questions; the top experts are deactivated and the validation pairs\n"
+      "re-asked, against random layer-matched and popular-expert control sets, along an effect-vs-N curve,\n"
+      "and on unrelated questions. CONFIG.toml: docs/config.md (\"moetrace localize\").\n"
+      "Every per-pair row is written as soon as it is computed, so an interrupted run continues with --resume\n"
+      "(bit-identical to an uninterrupted run). An existing results file is never overwritten.\n\n"
+      "On a cluster: `mpirun -np N moetrace localize CONFIG --ep R` (R divides N); rank 0 hands out pairs,\n"
+      "gathers rows and alone writes the file. Results do not depend on N, R or [run] chunk_tokens.\n\n"
+      "Exit codes: 0 done; 2 bad input (the message names the file and key or record), a damaged results\n"
+      "file, or --out locked by another run; 75 stopped by SIGTERM/SIGUSR1/SIGINT after saving (rerun with\n"
+      "--resume).\n\n"
+      "Example:\n"
+      "  moetrace localize configs/demo_localize.toml --out results/demo_localize.h5");
+  cmd->add_option("CONFIG", o->config, "localize configuration (.toml)")->required();
+  cmd->add_option("--out", o->out, "results file (default: results/<config name>.h5)");
+  cmd->add_flag("--resume", o->resume, "continue the run stored in --out: only missing rows are computed");
+  cmd->add_option("--ep", o->ep, "expert-parallel group size R under mpirun (R ranks share every layer's experts)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([o] {
+    auto world = make_world_communicator();
+    run_or_abort(*world, [&] { run(*o, *world); });
+  });
+}
+
+}  // namespace moetrace::cli

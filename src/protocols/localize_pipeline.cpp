@@ -1,0 +1,456 @@
+#include "protocols/localize_pipeline.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include "util/error.h"
+#include "util/logging.h"
+
+namespace moetrace::localize {
+namespace {
+
+// Seed offsets: independent streams per use (docs/localize.md).
+constexpr std::uint64_t kSplitSeedTag = 0x73706c6974ull;
+constexpr std::uint64_t kControlSeedTag = 0x63746c72ull;
+constexpr std::uint64_t kBootstrapSeedTag = 0x62737470ull;
+
+// Every routing statistic is stored per asked pair; the contrast reads the configured one. A new
+// RoutingStatistic (e.g. at generated tokens) must be added here to be stored and contrasted.
+constexpr std::array<RoutingStatistic, 6> kStoredStatistics = {
+    RoutingStatistic::LogitMean, RoutingStatistic::ProbMean, RoutingStatistic::SelectedMean,
+    RoutingStatistic::LogitLast, RoutingStatistic::ProbLast, RoutingStatistic::SelectedLast};
+
+namespace L = layout::localize;
+
+// Column of the first value of statistic `s` in an asked row (outcome, generated, then the statistics).
+int routing_column(RoutingStatistic s, int max_new_tokens, int cells) {
+  const auto at = std::find(kStoredStatistics.begin(), kStoredStatistics.end(), s) - kStoredStatistics.begin();
+  MOETRACE_ASSERT(at < static_cast<std::ptrdiff_t>(kStoredStatistics.size()), "a routing statistic the pipeline does not store");
+  return L::kOutcomeColumns + max_new_tokens + static_cast<int>(at) * cells;
+}
+
+Bucket bucket_at(const Matrix2& t, int row) { return t.at(row, L::kOutcomeBucket) == 1.0 ? Bucket::Success : Bucket::Failure; }
+
+std::vector<double> pair_row(const AskedPair& p, int max_new_tokens, bool routing) {
+  std::vector<double> row(L::kOutcomeColumns + static_cast<std::size_t>(max_new_tokens), -1.0);
+  row[L::kOutcomeBucket] = p.bucket == Bucket::Success ? 1.0 : 0.0;
+  row[L::kOutcomeMatch] = static_cast<double>(static_cast<int>(p.match));
+  row[L::kOutcomeLogprob] = p.answer_logprob;
+  row[L::kOutcomeStopId] = p.stop_id;
+  row[L::kOutcomeGenerated] = static_cast<double>(p.generated.size());
+  for (std::size_t k = 0; k < p.generated.size(); ++k) row[L::kOutcomeColumns + k] = p.generated[k];
+  if (routing)
+    for (RoutingStatistic s : kStoredStatistics) {
+      const std::vector<double>& v = routing_values(p.routing, s);
+      row.insert(row.end(), v.begin(), v.end());
+    }
+  return row;
+}
+
+void check_options(const LocalizeOptions& o) {
+  if (o.ask.deactivation) fail_input("localize: the asking options must not carry a deactivation");
+  if (o.control_draws < 1) fail_input("localize: control_draws must be >= 1");
+  if (o.bootstrap_resamples < 1) fail_input("localize: bootstrap_resamples must be >= 1");
+  for (std::size_t i = 0; i < o.curve_n.size(); ++i)
+    if (o.curve_n[i] < 1 || (i > 0 && o.curve_n[i] <= o.curve_n[i - 1]))
+      fail_input("localize: the curve's N must be ascending, distinct and >= 1");
+}
+
+SummaryRecord empty_record(const std::string& name) { return {name, 0, NAN, NAN, NAN, NAN, 1.0}; }
+
+}  // namespace
+
+LocalizePipeline::LocalizePipeline(Engine& engine, const Tokenizer& tokenizer, const QuestionSet& questions,
+                                   const LocalizeOptions& options, ResultsFile& results, RowExecutor& executor)
+    : engine_(engine), tokenizer_(tokenizer), qs_(questions), o_(options), file_(results), out_(results),
+      executor_(executor) {
+  check_options(o_);
+  layers_ = engine.model().config.num_layers;
+  experts_ = engine.model().config.num_experts;
+}
+
+Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& qs, const PairList& pairs,
+                                   const std::string& outcome, const std::string& generated,
+                                   const ExpertList* deactivated, bool routing) {
+  const int M = o_.ask.max_new_tokens;
+  std::vector<RowOutput> outputs{{outcome, L::kOutcomeColumns}, {generated, M}};
+  if (routing)
+    for (RoutingStatistic s : kStoredStatistics)
+      outputs.push_back({LocalizeResults::asked_routing(std::string(routing_statistic_name(s))), layers_ * experts_});
+  if (pairs.empty()) {  // e.g. no validation question: nothing to ask, no table
+    int width = 0;
+    for (const RowOutput& out : outputs) width += out.width;
+    return Matrix2(0, width, NAN);
+  }
+  // A pair's cost: its prompt's tokens plus the tokens it may generate (chunks of chunk_tokens).
+  std::vector<double> cost(pairs.size());
+  for (std::size_t i = 0; i < pairs.size(); ++i)
+    cost[i] = static_cast<double>(
+        tokenizer_.encode_ids(qs.questions[pairs[i].first].entries[pairs[i].second].prompt, o_.ask.add_special_tokens).size() +
+        static_cast<std::size_t>(M));
+  executor_.set_row_cost([&cost](int r) { return cost[static_cast<std::size_t>(r)]; });
+  const Deactivation d = deactivated ? Deactivation(deactivated->begin(), deactivated->end()) : Deactivation{};
+  Matrix2 t = executor_.run(label, static_cast<int>(pairs.size()), outputs, [&](const std::vector<int>& rows) {
+    PairList chunk;
+    for (int r : rows) chunk.push_back(pairs[static_cast<std::size_t>(r)]);
+    AskOptions a = o_.ask;
+    a.capture_routing = routing;
+    a.deactivation = deactivated ? &d : nullptr;
+    std::vector<std::vector<double>> values;
+    for (const AskedPair& p : ask_questions(engine_, tokenizer_, qs, chunk, a)) values.push_back(pair_row(p, M, routing));
+    return values;
+  });
+  executor_.set_row_cost(nullptr);
+  return t;
+}
+
+AskedPair LocalizePipeline::asked_pair(const Matrix2& t, int p) const {
+  const std::size_t NL = qs_.languages.size();
+  const int M = o_.ask.max_new_tokens, C = layers_ * experts_;
+  const double* row = t.v.data() + static_cast<std::size_t>(p) * t.cols;
+  AskedPair a;
+  a.question = static_cast<std::size_t>(p) / NL;
+  a.language = static_cast<std::size_t>(p) % NL;
+  a.bucket = bucket_at(t, p);
+  a.match = static_cast<MatchKind>(static_cast<int>(row[L::kOutcomeMatch]));
+  a.answer_logprob = row[L::kOutcomeLogprob];
+  a.stop_id = static_cast<int>(row[L::kOutcomeStopId]);
+  const int n = static_cast<int>(row[L::kOutcomeGenerated]);
+  for (int k = 0; k < n && k < M; ++k) a.generated.push_back(static_cast<int>(row[L::kOutcomeColumns + k]));
+  std::vector<std::int32_t> ids(a.generated.begin(), a.generated.end());
+  if (a.stop_id >= 0) ids.push_back(a.stop_id);
+  a.output = tokenizer_.decode(ids, true);
+  if (const auto nl = a.output.find('\n'); nl != std::string::npos) a.output.resize(nl);
+  a.routing.layers = layers_;
+  a.routing.experts = experts_;
+  for (RoutingStatistic s : kStoredStatistics) {
+    const int col = routing_column(s, M, C);
+    const_cast<std::vector<double>&>(routing_values(a.routing, s)).assign(row + col, row + col + C);
+  }
+  return a;
+}
+
+// Split, contrast of the discovery pairs, the chosen set; `ranked` is the global ranking (long
+// enough for the curve), `frequency` the mean selected_mean over the discovery pairs.
+void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, ExpertList& ranked,
+                              std::vector<double>& frequency) {
+  const std::size_t NL = qs_.languages.size(), cells = static_cast<std::size_t>(layers_) * experts_;
+  std::vector<std::string> ids;
+  for (const Question& q : qs_.questions) ids.push_back(q.id);
+  r.split = split_questions(ids, o_.seed ^ kSplitSeedTag);
+  std::vector<int> split(qs_.questions.size(), 1);
+  for (std::size_t q : r.split.discovery) split[q] = 0;
+  out_.write_split(split);
+
+  const int M = o_.ask.max_new_tokens, C = static_cast<int>(cells);
+  const int stat_col = routing_column(o_.statistic, M, C), freq_col = routing_column(RoutingStatistic::SelectedMean, M, C);
+  ContrastInput input{layers_, experts_, {}};
+  frequency.assign(cells, 0.0);
+  std::size_t n_discovery = 0;
+  for (int p = 0; p < asked.rows; ++p) {
+    const std::size_t q = static_cast<std::size_t>(p) / NL, l = static_cast<std::size_t>(p) % NL;
+    if (split[q] != 0) {
+      r.validation_pairs.push_back(static_cast<std::size_t>(p));
+      continue;
+    }
+    const double* row = asked.v.data() + static_cast<std::size_t>(p) * asked.cols;
+    input.pairs.push_back({qs_.questions[q].id, qs_.languages[l], bucket_at(asked, p),
+                           std::vector<double>(row + stat_col, row + stat_col + C)});
+    for (std::size_t k = 0; k < cells; ++k) frequency[k] += row[freq_col + static_cast<int>(k)];
+    ++n_discovery;
+  }
+  for (double& f : frequency) f /= static_cast<double>(std::max<std::size_t>(n_discovery, 1));
+
+  // Rank far enough for the curve; the chosen set is the first top_n of that ranking (a total
+  // order, so they are the top_n ranking's), or the first top_n of every layer.
+  ContrastOptions contrast = o_.contrast;
+  for (std::size_t n : o_.curve_n) contrast.top_n = std::max(contrast.top_n, n);
+  r.contrast = contrast_experts(input, contrast);
+  for (std::size_t i : r.contrast.top_global) ranked.emplace_back(r.contrast.experts[i].layer, r.contrast.experts[i].expert);
+  for (auto& layer : r.contrast.top_per_layer) layer.resize(std::min(layer.size(), o_.contrast.top_n));
+
+  LocalizeContrastTable t;
+  std::vector<double> ms, mf, eff, st, df, pv, qv;
+  for (const ExpertContrast& e : r.contrast.experts) {
+    ms.push_back(e.mean_success);
+    mf.push_back(e.mean_failure);
+    eff.push_back(e.effect);
+    st.push_back(e.statistic);
+    df.push_back(e.df);
+    pv.push_back(e.p);
+    qv.push_back(e.q);
+  }
+  t.fields = {{"mean_success", ms}, {"mean_failure", mf}, {"effect", eff}, {"statistic", st}, {"df", df}, {"p", pv}, {"q", qv}};
+  t.n_success = static_cast<std::int64_t>(r.contrast.n_success);
+  t.n_failure = static_cast<std::int64_t>(r.contrast.n_failure);
+  t.n_questions = static_cast<std::int64_t>(r.contrast.n_questions);
+  t.n_mixed_questions = static_cast<std::int64_t>(r.contrast.n_mixed_questions);
+  for (std::size_t i : r.contrast.top_global) t.top_global.push_back(static_cast<int>(i));
+  t.top_n = static_cast<std::int64_t>(o_.contrast.top_n);
+  t.top_per_layer.assign(static_cast<std::size_t>(layers_) * o_.contrast.top_n, -1);
+  for (std::size_t l = 0; l < r.contrast.top_per_layer.size(); ++l)
+    for (std::size_t k = 0; k < r.contrast.top_per_layer[l].size(); ++k)
+      t.top_per_layer[l * o_.contrast.top_n + k] = static_cast<int>(r.contrast.top_per_layer[l][k]);
+  out_.write_contrast(t);
+
+  if (o_.selection == ExpertSelection::Global) {
+    r.chosen.assign(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min(o_.contrast.top_n, ranked.size())));
+  } else {
+    for (const auto& layer : r.contrast.top_per_layer)
+      for (std::size_t i : layer) r.chosen.emplace_back(r.contrast.experts[i].layer, r.contrast.experts[i].expert);
+  }
+  r.contrast.top_global.resize(std::min(r.contrast.top_global.size(), o_.contrast.top_n));
+  std::vector<int> vp;
+  for (std::size_t p : r.validation_pairs) vp.push_back(static_cast<int>(p));
+  out_.write_validation_pairs(vp);
+  spdlog::info("contrast: {} discovery pairs ({} success, {} failure; {} of {} questions mixed); {} experts chosen ({})",
+               n_discovery, r.contrast.n_success, r.contrast.n_failure, r.contrast.n_mixed_questions,
+               r.contrast.n_questions, r.chosen.size(), expert_selection_name(o_.selection));
+}
+
+// A summary record: mean of `values` with a percentile-bootstrap interval (resampling questions or
+// values), frac_positive, and for a difference a sign-flip p (over question sums or values).
+SummaryRecord LocalizePipeline::record(const std::string& name, const std::vector<double>& values,
+                                       const std::vector<std::size_t>& questions, bool difference) const {
+  if (values.empty()) return empty_record(name);
+  const std::uint64_t seed = o_.seed ^ kBootstrapSeedTag;
+  SummaryRecord s;
+  s.name = name;
+  s.n = static_cast<int>(values.size());
+  s.mean = mean(values);
+  s.frac_positive = fraction_positive(values);
+  std::vector<std::size_t> cluster(values.size());
+  std::map<std::size_t, std::size_t> dense;
+  for (std::size_t i = 0; i < values.size(); ++i) cluster[i] = dense.try_emplace(questions[i], dense.size()).first->second;
+  const bool by_question = o_.bootstrap_unit == BootstrapUnit::Question;
+  const Interval ci = by_question ? cluster_bootstrap_ci(values, cluster, seed, o_.bootstrap_resamples)
+                                  : bootstrap_ci(values, seed, o_.bootstrap_resamples);
+  s.ci_low = ci.low;
+  s.ci_high = ci.high;
+  s.p_value = difference ? sign_flip_test(by_question ? cluster_sums(values, cluster) : values, seed, o_.contrast.sign_flips).p
+                         : 1.0;
+  return s;
+}
+
+void LocalizePipeline::summaries(LocalizationResult& r, const Matrix2& asked,
+                                 const std::vector<std::pair<std::string, Matrix2>>& after, const Matrix2* unrelated_before,
+                                 const Matrix2* unrelated_after) {
+  const std::size_t NL = qs_.languages.size();
+  const std::vector<std::size_t>& vp = r.validation_pairs;
+  auto table = [&](const std::string& name) -> const Matrix2& {
+    for (const auto& [n, t] : after)
+      if (n == name) return t;
+    MOETRACE_ASSERT(false, "condition table");
+    return after.front().second;
+  };
+  // Per validation pair j: 1 when the condition turned it (wrong if it was correct, right if wrong).
+  auto flips = [&](const Matrix2& t, std::size_t j) {
+    return bucket_at(asked, static_cast<int>(vp[j])) != bucket_at(t, static_cast<int>(j)) ? 1.0 : 0.0;
+  };
+  auto effect = [&](const std::string& name, const ExpertList& experts) {
+    DeactivationEffect e;
+    e.experts = experts;
+    std::vector<PairOutcome> outcomes;
+    const Matrix2& t = table(name);
+    for (std::size_t j = 0; j < vp.size(); ++j) {
+      const std::size_t q = vp[j] / NL, l = vp[j] % NL;
+      const Bucket before = bucket_at(asked, static_cast<int>(vp[j]));
+      outcomes.push_back({qs_.questions[q].id, qs_.languages[l], before, bucket_at(t, static_cast<int>(j))});
+      if (before == Bucket::Success) e.turned_wrong.push_back(flips(t, j));
+    }
+    e.flips = count_flips(outcomes);
+    return e;
+  };
+  r.effect = effect("chosen", r.effect.experts);
+  r.popular = effect("popular", r.popular.experts);
+  for (std::size_t d = 0; d < r.random.size(); ++d) r.random[d] = effect("random_" + std::to_string(d), r.random[d].experts);
+  for (CurvePoint& c : r.curve) c.flips = effect("curve_" + std::to_string(c.n), {}).flips;
+
+  // Values over the validation pairs with a given bucket before (optionally one language), and their questions.
+  struct Series {
+    std::vector<double> chosen, popular, random;
+    std::vector<std::size_t> question;
+  };
+  auto series = [&](Bucket before, long language) {
+    Series s;
+    for (std::size_t j = 0; j < vp.size(); ++j) {
+      if (bucket_at(asked, static_cast<int>(vp[j])) != before) continue;
+      if (language >= 0 && vp[j] % NL != static_cast<std::size_t>(language)) continue;
+      s.question.push_back(vp[j] / NL);
+      s.chosen.push_back(flips(table("chosen"), j));
+      s.popular.push_back(flips(table("popular"), j));
+      double sum = 0;
+      for (std::size_t d = 0; d < r.random.size(); ++d) sum += flips(table("random_" + std::to_string(d)), j);
+      s.random.push_back(sum / static_cast<double>(r.random.size()));
+    }
+    return s;
+  };
+  auto minus = [](const std::vector<double>& a, const std::vector<double>& b) {
+    std::vector<double> d(a.size());
+    for (std::size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
+    return d;
+  };
+  const std::string eg = LocalizeResults::effect_group();
+  const Series wrong = series(Bucket::Success, -1), right = series(Bucket::Failure, -1);
+  const SummaryRecord chosen = record("chosen", wrong.chosen, wrong.question, false);
+  const SummaryRecord vs_random = record("chosen_minus_random", minus(wrong.chosen, wrong.random), wrong.question, true);
+  for (const SummaryRecord& s :
+       {chosen, record("popular", wrong.popular, wrong.question, false), record("random", wrong.random, wrong.question, false),
+        vs_random, record("chosen_minus_popular", minus(wrong.chosen, wrong.popular), wrong.question, true),
+        record("chosen_turned_right", right.chosen, right.question, false),
+        record("popular_turned_right", right.popular, right.question, false),
+        record("random_turned_right", right.random, right.question, false)})
+    out_.write_summary(eg, s);
+  r.share_turned_wrong = r.effect.flips.overall.share_turned_wrong();
+  r.popular_share_turned_wrong = r.popular.flips.overall.share_turned_wrong();
+  r.random_share_turned_wrong = wrong.random.empty() ? NAN : mean(wrong.random);
+  r.share_ci = {chosen.ci_low, chosen.ci_high};
+  r.difference_vs_random_ci = {vs_random.ci_low, vs_random.ci_high};
+
+  for (std::size_t l = 0; l < NL; ++l) {
+    const Series s = series(Bucket::Success, static_cast<long>(l));
+    const std::string g = LocalizeResults::effect_by_language_group(qs_.languages[l]);
+    out_.write_summary(g, record("chosen", s.chosen, s.question, false));
+    out_.write_summary(g, record("popular", s.popular, s.question, false));
+    out_.write_summary(g, record("random", s.random, s.question, false));
+  }
+
+  for (const CurvePoint& c : r.curve) {
+    const Matrix2& t = table("curve_" + std::to_string(c.n));
+    std::vector<double> v;
+    std::vector<std::size_t> q;
+    for (std::size_t j = 0; j < vp.size(); ++j)
+      if (bucket_at(asked, static_cast<int>(vp[j])) == Bucket::Success) {
+        v.push_back(flips(t, j));
+        q.push_back(vp[j] / NL);
+      }
+    out_.write_summary(LocalizeResults::curve_group(), record("n_" + std::to_string(c.n), v, q, false));
+  }
+
+  // Accuracy per language and overall: asked (all pairs), validation before and after the chosen set.
+  for (long l = -1; l < static_cast<long>(NL); ++l) {
+    auto of_language = [&](std::size_t p) { return l < 0 || p % NL == static_cast<std::size_t>(l); };
+    std::vector<double> all, before, after_chosen;
+    std::vector<std::size_t> qa, qv;
+    for (int p = 0; p < asked.rows; ++p)
+      if (of_language(static_cast<std::size_t>(p))) {
+        all.push_back(bucket_at(asked, p) == Bucket::Success ? 1.0 : 0.0);
+        qa.push_back(static_cast<std::size_t>(p) / NL);
+      }
+    for (std::size_t j = 0; j < vp.size(); ++j)
+      if (of_language(vp[j])) {
+        before.push_back(bucket_at(asked, static_cast<int>(vp[j])) == Bucket::Success ? 1.0 : 0.0);
+        after_chosen.push_back(bucket_at(table("chosen"), static_cast<int>(j)) == Bucket::Success ? 1.0 : 0.0);
+        qv.push_back(vp[j] / NL);
+      }
+    const std::string g = LocalizeResults::accuracy_group(l < 0 ? "overall" : qs_.languages[static_cast<std::size_t>(l)]);
+    out_.write_summary(g, record("asked", all, qa, false));
+    out_.write_summary(g, record("validation_before", before, qv, false));
+    out_.write_summary(g, record("validation_after", after_chosen, qv, false));
+  }
+
+  if (unrelated_before) {
+    const std::size_t UL = o_.unrelated->languages.size();
+    std::vector<PairOutcome> outcomes;
+    std::vector<double> v;
+    std::vector<std::size_t> q;
+    for (int p = 0; p < unrelated_before->rows; ++p) {
+      const Bucket b = bucket_at(*unrelated_before, p), a = bucket_at(*unrelated_after, p);
+      const std::size_t qi = static_cast<std::size_t>(p) / UL;
+      outcomes.push_back({o_.unrelated->questions[qi].id, o_.unrelated->languages[static_cast<std::size_t>(p) % UL], b, a});
+      if (b == Bucket::Success) {
+        v.push_back(a == Bucket::Failure ? 1.0 : 0.0);
+        q.push_back(qi);
+      }
+    }
+    r.unrelated = count_flips(outcomes);
+    out_.write_summary(eg, record("unrelated_turned_wrong", v, q, false));
+  }
+}
+
+LocalizationResult LocalizePipeline::run() {
+  const ModelConfig& mc = engine_.model().config;
+  LocalizeRunInfo info{mc.num_layers, mc.num_experts, mc.top_k,
+                       std::string(routing_statistic_name(o_.statistic)), std::string(contrast_method_name(o_.contrast.method)),
+                       std::string(rank_direction_name(o_.contrast.direction)), std::string(expert_selection_name(o_.selection)),
+                       std::string(bucket_rule_name(o_.ask.bucket)), std::string(match_rule_name(o_.ask.match)),
+                       std::string(bootstrap_unit_name(o_.bootstrap_unit))};
+  out_.write_run_info(info);
+  std::vector<std::string> ids;
+  for (const Question& q : qs_.questions) ids.push_back(q.id);
+  LocalizeSkips skips;
+  for (const SkippedRecord& s : qs_.skipped.details) {
+    skips.ids.push_back(s.id);
+    skips.lines.push_back(static_cast<std::int64_t>(s.line));
+    skips.reasons.push_back(s.message);
+  }
+  for (std::size_t k = 0; k < kRecordProblemCount; ++k)
+    if (qs_.skipped.counts[k])
+      skips.counts.emplace_back(std::string(problem_name(static_cast<RecordProblem>(k))),
+                                static_cast<std::int64_t>(qs_.skipped.counts[k]));
+  out_.write_questions(ids, qs_.languages, skips);
+
+  // 1. Every pair, question-major, with its routing.
+  PairList all;
+  for (std::size_t q = 0; q < qs_.questions.size(); ++q)
+    for (std::size_t l = 0; l < qs_.languages.size(); ++l) all.emplace_back(q, l);
+  const Matrix2 asked = ask_rows("asking", qs_, all, LocalizeResults::asked_outcome(), LocalizeResults::asked_generated(),
+                                 nullptr, true);
+  LocalizationResult r;
+  for (int p = 0; p < asked.rows; ++p) r.asked.push_back(asked_pair(asked, p));
+
+  // 2. Split, contrast, chosen set, controls.
+  ExpertList ranked;
+  std::vector<double> frequency;
+  select(r, asked, ranked, frequency);
+  std::vector<std::pair<std::string, ExpertList>> sets{{"chosen", r.chosen}};
+  sets.emplace_back("popular", popular_experts(frequency, layers_, experts_, r.chosen.size()));
+  for (std::uint32_t d = 0; d < o_.control_draws; ++d)
+    sets.emplace_back("random_" + std::to_string(d),
+                      random_layer_matched(r.chosen, layers_, experts_, o_.seed ^ kControlSeedTag, d));
+  for (std::size_t n : o_.curve_n)
+    sets.emplace_back("curve_" + std::to_string(n),
+                      ExpertList(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min(n, ranked.size()))));
+  r.effect.experts = sets[0].second;
+  r.popular.experts = sets[1].second;
+  for (std::uint32_t d = 0; d < o_.control_draws; ++d) r.random.push_back({sets[2 + d].second, {}, {}});
+  for (std::size_t n : o_.curve_n) r.curve.push_back({n, {}});
+
+  // 3. The validation pairs under each set; the unrelated questions before and after the chosen set.
+  PairList validation;
+  for (std::size_t p : r.validation_pairs) validation.push_back(all[p]);
+  std::vector<std::pair<std::string, Matrix2>> after;
+  for (const auto& [name, experts] : sets) {
+    out_.write_condition_experts(name, experts);
+    after.emplace_back(name, ask_rows("condition " + name, qs_, validation, LocalizeResults::condition_outcome(name),
+                                      LocalizeResults::condition_generated(name), &experts, false));
+  }
+  std::optional<Matrix2> unrelated_before, unrelated_after;
+  if (o_.unrelated) {
+    std::vector<std::string> uids;
+    PairList upairs;
+    for (std::size_t q = 0; q < o_.unrelated->questions.size(); ++q) {
+      uids.push_back(o_.unrelated->questions[q].id);
+      for (std::size_t l = 0; l < o_.unrelated->languages.size(); ++l) upairs.emplace_back(q, l);
+    }
+    out_.write_unrelated_questions(uids);
+    unrelated_before = ask_rows("unrelated questions", *o_.unrelated, upairs, LocalizeResults::unrelated_outcome(),
+                                LocalizeResults::unrelated_generated(), nullptr, false);
+    out_.write_condition_experts("unrelated_after", r.chosen);
+    unrelated_after = ask_rows("condition unrelated_after", *o_.unrelated, upairs,
+                               LocalizeResults::condition_outcome("unrelated_after"),
+                               LocalizeResults::condition_generated("unrelated_after"), &r.chosen, false);
+  }
+
+  // 4. Summaries.
+  summaries(r, asked, after, unrelated_before ? &*unrelated_before : nullptr, unrelated_after ? &*unrelated_after : nullptr);
+  file_.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
+  file_.flush();
+  return r;
+}
+
+}  // namespace moetrace::localize

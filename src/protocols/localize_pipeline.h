@@ -1,0 +1,51 @@
+#pragma once
+// `moetrace localize`: router-contrast localisation as stages on a RowExecutor (docs/localize.md
+// "The command"). Rows are (question, language) pairs; every row is a deterministic function of its
+// pair (ask_questions decodes each prompt independently of its batch), stored with a done flag, so
+// results depend neither on chunk size, rank count nor restarts. Stages:
+//   1. asked: every pair asked with its routing captured (/localize/asked/*);
+//   2. split and contrast (pure, from the asked table): the chosen set, the controls, the curve's sets;
+//   3. conditions: the validation pairs re-asked under each set (/localize/conditions/<name>/*), and
+//      the unrelated questions before and after the chosen set;
+//   4. summaries with bootstrap intervals (/localize/effect, effect_by_language, curve, accuracy).
+#include "localize/localize_ask.h"
+#include "protocols/localize_protocol.h"
+#include "protocols/row_executor.h"
+#include "results/localize_results.h"
+#include "results/results_file.h"
+
+namespace moetrace::localize {
+
+class LocalizePipeline {
+ public:
+  // `options.unrelated` may be null. `results` is the real file on the writing rank, a scratch file
+  // elsewhere (as for the tracing pipeline).
+  LocalizePipeline(Engine& engine, const Tokenizer& tokenizer, const QuestionSet& questions, const LocalizeOptions& options,
+                   ResultsFile& results, RowExecutor& executor);
+  // Runs every stage (a resumed run computes only the rows not yet done), writes the summaries and
+  // marks /provenance completed. Throws StopRequested when stopped between chunks (saved).
+  LocalizationResult run();
+
+ private:
+  using PairList = std::vector<std::pair<std::size_t, std::size_t>>;
+  Matrix2 ask_rows(const std::string& label, const QuestionSet& qs, const PairList& pairs, const std::string& outcome,
+                   const std::string& generated, const ExpertList* deactivated, bool routing);
+  void select(LocalizationResult& r, const Matrix2& asked, ExpertList& ranked, std::vector<double>& frequency);
+  void summaries(LocalizationResult& r, const Matrix2& asked, const std::vector<std::pair<std::string, Matrix2>>& after,
+                 const Matrix2* unrelated_before, const Matrix2* unrelated_after);
+  // An asked pair as stored (its text decoded again from the stored token ids).
+  AskedPair asked_pair(const Matrix2& asked, int row) const;
+  SummaryRecord record(const std::string& name, const std::vector<double>& values, const std::vector<std::size_t>& questions,
+                       bool difference) const;
+
+  Engine& engine_;
+  const Tokenizer& tokenizer_;
+  const QuestionSet& qs_;
+  LocalizeOptions o_;
+  ResultsFile& file_;
+  LocalizeResults out_;
+  RowExecutor& executor_;
+  int layers_ = 0, experts_ = 0;
+};
+
+}  // namespace moetrace::localize

@@ -1,0 +1,95 @@
+#include "results/localize_results.h"
+
+namespace moetrace {
+
+namespace L = layout::localize;
+
+namespace {
+
+std::string parent_of(const std::string& dataset) { return dataset.substr(0, dataset.rfind('/')); }
+
+}  // namespace
+
+std::string LocalizeResults::asked_outcome() { return std::string(L::kAsked) + "/outcome"; }
+std::string LocalizeResults::asked_generated() { return std::string(L::kAsked) + "/generated"; }
+std::string LocalizeResults::asked_routing(const std::string& s) { return std::string(L::kAsked) + "/routing/" + s; }
+std::string LocalizeResults::condition_outcome(const std::string& c) { return std::string(L::kConditions) + "/" + c + "/outcome"; }
+std::string LocalizeResults::condition_generated(const std::string& c) {
+  return std::string(L::kConditions) + "/" + c + "/generated";
+}
+std::string LocalizeResults::unrelated_outcome() { return std::string(L::kUnrelated) + "/asked/outcome"; }
+std::string LocalizeResults::unrelated_generated() { return std::string(L::kUnrelated) + "/asked/generated"; }
+std::string LocalizeResults::effect_group() { return L::kEffect; }
+std::string LocalizeResults::effect_by_language_group(const std::string& l) { return std::string(L::kEffectByLanguage) + "/" + l; }
+std::string LocalizeResults::curve_group() { return L::kCurve; }
+std::string LocalizeResults::accuracy_group(const std::string& l) { return std::string(L::kAccuracy) + "/" + l; }
+
+void LocalizeResults::write_run_info(const LocalizeRunInfo& i) {
+  file_.set_attr(L::kRoot, "layers", i.layers);
+  file_.set_attr(L::kRoot, "experts", i.experts);
+  file_.set_attr(L::kRoot, "top_k", i.top_k);
+  for (auto [k, v] : {std::pair{"statistic", &i.statistic}, std::pair{"method", &i.method},
+                      std::pair{"direction", &i.direction}, std::pair{"selection", &i.selection},
+                      std::pair{"bucket", &i.bucket}, std::pair{"match", &i.match},
+                      std::pair{"bootstrap_unit", &i.bootstrap_unit}})
+    file_.set_attr(L::kRoot, k, *v);
+}
+
+void LocalizeResults::write_questions(const std::vector<std::string>& ids, const std::vector<std::string>& languages,
+                                      const LocalizeSkips& s) {
+  file_.h5().create_groups(parent_of(L::kQuestionIds));
+  file_.write_strings(L::kQuestionIds, ids);
+  file_.write_strings(L::kLanguages, languages);
+  const std::string g = L::kSkipped;
+  file_.h5().create_groups(g);
+  file_.write_strings(g + "/id", s.ids);
+  file_.h5().write_int64(g + "/line", {s.lines.size()}, s.lines.data());
+  file_.write_strings(g + "/reason", s.reasons);
+  std::int64_t total = 0;
+  for (const auto& [problem, n] : s.counts) {
+    file_.set_attr(g, problem, n);
+    total += n;
+  }
+  file_.set_attr(g, "total", total);
+}
+
+void LocalizeResults::write_split(const std::vector<int>& split) {
+  file_.write_ints(L::kQuestionSplit, split);
+  file_.set_attr(L::kQuestionSplit, "meaning", std::string("0 = discovery, 1 = validation"));
+}
+
+void LocalizeResults::write_contrast(const LocalizeContrastTable& t) {
+  const std::string g = L::kContrast;
+  file_.h5().create_groups(g);
+  for (const auto& [name, v] : t.fields) file_.write_vector(g + "/" + name, v);
+  file_.write_ints(g + "/top_global", t.top_global);
+  file_.write_ints(g + "/top_per_layer", t.top_per_layer);
+  file_.set_attr(g + "/top_per_layer", "top_n", t.top_n);
+  file_.set_attr(g, "n_success", t.n_success);
+  file_.set_attr(g, "n_failure", t.n_failure);
+  file_.set_attr(g, "n_questions", t.n_questions);
+  file_.set_attr(g, "n_mixed_questions", t.n_mixed_questions);
+}
+
+void LocalizeResults::write_validation_pairs(const std::vector<int>& rows) {
+  file_.h5().create_groups(L::kRoot);
+  file_.write_ints(L::kValidationPairs, rows);
+}
+
+void LocalizeResults::write_condition_experts(const std::string& c, const std::vector<std::pair<int, int>>& experts) {
+  const std::string g = std::string(L::kConditions) + "/" + c;
+  file_.h5().create_groups(g);
+  std::vector<int> flat;
+  for (auto [l, e] : experts) {
+    flat.push_back(l);
+    flat.push_back(e);
+  }
+  file_.write_ints(g + "/experts", flat);
+}
+
+void LocalizeResults::write_unrelated_questions(const std::vector<std::string>& ids) {
+  file_.h5().create_groups(std::string(L::kUnrelated) + "/questions");
+  file_.write_strings(std::string(L::kUnrelated) + "/questions/id", ids);
+}
+
+}  // namespace moetrace

@@ -1,0 +1,72 @@
+#pragma once
+// The results file of `moetrace localize` (docs/localize.md "Results file"; names in
+// localize_layout.h): the only code that knows where the localisation protocol's datasets live.
+// Per-pair tables are ResultsFile matrices (float64, a done flag per row), filled by the row
+// executors through the names below; everything else is written here from plain values, and is a
+// pure function of those tables, so a resumed or distributed run writes the same bytes.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "results/localize_layout.h"
+#include "results/results_file.h"
+
+namespace moetrace {
+
+// The run summary stored as attributes of /localize.
+struct LocalizeRunInfo {
+  std::int64_t layers = 0, experts = 0, top_k = 0;
+  std::string statistic, method, direction, selection, bucket, match, bootstrap_unit;
+};
+
+struct LocalizeSkips {
+  std::vector<std::string> ids;      // "" when the id could not be read
+  std::vector<std::int64_t> lines;   // 1-based line in the question file
+  std::vector<std::string> reasons;  // the full message
+  std::vector<std::pair<std::string, std::int64_t>> counts;  // problem name -> count (all skipped, not only the listed)
+};
+
+// One contrast vector per field, [layers x experts] each.
+struct LocalizeContrastTable {
+  std::vector<std::pair<std::string, std::vector<double>>> fields;  // mean_success, ..., q
+  std::int64_t n_success = 0, n_failure = 0, n_questions = 0, n_mixed_questions = 0;
+  std::vector<int> top_global;     // flat indices layer * experts + expert, best first
+  std::vector<int> top_per_layer;  // [layers x top_n], -1 padded
+  std::int64_t top_n = 0;
+};
+
+class LocalizeResults {
+ public:
+  explicit LocalizeResults(ResultsFile& file) : file_(file) {}
+  ResultsFile& file() { return file_; }
+
+  // Row tables (ResultsFile matrices), by name.
+  static std::string asked_outcome();
+  static std::string asked_generated();
+  static std::string asked_routing(const std::string& statistic);
+  static std::string condition_outcome(const std::string& condition);
+  static std::string condition_generated(const std::string& condition);
+  static std::string unrelated_outcome();
+  static std::string unrelated_generated();
+  // Summary groups (ResultsFile::write_summary).
+  static std::string effect_group();
+  static std::string effect_by_language_group(const std::string& language);
+  static std::string curve_group();
+  static std::string accuracy_group(const std::string& language_or_overall);
+
+  void write_run_info(const LocalizeRunInfo& info);
+  void write_questions(const std::vector<std::string>& ids, const std::vector<std::string>& languages,
+                       const LocalizeSkips& skips);
+  void write_split(const std::vector<int>& split);  // per question: 0 discovery, 1 validation
+  void write_contrast(const LocalizeContrastTable& t);
+  void write_validation_pairs(const std::vector<int>& rows);
+  void write_condition_experts(const std::string& condition, const std::vector<std::pair<int, int>>& experts);
+  void write_unrelated_questions(const std::vector<std::string>& ids);
+  void write_summary(const std::string& group, const SummaryRecord& record) { file_.write_summary(group, record); }
+
+ private:
+  ResultsFile& file_;
+};
+
+}  // namespace moetrace

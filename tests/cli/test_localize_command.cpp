@@ -1,0 +1,382 @@
+// `moetrace localize` through the CLI on the tracing demo model (demo/model, word-level tokenizer):
+// questions built here from the demo facts, in three "languages": "en" asks the fact as trained
+// (answered right), "fr" asks it with another fact's object as the accepted answer (answered wrong),
+// "de" drops the prompt's first word (either). Checks: an end-to-end run writes every dataset of the
+// spec (/work/notes/l14spec.md, docs/localize.md "Results file") with consistent content; bad config
+// keys and values and bad data are exit 2 naming the key or record; a run killed with SIGKILL or
+// stopped with SIGTERM (exit 75) and resumed, a run on two MPI ranks and a run with another
+// chunk_tokens are bit-identical to one uninterrupted run (tools/compare_results.py: every dataset
+// and attribute outside /provenance).
+#define BOOST_TEST_MODULE localize_command
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "protocols/statistics.h"
+#include "results/h5_file.h"
+#include "results/localize_layout.h"
+#include "support/cli_runner.h"
+#include "support/test_paths.h"
+
+namespace fs = std::filesystem;
+using namespace moetrace;
+using namespace moetrace::test;
+
+namespace {
+
+constexpr int kQuestions = 12, kUnrelated = 4, kLanguages = 3;
+
+// Question files from the demo facts: `first` is the first fact used.
+void write_questions(const fs::path& path, int first, int count) {
+  const nlohmann::json facts = nlohmann::json::parse(slurp(source_dir() / "demo/counterfact_demo.json"));
+  std::ofstream f(path);
+  f << nlohmann::json{{"format", "moetrace-localize"}, {"version", 1}, {"languages", {"en", "fr", "de"}}}.dump() << "\n";
+  for (int i = first; i < first + count; ++i) {
+    const auto& rw = facts.at(i).at("requested_rewrite");
+    std::string prompt = rw.at("prompt").get<std::string>();
+    prompt.replace(prompt.find("{}"), 2, rw.at("subject").get<std::string>());
+    const std::string object = rw.at("target_true").at("str");
+    // Another fact's object, different from this one's: never what the model says here.
+    std::string other;
+    for (int j = i + 1; other.empty() || other == object; ++j) other = facts.at(j).at("requested_rewrite").at("target_true").at("str");
+    f << nlohmann::json{{"id", fmt::format("fact{}", i)},
+                        {"languages",
+                         {{"en", {{"question", prompt}, {"answers", {object}}}},
+                          {"fr", {{"question", prompt}, {"answers", {other}}}},
+                          {"de", {{"question", prompt.substr(prompt.find(' ') + 1)}, {"answers", {object}}}}}}}
+                  .dump()
+      << "\n";
+  }
+}
+
+std::string config_text(const std::string& extra_run = "") {
+  return fmt::format(
+      "[model]\npath = \"{}\"\n[data]\nquestions = \"questions.jsonl\"\nunrelated = \"unrelated.jsonl\"\n"
+      "[ask]\nmax_new_tokens = 3\nprompts_per_call = 8\n"
+      "[contrast]\ntop_n = 3\nsign_flips = 500\nseed = 4\n"
+      "[deactivation]\ncontrol_draws = 2\ncurve_n = [1, 3, 6]\nbootstrap = 300\n"
+      "[run]\ncheckpoint_every_s = 0\nprogress_every_s = 1\n{}",
+      (source_dir() / "demo/model").string(), extra_run);
+}
+
+struct Workspace {
+  fs::path dir, config, reference;
+  Workspace() {
+    dir = fresh_temp_dir("localize-command");
+    write_questions(dir / "questions.jsonl", 0, kQuestions);
+    write_questions(dir / "unrelated.jsonl", 100, kUnrelated);
+    config = write("localize.toml", config_text("chunk_tokens = 24\n"));
+    reference = dir / "reference.h5";
+    const fs::path log = dir / "reference.log";
+    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", config.string(), "--out", reference.string()}), log) == 0,
+                       slurp(log));
+  }
+  fs::path write(const std::string& name, const std::string& text) const {
+    std::ofstream(dir / name) << text;
+    return dir / name;
+  }
+};
+
+Workspace& ws() {
+  static Workspace w;
+  return w;
+}
+
+void expect_identical(const fs::path& a, const fs::path& b) {
+  const fs::path log = ws().dir / ("compare-" + b.stem().string() + ".log");
+  const int rc = run_to_end({"/usr/bin/python3", (source_dir() / "tools/compare_results.py").string(), a.string(), b.string()},
+                            log);
+  BOOST_TEST(rc == 0, slurp(log));
+}
+
+// Exit 2 with every `needles` in the message.
+void expect_exit_2(const std::vector<std::string>& args, const std::vector<std::string>& needles) {
+  const fs::path log = ws().dir / "bad.log";
+  fs::remove(log);
+  const int rc = run_to_end(moetrace_command(args), log);
+  const std::string text = slurp(log);
+  BOOST_TEST(rc == 2, "exit " << rc << ": " << text);
+  for (const std::string& n : needles) BOOST_TEST(text.find(n) != std::string::npos, "'" << n << "' not in: " << text);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_end_to_end_run_writes_every_dataset_of_the_layout) {
+  namespace L = layout::localize;
+  h5::File f(ws().reference.string(), h5::File::Mode::ReadOnly);
+  BOOST_TEST(f.attr_int("/provenance", "completed") == 1);
+  BOOST_TEST(f.attr_string("/provenance", "protocol") == "localize");
+  BOOST_TEST(f.attr_string("/provenance", "config_text") == slurp(ws().config));
+  const int P = kQuestions * kLanguages;
+  const std::int64_t layers = f.attr_int(L::kRoot, "layers"), experts = f.attr_int(L::kRoot, "experts");
+  BOOST_TEST(layers == 4);
+  BOOST_TEST(experts == 8);
+  BOOST_TEST(f.attr_int(L::kRoot, "top_k") == 2);
+  for (const char* a : {"statistic", "method", "direction", "selection", "bucket", "match", "bootstrap_unit"})
+    BOOST_TEST(!f.attr_string(L::kRoot, a).empty(), a);
+  BOOST_TEST(f.attr_string(L::kRoot, "bootstrap_unit") == "question");
+  BOOST_TEST((f.read_strings(L::kLanguages) == std::vector<std::string>{"en", "fr", "de"}));
+  BOOST_TEST(f.read_strings(L::kQuestionIds).size() == std::size_t{kQuestions});
+  for (const char* d : {"/localize/skipped/id", "/localize/skipped/reason", "/localize/skipped/line"}) BOOST_TEST(f.exists(d), d);
+
+  // Asked pairs: the designed buckets; every row done.
+  const auto outcome = f.read_double("/localize/asked/outcome");
+  BOOST_TEST((outcome.shape == std::vector<std::size_t>{std::size_t(P), 5}));
+  int en_right = 0;
+  for (int p = 0; p < P; ++p) {
+    const double bucket = outcome.data[p * 5];
+    if (p % kLanguages == 1) BOOST_TEST(bucket == 0.0, "pair " << p);
+    if (p % kLanguages == 0) en_right += bucket == 1.0;
+  }
+  BOOST_TEST(en_right >= kQuestions / 2, en_right << " en pairs right");
+  BOOST_TEST((f.shape("/localize/asked/generated") == std::vector<std::size_t>{std::size_t(P), 3}));
+  for (const char* s : {"logit_mean", "prob_mean", "selected_mean", "logit_last", "prob_last", "selected_last"}) {
+    const std::string d = std::string("/localize/asked/routing/") + s;
+    BOOST_TEST((f.shape(d) == std::vector<std::size_t>{std::size_t(P), std::size_t(layers * experts)}), d);
+    for (auto v : f.read_int(d + "_done").data) BOOST_TEST(v == 1);
+  }
+  // Contrast, split and validation pairs.
+  for (const char* c : {"mean_success", "mean_failure", "effect", "statistic", "df", "p", "q"})
+    BOOST_TEST((f.shape(std::string("/localize/contrast/") + c) == std::vector<std::size_t>{std::size_t(layers * experts)}), c);
+  for (const char* a : {"n_success", "n_failure", "n_questions", "n_mixed_questions"}) BOOST_TEST(f.has_attr(L::kContrast, a), a);
+  const auto top = f.read_int("/localize/contrast/top_global").data;
+  BOOST_TEST(top.size() == 6u);  // max(top_n, max curve_n)
+  BOOST_TEST((f.shape("/localize/contrast/top_per_layer") == std::vector<std::size_t>{std::size_t(layers * 3)}));
+  const auto split = f.read_int(L::kQuestionSplit).data;
+  std::vector<std::int64_t> expected_validation;
+  for (int p = 0; p < P; ++p)
+    if (split[p / kLanguages] == 1) expected_validation.push_back(p);
+  BOOST_TEST(f.read_int(L::kValidationPairs).data == expected_validation);
+  const std::size_t V = expected_validation.size();
+  BOOST_TEST(V > 0u);
+  // Conditions: the chosen set is the global top 3, the curve's the top N.
+  std::vector<std::string> conditions{"chosen", "popular", "random_0", "random_1", "curve_1", "curve_3", "curve_6"};
+  for (const std::string& c : conditions) {
+    const std::string g = "/localize/conditions/" + c;
+    BOOST_TEST((f.shape(g + "/outcome") == std::vector<std::size_t>{V, 5}), g);
+    BOOST_TEST((f.shape(g + "/generated") == std::vector<std::size_t>{V, 3}), g);
+    BOOST_TEST(f.exists(g + "/experts"), g);
+  }
+  const auto chosen = f.read_int("/localize/conditions/chosen/experts").data;
+  BOOST_REQUIRE_EQUAL(chosen.size(), 6u);
+  for (int k = 0; k < 3; ++k) BOOST_TEST(chosen[2 * k] * experts + chosen[2 * k + 1] == top[k]);
+  BOOST_TEST(f.read_int("/localize/conditions/curve_3/experts").data == chosen);
+  // Random sets: matched per layer to the chosen set.
+  for (const char* c : {"random_0", "random_1"}) {
+    std::multiset<std::int64_t> a, b;
+    const auto r = f.read_int(std::string("/localize/conditions/") + c + "/experts").data;
+    for (std::size_t k = 0; k < r.size(); k += 2) a.insert(r[k]);
+    for (std::size_t k = 0; k < chosen.size(); k += 2) b.insert(chosen[k]);
+    BOOST_TEST((a == b), c);
+  }
+  // Unrelated questions.
+  const std::size_t U = kUnrelated * kLanguages;
+  BOOST_TEST(f.read_strings("/localize/unrelated/questions/id").size() == std::size_t{kUnrelated});
+  BOOST_TEST((f.shape("/localize/unrelated/asked/outcome") == std::vector<std::size_t>{U, 5}));
+  BOOST_TEST((f.shape("/localize/conditions/unrelated_after/outcome") == std::vector<std::size_t>{U, 5}));
+
+  // Summaries: the records of the spec, with the counts they are defined on.
+  std::int64_t correct_before = 0;
+  for (std::int64_t p : expected_validation) correct_before += outcome.data[p * 5] == 1.0;
+  for (const char* r : {"chosen", "popular", "random", "chosen_minus_random", "chosen_minus_popular", "chosen_turned_right",
+                        "popular_turned_right", "random_turned_right", "unrelated_turned_wrong"}) {
+    const std::string g = std::string(L::kEffect) + "/" + r;
+    BOOST_TEST_REQUIRE(f.has_attr(g, "mean"), g);
+    for (const char* a : {"n", "ci_low", "ci_high", "frac_positive", "p_sign_flip"}) BOOST_TEST(f.has_attr(g, a), g << "@" << a);
+  }
+  BOOST_TEST(f.attr_int("/localize/effect/chosen", "n") == correct_before);
+  BOOST_TEST(f.attr_int("/localize/effect/chosen_turned_right", "n") == static_cast<std::int64_t>(V) - correct_before);
+  const double m = f.attr_double("/localize/effect/chosen", "mean");
+  BOOST_TEST((f.attr_double("/localize/effect/chosen", "ci_low") <= m && m <= f.attr_double("/localize/effect/chosen", "ci_high")));
+  for (const char* l : {"en", "fr", "de"})
+    for (const char* r : {"chosen", "popular", "random"}) BOOST_TEST(f.has_attr(fmt::format("/localize/effect_by_language/{}/{}", l, r), "n"));
+  BOOST_TEST(f.attr_int("/localize/effect_by_language/fr/chosen", "n") == 0);  // no correct fr pair: NaN, n = 0
+  BOOST_TEST(std::isnan(f.attr_double("/localize/effect_by_language/fr/chosen", "mean")));
+  for (const char* n : {"n_1", "n_3", "n_6"}) BOOST_TEST(f.has_attr(std::string("/localize/curve/") + n, "mean"), n);
+  BOOST_TEST(f.attr_double("/localize/curve/n_3", "mean") == m);
+  for (const char* l : {"en", "fr", "de", "overall"})
+    for (const char* r : {"asked", "validation_before", "validation_after"})
+      BOOST_TEST(f.has_attr(fmt::format("/localize/accuracy/{}/{}", l, r), "mean"));
+  BOOST_TEST(f.attr_int("/localize/accuracy/overall/asked", "n") == P);
+  BOOST_TEST(f.attr_double("/localize/accuracy/fr/asked", "mean") == 0.0);
+  BOOST_TEST(f.attr_double("/localize/accuracy/en/asked", "mean") == en_right / double(kQuestions));
+}
+
+BOOST_AUTO_TEST_CASE(bad_config_and_data_are_exit_2_naming_the_key_or_record) {
+  const Workspace& w = ws();
+  const std::string base = config_text();
+  auto with = [&](const std::string& name, const std::string& from, const std::string& to) {
+    std::string t = base;
+    const auto at = t.find(from);
+    BOOST_REQUIRE(at != std::string::npos);
+    t.replace(at, from.size(), to);
+    return w.write(name, t).string();
+  };
+  const std::string out = (w.dir / "never.h5").string();
+  expect_exit_2({"localize", w.write("s.toml", base + "[cases]\nn = 1\n").string(), "--out", out}, {"s.toml", "unknown section [cases]"});
+  expect_exit_2({"localize", with("k.toml", "max_new_tokens", "max_new_token"), "--out", out}, {"k.toml", "unknown key 'max_new_token'", "[ask]"});
+  expect_exit_2({"localize", with("m.toml", "seed = 4", "seed = 4\nmethod = \"t_test\""), "--out", out}, {"m.toml", "[contrast] method", "t_test"});
+  expect_exit_2({"localize", with("r.toml", "max_new_tokens = 3", "max_new_tokens = 0"), "--out", out}, {"r.toml", "[ask] max_new_tokens"});
+  expect_exit_2({"localize", with("n.toml", "max_new_tokens = 3", "max_new_tokens = 3\nlogprob_threshold = nan"), "--out", out},
+                {"n.toml", "[ask] logprob_threshold"});
+  expect_exit_2({"localize", with("c.toml", "[1, 3, 6]", "[3, 1]"), "--out", out}, {"c.toml", "[deactivation] curve_n"});
+  expect_exit_2({"localize", with("u.toml", "bootstrap = 300", "bootstrap = 300\nbootstrap_unit = \"case\""), "--out", out},
+                {"u.toml", "[deactivation] bootstrap_unit"});
+  expect_exit_2({"localize", with("sel.toml", "top_n = 3", "top_n = 3\nselection = \"all\""), "--out", out}, {"sel.toml", "[contrast] selection"});
+  expect_exit_2({"localize", with("b.toml", "prompts_per_call = 8", "prompts_per_call = 8\nbucket = \"logit\""), "--out", out},
+                {"b.toml", "[ask] bucket"});
+  expect_exit_2({"localize", with("l.toml", "unrelated = \"unrelated.jsonl\"", "unrelated = \"unrelated.jsonl\"\nlanguages = [\"EN\"]"), "--out", out},
+                {"l.toml", "[data] languages"});
+  expect_exit_2({"localize", with("t.toml", "[ask]", "[templates]\nde = \"{question\"\n[ask]"), "--out", out}, {"t.toml", "[templates] de"});
+  expect_exit_2({"localize", with("q.toml", "questions.jsonl", "missing.jsonl"), "--out", out}, {"q.toml", "[data] questions", "missing.jsonl"});
+  // Needs the model: a per-layer set larger than half a layer leaves the random controls nothing to draw.
+  expect_exit_2({"localize", with("pl.toml", "top_n = 3", "top_n = 5\nselection = \"per_layer\""), "--out", out},
+                {"pl.toml", "[contrast] top_n = 5"});
+  // A language the file lacks; a bad record under strict = true names the file, line and id.
+  expect_exit_2({"localize", with("x.toml", "unrelated = \"unrelated.jsonl\"", "unrelated = \"unrelated.jsonl\"\nlanguages = [\"it\"]"), "--out", out},
+                {"questions.jsonl", "it"});
+  {
+    std::string text = slurp(w.dir / "questions.jsonl");
+    text += "{\"id\": \"broken\", \"languages\": {\"en\": {\"question\": \"q\", \"answers\": []}}}\n";
+    w.write("strict.jsonl", text);
+  }
+  expect_exit_2({"localize", with("st.toml", "questions.jsonl\"", "strict.jsonl\"\nstrict = true"), "--out", out},
+                {"strict.jsonl", "line 14", "broken"});
+  BOOST_TEST(!fs::exists(out));
+  // Exit 2 too for an existing --out and for --resume of a missing one.
+  expect_exit_2({"localize", w.config.string(), "--out", w.reference.string()}, {"already exists"});
+  expect_exit_2({"localize", w.config.string(), "--out", out, "--resume"}, {"does not exist"});
+}
+
+BOOST_AUTO_TEST_CASE(a_run_killed_with_sigkill_and_resumed_is_bit_identical) {
+  const Workspace& w = ws();
+  const fs::path out = w.dir / "killed.h5", log = w.dir / "killed.log";
+  Process p = spawn(moetrace_command({"localize", w.config.string(), "--out", out.string()}), log);
+  // Once the asked table is saved and the conditions run: kill mid-stage.
+  const bool reached = wait_for_log(log, "contrast:", 120000);
+  kill(p.pid, SIGKILL);
+  p.wait();
+  BOOST_TEST_REQUIRE(reached, slurp(log));
+  BOOST_TEST_REQUIRE(fs::exists(out));
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", w.config.string(), "--out", out.string(), "--resume"}), log) == 0,
+                     slurp(log));
+  expect_identical(w.reference, out);
+}
+
+BOOST_AUTO_TEST_CASE(sigterm_saves_exits_75_and_resumes_bit_identical) {
+  const Workspace& w = ws();
+  const fs::path out = w.dir / "stopped.h5", log = w.dir / "stopped.log";
+  Process p = spawn(moetrace_command({"localize", w.config.string(), "--out", out.string()}), log);
+  const bool reached = wait_for_log(log, "contrast:", 120000);
+  kill(p.pid, SIGTERM);
+  const int rc = p.wait();
+  BOOST_TEST_REQUIRE(reached, slurp(log));
+  BOOST_TEST((rc == 75 || rc == 0), "exit " << rc << ": " << slurp(log));
+  if (rc == 75)
+    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", w.config.string(), "--out", out.string(), "--resume"}), log) == 0,
+                       slurp(log));
+  expect_identical(w.reference, out);
+}
+
+BOOST_AUTO_TEST_CASE(other_chunk_sizes_and_two_mpi_ranks_are_bit_identical) {
+  const Workspace& w = ws();
+  const fs::path big = w.write("big_chunks.toml", config_text("chunk_tokens = 100000\n"));
+  const fs::path chunked = w.dir / "big_chunks.h5", log = w.dir / "big_chunks.log";
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", big.string(), "--out", chunked.string()}), log) == 0, slurp(log));
+  expect_identical(w.reference, chunked);
+  // Two groups of one rank, and one group of two ranks sharing the experts (--ep 2).
+  for (const std::string ep : {"1", "2"}) {
+    const fs::path mpi = w.dir / ("mpi-ep" + ep + ".h5"), mlog = w.dir / ("mpi-ep" + ep + ".log");
+    BOOST_TEST_REQUIRE(
+        run_to_end(mpirun_command(2, {"localize", w.config.string(), "--out", mpi.string(), "--ep", ep}), mlog) == 0,
+        slurp(mlog));
+    expect_identical(w.reference, mpi);
+    h5::File f(mpi.string(), h5::File::Mode::ReadOnly);
+    BOOST_TEST(f.attr_int("/provenance", "ranks") == 2);
+  }
+}
+
+namespace {
+
+// The turned-wrong values of a condition (per previously correct validation pair) and their questions.
+struct TurnedWrong {
+  std::vector<double> values;
+  std::vector<std::size_t> question;  // dense labels in order of first appearance
+};
+TurnedWrong turned_wrong(const h5::File& f, const std::string& condition) {
+  const auto asked = f.read_double("/localize/asked/outcome").data;
+  const auto after = f.read_double("/localize/conditions/" + condition + "/outcome").data;
+  const auto vp = f.read_int("/localize/validation_pairs").data;
+  TurnedWrong t;
+  std::map<std::int64_t, std::size_t> dense;
+  for (std::size_t j = 0; j < vp.size(); ++j)
+    if (asked[vp[j] * 5] == 1.0) {
+      t.values.push_back(after[j * 5] == 0.0 ? 1.0 : 0.0);
+      t.question.push_back(dense.try_emplace(vp[j] / kLanguages, dense.size()).first->second);
+    }
+  return t;
+}
+
+}  // namespace
+
+// The summaries recomputed from the stored tables: the chosen share and its interval resampling
+// questions (default) or pairs, and the sign-flip p of chosen minus random (question sums or pairs).
+BOOST_AUTO_TEST_CASE(summaries_follow_from_the_tables_with_question_or_pair_resampling) {
+  const Workspace& w = ws();
+  std::string text = config_text("chunk_tokens = 24\n");
+  text.replace(text.find("bootstrap = 300"), 15, "bootstrap = 300\nbootstrap_unit = \"pair\"");
+  text.replace(text.find("top_n = 3"), 9, "top_n = 2\nselection = \"per_layer\"");
+  const fs::path pair_config = w.write("pairs.toml", text);
+  const fs::path pairs = w.dir / "pairs.h5", log = w.dir / "pairs.log";
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", pair_config.string(), "--out", pairs.string()}), log) == 0,
+                     slurp(log));
+  const std::uint64_t seed = 4 ^ 0x62737470ull;
+  for (const fs::path& file : {w.reference, pairs}) {
+    h5::File f(file.string(), h5::File::Mode::ReadOnly);
+    const bool by_question = f.attr_string("/localize", "bootstrap_unit") == "question";
+    // The popular control turns some pairs wrong here (the chosen set on this model hardly any):
+    // its record and chosen minus popular are the non-degenerate ones.
+    const TurnedWrong popular = turned_wrong(f, "popular"), chosen = turned_wrong(f, "chosen");
+    BOOST_REQUIRE(!popular.values.empty());
+    BOOST_REQUIRE_MESSAGE(std::count(popular.values.begin(), popular.values.end(), 1.0) > 0 &&
+                              std::count(popular.values.begin(), popular.values.end(), 0.0) > 0,
+                          "the popular control should turn some but not all pairs wrong");
+    const Interval ci = by_question ? cluster_bootstrap_ci(popular.values, popular.question, seed, 300)
+                                    : bootstrap_ci(popular.values, seed, 300);
+    BOOST_TEST(f.attr_double("/localize/effect/popular", "mean") == mean(popular.values), file);
+    BOOST_TEST(f.attr_double("/localize/effect/popular", "ci_low") == ci.low, file);
+    BOOST_TEST(f.attr_double("/localize/effect/popular", "ci_high") == ci.high, file);
+    BOOST_TEST(ci.low < ci.high, file);
+    std::vector<double> diff;
+    for (std::size_t i = 0; i < chosen.values.size(); ++i) diff.push_back(chosen.values[i] - popular.values[i]);
+    const double p = sign_flip_test(by_question ? cluster_sums(diff, chosen.question) : diff, seed, 500).p;
+    BOOST_TEST(f.attr_double("/localize/effect/chosen_minus_popular", "p_sign_flip") == p, file);
+    BOOST_TEST(p < 1.0, file);
+    const Interval dci = by_question ? cluster_bootstrap_ci(diff, chosen.question, seed, 300) : bootstrap_ci(diff, seed, 300);
+    BOOST_TEST(f.attr_double("/localize/effect/chosen_minus_popular", "ci_low") == dci.low, file);
+    BOOST_TEST(f.attr_double("/localize/effect/chosen_minus_popular", "ci_high") == dci.high, file);
+  }
+  // The two resampling units give different intervals on the same values (the reference's popular set).
+  {
+    h5::File f(w.reference.string(), h5::File::Mode::ReadOnly);
+    const TurnedWrong popular = turned_wrong(f, "popular");
+    const Interval q = cluster_bootstrap_ci(popular.values, popular.question, seed, 300), p = bootstrap_ci(popular.values, seed, 300);
+    BOOST_TEST((q.low != p.low || q.high != p.high));
+  }
+  // per_layer: the chosen set is the top 2 of every layer, as stored in top_per_layer.
+  h5::File f(pairs.string(), h5::File::Mode::ReadOnly);
+  BOOST_TEST(f.attr_string("/localize", "selection") == "per_layer");
+  const auto per_layer = f.read_int("/localize/contrast/top_per_layer").data;
+  const auto chosen = f.read_int("/localize/conditions/chosen/experts").data;
+  BOOST_REQUIRE_EQUAL(per_layer.size(), 8u);
+  BOOST_REQUIRE_EQUAL(chosen.size(), 16u);
+  for (std::size_t k = 0; k < 8; ++k) BOOST_TEST(chosen[2 * k] * 8 + chosen[2 * k + 1] == per_layer[k]);
+}
