@@ -56,8 +56,9 @@ void print_header(const LocalizeReportData& d, std::ostream& out) {
              d.bootstrap_unit);
   int disc = 0, val = 0;
   for (int s : d.question_split) (s == 0 ? disc : val)++;
-  fmt::print(out, "\nQuestions: {} ({} discovery, {} validation) x {} languages = {} pairs\n", d.question_ids.size(),
-             disc, val, d.languages.size(), d.question_ids.size() * d.languages.size());
+  fmt::print(out, "\nQuestions: {} ({}) x {} languages = {} pairs\n", d.question_ids.size(),
+             d.question_split.empty() ? std::string("not split yet") : fmt::format("{} discovery, {} validation", disc, val),
+             d.languages.size(), d.question_ids.size() * d.languages.size());
   for (const auto& [reason, n] : d.skipped) fmt::print(out, "  skipped {:>6}  {}\n", n, reason);
 }
 

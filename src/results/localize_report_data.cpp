@@ -108,11 +108,27 @@ class Reader {
     d_.languages = h_.read_strings(L::kLanguages);
     if (d_.languages.empty()) damaged(L::kLanguages, "no language");
     d_.question_ids = h_.read_strings(L::kQuestionIds);
-    d_.question_split = ints(L::kQuestionSplit, 0, 1);
-    if (d_.question_split.size() != d_.question_ids.size())
-      damaged(L::kQuestionSplit, fmt::format("{} values for {} question ids", d_.question_split.size(), d_.question_ids.size()));
-    const std::string reasons = std::string(L::kSkipped) + "/reason";
-    if (h_.exists(reasons))
+    // The split is written once the questions are asked: absent from an unfinished run's file.
+    if (h_.exists(L::kQuestionSplit) || d_.completed || h_.exists(L::kContrast)) {
+      d_.question_split = ints(L::kQuestionSplit, 0, 1);
+      if (d_.question_split.size() != d_.question_ids.size())
+        damaged(L::kQuestionSplit, fmt::format("{} values for {} question ids", d_.question_split.size(), d_.question_ids.size()));
+    }
+    read_skipped();
+  }
+
+  // Skip counts by problem: the integer attributes of /localize/skipped (all skipped records, the
+  // stored list holds the first ones only), else one per stored reason.
+  void read_skipped() {
+    const std::string g = L::kSkipped;
+    if (!h_.exists(g)) return;
+    for (const std::string& name : h_.attr_names(g)) {
+      if (name == "total") continue;
+      const std::int64_t n = attr_int_in(g, name.c_str(), 0, std::numeric_limits<int>::max());
+      if (n > 0) d_.skipped[name] = static_cast<int>(n);
+    }
+    const std::string reasons = g + "/reason";
+    if (d_.skipped.empty() && h_.exists(reasons))
       for (const std::string& r : h_.read_strings(reasons)) ++d_.skipped[r];
   }
 

@@ -55,6 +55,7 @@ const std::vector<std::string> kFields{"mean_success", "mean_failure", "effect",
 struct Damage {
   std::string omit;           // a dataset not to write
   bool bad_top_global = false;  // an index beyond layers * experts
+  bool unfinished = false;      // stopped after asking: no split, contrast, conditions or summaries
 };
 
 SummaryRecord record(std::mt19937& g, const std::string& name, double shift = 0) {
@@ -85,7 +86,7 @@ Written write_file(const fs::path& path, const Damage& damage = {}) {
   p.ranks = 2;
   f.write_provenance(p);
   f.set_attr(layout::kProvenance, "protocol", std::string("localize"));
-  f.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
+  if (!damage.unfinished) f.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
   auto unless_omitted = [&](const std::string& name, auto&& write) {
     if (damage.omit != name) write();
   };
@@ -106,8 +107,14 @@ Written write_file(const fs::path& path, const Damage& damage = {}) {
     split.push_back(q % 2);
   }
   f.write_strings(L::kQuestionIds, ids);
-  unless_omitted(L::kQuestionSplit, [&] { f.write_ints(L::kQuestionSplit, split); });
-  f.write_skips(L::kSkipped, {7, 8, 9}, {"missing language", "empty answer", "missing language"});
+  // Skips as the writer stores them: the first records' ids, lines and messages, and the count of
+  // every problem (all skipped records) as an attribute of the group.
+  f.write_strings(std::string(L::kSkipped) + "/id", {"q7", "q8", "q9"});
+  f.write_strings(std::string(L::kSkipped) + "/reason", {"line 8 (id \"q7\"): language 'de' is missing",
+                                                         "line 9 (id \"q8\"): empty answer", "line 10: bad id"});
+  f.set_attr(L::kSkipped, "missing language", static_cast<std::int64_t>(5));
+  f.set_attr(L::kSkipped, "empty answer", static_cast<std::int64_t>(1));
+  f.set_attr(L::kSkipped, "total", static_cast<std::int64_t>(6));
 
   // Asked: bucket by a draw; the other columns plausible.
   const std::string outcome = std::string(L::kAsked) + "/outcome";
@@ -130,6 +137,12 @@ Written write_file(const fs::path& path, const Damage& damage = {}) {
       f.write_row(name, r, row);
     }
   }
+
+  if (damage.unfinished) {
+    f.flush();
+    return w;
+  }
+  unless_omitted(L::kQuestionSplit, [&] { f.write_ints(L::kQuestionSplit, split); });
 
   // Contrast: effect decreasing along a random permutation, so top_global is its order.
   std::vector<int> order(flat);
@@ -301,7 +314,9 @@ BOOST_AUTO_TEST_CASE(the_reader_returns_what_the_file_holds) {
   BOOST_TEST(d.method == "paired_sign_flip");
   BOOST_TEST(d.languages == kLanguages);
   BOOST_TEST(d.question_ids.size() == static_cast<std::size_t>(kQuestions));
-  BOOST_TEST(d.skipped.at("missing language") == 2);
+  BOOST_TEST(d.skipped.size() == 2u);  // the counts, not the listed messages
+  BOOST_TEST(d.skipped.at("missing language") == 5);
+  BOOST_TEST(d.skipped.at("empty answer") == 1);
   // Buckets per language from the outcome column, row = q * languages + l.
   BOOST_TEST_REQUIRE(d.buckets.size() == kLanguages.size() + 1);
   std::int64_t all_success = 0;
@@ -465,19 +480,38 @@ BOOST_AUTO_TEST_CASE(json_and_csv_carry_the_stored_values) {
   BOOST_TEST(has(report(x.file, {"--table", "curve"}, 2), "only with --format csv"));
 }
 
+BOOST_AUTO_TEST_CASE(an_unfinished_run_shows_what_is_there) {
+  const fs::path dir = fresh_temp_dir("localize-report-unfinished");
+  const Written w = write_file(dir / "u.h5", {"", false, true});
+  const LocalizeReportData d = read_localize_report_data((dir / "u.h5").string());
+  BOOST_TEST(!d.completed);
+  BOOST_TEST(d.question_split.empty());
+  BOOST_TEST(!d.has_contrast);
+  BOOST_TEST(d.conditions.empty());
+  BOOST_TEST(d.effect_records.empty());
+  BOOST_TEST(d.buckets.back().pairs == static_cast<std::int64_t>(w.outcome_bucket.size()));
+  const std::string text = report(dir / "u.h5", {});
+  BOOST_TEST(has(text, "the run has not completed"), text);
+  BOOST_TEST(has(text, "(not split yet)"), text);
+  BOOST_TEST(has(text, "Buckets by language"), text);
+  BOOST_TEST(!has(text, "Top experts"), text);
+  const json j = json::parse(report(dir / "u.h5", {"--format", "json"}));
+  BOOST_TEST(j["contrast"].is_null());
+}
+
 BOOST_AUTO_TEST_CASE(a_missing_or_contradictory_dataset_is_exit_2_naming_it) {
   const fs::path dir = fresh_temp_dir("localize-report-damaged");
   for (const std::string missing : {std::string(L::kContrast) + "/q", std::string(L::kQuestionSplit),
                                     std::string(L::kConditions) + "/popular/experts"}) {
     const fs::path file = dir / fmt::format("missing{}.h5", std::hash<std::string>{}(missing) % 1000);
-    write_file(file, {missing, false});
+    write_file(file, {missing, false, false});
     const std::string out = report(file, {}, 2);
     BOOST_TEST(has(out, file.string()), out);
     BOOST_TEST(has(out, "'" + missing + "'"), out);
     BOOST_CHECK_THROW(read_localize_report_data(file.string()), InputError);
   }
   const fs::path bad = dir / "bad_top.h5";
-  write_file(bad, {"", true});
+  write_file(bad, {"", true, false});
   const std::string out = report(bad, {}, 2);
   BOOST_TEST(has(out, std::string(L::kContrast) + "/top_global"), out);
   BOOST_TEST(has(out, "outside [0, 31]"), out);
