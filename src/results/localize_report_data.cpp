@@ -173,10 +173,16 @@ class Reader {
     std::vector<int> sorted = d_.top_global;
     std::sort(sorted.begin(), sorted.end());
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) damaged(top, "an expert appears twice");
-    d_.top_per_layer = ints(per_layer, -1, d_.experts - 1);
+    // [layer][rank] flat indices (as top_global), each within its row's layer, -1 padded.
+    d_.top_per_layer = ints(per_layer, -1, flat_size() - 1);
     if (d_.top_per_layer.size() % static_cast<std::size_t>(d_.layers) != 0)
       damaged(per_layer, fmt::format("{} values is not a multiple of {} layers", d_.top_per_layer.size(), d_.layers));
     d_.top_n = static_cast<std::int64_t>(d_.top_per_layer.size()) / d_.layers;
+    for (std::size_t i = 0; i < d_.top_per_layer.size(); ++i) {
+      const std::int64_t v = d_.top_per_layer[i], layer = static_cast<std::int64_t>(i) / d_.top_n;
+      if (v >= 0 && v / d_.experts != layer)
+        damaged(per_layer, fmt::format("entry {} (layer {}) is expert {} of layer {}", i, layer, v % d_.experts, v / d_.experts));
+    }
   }
 
   std::vector<LocalizeExpert> expert_pairs(const std::string& name) const {
@@ -310,8 +316,8 @@ class Reader {
     if (d_.selection == "per_layer") {
       for (std::int64_t l = 0; l < d_.layers; ++l)
         for (std::size_t k = 0; k < top_n; ++k)
-          if (const int e = d_.top_per_layer[static_cast<std::size_t>(l) * top_n + k]; e >= 0)
-            d_.top_experts.push_back(contrast_row(static_cast<int>(k) + 1, l * d_.experts + e));
+          if (const int i = d_.top_per_layer[static_cast<std::size_t>(l) * top_n + k]; i >= 0)
+            d_.top_experts.push_back(contrast_row(static_cast<int>(k) + 1, i));
     } else {
       for (std::size_t k = 0; k < std::min(top_n, d_.top_global.size()); ++k)
         d_.top_experts.push_back(contrast_row(static_cast<int>(k) + 1, d_.top_global[k]));

@@ -80,7 +80,7 @@ struct LocalizeReportData {
   std::int64_t n_success = 0, n_failure = 0, contrast_questions = 0, mixed_questions = 0;
   std::vector<double> mean_success, mean_failure, effect, statistic_value, df, p, q;  // [layers*experts]
   std::vector<int> top_global;     // flat indices, best first
-  std::vector<int> top_per_layer;  // [layers*top_n], -1 padded
+  std::vector<int> top_per_layer;  // [layers*top_n] flat indices, row l within layer l, -1 padded
   std::int64_t top_n = 0;          // top_per_layer.size() / layers
   std::vector<LocalizeContrastRow> top_experts;  // the chosen set's rows, in ranking order
   // deactivation

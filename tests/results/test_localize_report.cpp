@@ -174,7 +174,7 @@ Written write_file(const fs::path& path, const Damage& damage = {}) {
   for (int l = 0; l < kLayers; ++l) {
     int rank = 0;
     for (int i : order)
-      if (i / kExperts == l && rank < kTopN) w.top_per_layer[l * kTopN + rank++] = i % kExperts;
+      if (i / kExperts == l && rank < kTopN) w.top_per_layer[l * kTopN + rank++] = i;  // flat, as top_global
   }
   f.write_ints(std::string(L::kContrast) + "/top_per_layer", w.top_per_layer);
 
