@@ -276,7 +276,7 @@ def plot_localize_curve(f, out):
         ax.set_xticks(n)
         ax.set_xticklabels([str(int(v)) for v in n])
         ax.minorticks_off()
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(-0.03, 1.05)  # points at 0 stay visible
     ax.set_xlabel("experts deactivated (N)")
     ax.set_ylabel("previously correct pairs turned wrong")
     ax.set_title("Deactivation effect against N on validation pairs (95% bootstrap bands)", fontsize=9)
