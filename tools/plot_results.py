@@ -10,6 +10,14 @@ Writes, beside the results file unless --out-dir is given:
                            rows labelled with the decoded token text (subject tokens marked *, bold)
   <stem>.expert_layers.png layer x expert mean rescue, when [experts] mode = "all_layers"
 
+For a results file of `moetrace localize` (group /localize), instead:
+  <stem>.contrast.png      layer x expert contrast effect (success - failure) on discovery pairs, the
+                           deactivated (chosen) experts marked
+  <stem>.accuracy.png      accuracy per language on the validation pairs before and with the chosen
+                           set deactivated, 95% bootstrap intervals (and the accuracy over all asked pairs)
+  <stem>.curve.png         share of previously correct validation pairs turned wrong against the number N
+                           of top experts deactivated, with the random- and popular-control levels
+
 Every figure is checked for overlapping text (titles, labels, annotations); an overlap is an error.
 """
 import argparse
@@ -173,9 +181,132 @@ def plot_heatmaps(f, out):
     plt.close(fig)
 
 
+def text(value):
+    """An HDF5 string as str (h5py returns bytes or str depending on how it was stored)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def summary(f, path):
+    """(n, mean, ci_low, ci_high) of a summary record, or None when it is not in the file."""
+    if path not in f:
+        return None
+    a = f[path].attrs
+    return int(a["n"]), float(a["mean"]), float(a["ci_low"]), float(a["ci_high"])
+
+
+def plot_localize_contrast(f, out):
+    root = f["localize"]
+    layers, experts = int(root.attrs["layers"]), int(root.attrs["experts"])
+    effect = f["localize/contrast/effect"][:].reshape(layers, experts)
+    fig, ax = plt.subplots(figsize=(min(18, max(6, 0.35 * experts + 2)), min(14, max(3, 0.3 * layers + 1.8))))
+    finite = effect[np.isfinite(effect)]
+    limit = max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-12)
+    im = ax.imshow(effect, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower",
+                   interpolation="nearest")
+    xlabel = "expert"
+    if "localize/conditions/chosen/experts" in f:
+        pairs = f["localize/conditions/chosen/experts"][:].reshape(-1, 2)
+        ax.scatter(pairs[:, 1], pairs[:, 0], marker="s", s=60 if experts <= 64 else 30, facecolors="none",
+                   edgecolors="black", linewidths=1.2)
+        xlabel = f"expert  (squares: the {len(pairs)} deactivated experts of the chosen set)"
+    if experts <= 32:
+        ax.set_xticks(range(experts))
+    if layers <= 32:
+        ax.set_yticks(range(layers))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("layer")
+    stat = text(root.attrs.get("statistic", ""))
+    ax.set_title(f"Router contrast on discovery pairs: effect of {stat} (success - failure)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="effect")
+    fig.tight_layout()
+    check_no_overlap(fig, out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_localize_accuracy(f, out):
+    languages = [text(v) for v in f["localize/languages"][:]] + ["overall"]
+    series = (("asked", "all asked pairs", "tab:gray"), ("validation_before", "validation, before", "tab:blue"),
+              ("validation_after", "validation, chosen deactivated", "tab:red"))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(min(20, max(6, 0.45 * len(languages) + 3)), 4.4))
+    x = np.arange(len(languages))
+    for k, (name, label, color) in enumerate(series):
+        rows = [summary(f, f"localize/accuracy/{lang}/{name}") for lang in languages]
+        mean = np.array([r[1] if r else np.nan for r in rows])
+        low = np.array([r[2] if r else np.nan for r in rows])
+        high = np.array([r[3] if r else np.nan for r in rows])
+        err = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
+        ax.bar(x + (k - 1) * width, mean, width, color=color, label=label,
+               yerr=np.where(np.isfinite(err), err, 0), capsize=2)
+    ax.set_xticks(x)
+    ax.set_xticklabels(languages, rotation=90 if len(languages) > 12 else 0, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (share answered correctly)")
+    ax.set_title("Accuracy per language before and with the chosen experts deactivated", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    check_no_overlap(fig, out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_localize_curve(f, out):
+    points = []
+    for name in f["localize/curve"]:
+        if name.startswith("n_") and name[2:].isdigit():
+            points.append((int(name[2:]),) + summary(f, f"localize/curve/{name}"))
+    points.sort()
+    n = np.array([p[0] for p in points], dtype=float)
+    mean, low, high = (np.array([p[k] for p in points]) for k in (2, 3, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    ax.plot(n, mean, marker="o", color="tab:red", label="global top N deactivated")
+    ax.fill_between(n, low, high, color="tab:red", alpha=0.2)
+    for name, label, color in (("random", "random control (chosen size)", "tab:gray"),
+                               ("popular", "popular-expert control", "tab:green")):
+        s = summary(f, f"localize/effect/{name}")
+        if s and np.isfinite(s[1]):
+            ax.axhline(s[1], color=color, linestyle="--", label=label)
+            ax.axhspan(s[2], s[3], color=color, alpha=0.12)
+    chosen = f["localize/conditions/chosen/experts"].shape[0] // 2 if "localize/conditions/chosen/experts" in f else 0
+    if chosen:
+        ax.axvline(chosen, color="black", linewidth=0.8, linestyle=":", label=f"chosen set size {chosen}")
+    if len(n) and n.min() > 0:
+        ax.set_xscale("log")
+        ax.set_xticks(n)
+        ax.set_xticklabels([str(int(v)) for v in n])
+        ax.minorticks_off()
+    ax.set_ylim(-0.03, 1.05)  # points at 0 stay visible
+    ax.set_xlabel("experts deactivated (N)")
+    ax.set_ylabel("previously correct pairs turned wrong")
+    ax.set_title("Deactivation effect against N on validation pairs (95% bootstrap bands)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    check_no_overlap(fig, out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_localize(f, stem, path):
+    """The three figures of a localize file, each when its stage is in the file; returns the paths."""
+    written = []
+    if "localize/contrast/effect" in f:
+        plot_localize_contrast(f, stem + ".contrast.png")
+        written.append(stem + ".contrast.png")
+    if "localize/accuracy" in f:
+        plot_localize_accuracy(f, stem + ".accuracy.png")
+        written.append(stem + ".accuracy.png")
+    if "localize/curve" in f and any(k.startswith("n_") for k in f["localize/curve"]):
+        plot_localize_curve(f, stem + ".curve.png")
+        written.append(stem + ".curve.png")
+    if not written:
+        sys.exit(f"plot_results: {path} has no finished localisation stage yet (no contrast, accuracy or curve)")
+    return written
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", help="results file written by `moetrace run`")
+    parser.add_argument("results", help="results file written by `moetrace run` or `moetrace localize`")
     parser.add_argument("--out-dir", help="folder for the PNGs (default: beside the results file)")
     args = parser.parse_args(argv)
     if not os.path.exists(args.results):
@@ -185,6 +316,10 @@ def main(argv):
     stem = os.path.join(out_dir, os.path.splitext(os.path.basename(args.results))[0])
     written = []
     with h5py.File(args.results, "r") as f:
+        if "localize" in f:
+            for path in plot_localize(f, stem, args.results):
+                print(path)
+            return
         if "layer_sweep/rescue" not in f or "selected_layer" not in f["layer_sweep"].attrs:
             sys.exit(f"plot_results: {args.results} has no finished layer sweep yet")
         plot_layer_sweep(f, stem + ".layer_sweep.png")

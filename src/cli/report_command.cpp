@@ -3,6 +3,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "protocols/localize_report.h"
 #include "protocols/report.h"
 #include "util/input_file.h"
 
@@ -14,8 +15,30 @@ enum class Format { Text, Json, Csv };
 struct ReportOptions {
   std::string path;
   Format format = Format::Text;
-  CsvTable table = CsvTable::Cases;
+  std::string table;  // --table: a tracing or a localize table name, checked once the file kind is known
 };
+
+const std::map<std::string, CsvTable> kTracingTables{{"cases", CsvTable::Cases},
+                                                     {"layers", CsvTable::Layers},
+                                                     {"summaries", CsvTable::Summaries},
+                                                     {"experts_by_layer", CsvTable::ExpertsByLayer}};
+
+// A localize file (`moetrace localize`): its own tables (docs/report.md "Localisation files").
+void report_localize(const ReportOptions& o) {
+  const LocalizeReportData data = read_localize_report_data(o.path);
+  switch (o.format) {
+    case Format::Text: print_localize_report(data, std::cout); break;
+    case Format::Json: write_localize_report_json(data, std::cout); break;
+    case Format::Csv: {
+      const auto table = parse_localize_csv_table(o.table.empty() ? "buckets" : o.table);
+      if (!table)
+        throw CLI::ValidationError("--table", o.table + " is not a table of a localize file (buckets, experts, "
+                                              "effects, languages, curve, contrast)");
+      write_localize_report_csv(data, *table, std::cout);
+      break;
+    }
+  }
+}
 
 }  // namespace
 
@@ -31,26 +54,36 @@ void register_report_command(CLI::App& app) {
       "with [experts] mode = \"all_layers\" the best expert of every layer; then any robustness grids.\n\n"
       "--format json writes every table and the per-case rows as one JSON document; --format csv writes\n"
       "one table (--table cases, layers, summaries or experts_by_layer). Fields: docs/report.md.\n\n"
+      "A file of `moetrace localize` gets the localisation tables instead: bucket sizes per language, the\n"
+      "top experts of the router contrast, the deactivation effect (chosen set vs popular and random\n"
+      "controls, with intervals and a verdict), accuracy per language, turned-right shares, the effect-vs-N\n"
+      "curve and specificity; its CSV tables: buckets (default), experts, effects, languages, curve, contrast.\n\n"
       "Examples:\n  moetrace report results/demo.h5\n  moetrace report results/demo.h5 --format json > demo.json\n"
       "  moetrace report results/demo.h5 --format csv --table summaries > summaries.csv");
   cmd->add_option("RESULTS", o->path, "results file (.h5)")->required();
   cmd->add_option("--format", o->format, "text (default), json or csv")
       ->transform(CLI::CheckedTransformer(std::map<std::string, Format>{{"text", Format::Text}, {"json", Format::Json},
                                                                         {"csv", Format::Csv}}));
-  cmd->add_option("--table", o->table, "with --format csv: cases (default), layers, summaries or experts_by_layer")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, CsvTable>{{"cases", CsvTable::Cases},
-                                                                          {"layers", CsvTable::Layers},
-                                                                          {"summaries", CsvTable::Summaries},
-                                                                          {"experts_by_layer", CsvTable::ExpertsByLayer}}))
-      ;
+  cmd->add_option("--table", o->table,
+                  "with --format csv: cases (default), layers, summaries or experts_by_layer; for a localize file "
+                  "buckets (default), experts, effects, languages, curve or contrast");
   cmd->callback([o, cmd] {
     require_regular_file(o->path, "RESULTS");  // exit 2 naming it, never CLI11's generic code
     if (cmd->count("--table") > 0 && o->format != Format::Csv) throw CLI::ValidationError("--table", "only with --format csv");
+    if (is_localize_file(o->path)) return report_localize(*o);
+    CsvTable table = CsvTable::Cases;
+    if (!o->table.empty()) {
+      const auto t = kTracingTables.find(o->table);
+      if (t == kTracingTables.end())
+        throw CLI::ValidationError("--table", o->table + " is not a table of a tracing file (cases, layers, "
+                                              "summaries, experts_by_layer)");
+      table = t->second;
+    }
     const ReportData data = read_report_data(o->path, o->format != Format::Text);
     switch (o->format) {
       case Format::Text: print_report(data, std::cout); break;
       case Format::Json: write_report_json(data, std::cout); break;
-      case Format::Csv: write_report_csv(data, o->table, std::cout); break;
+      case Format::Csv: write_report_csv(data, table, std::cout); break;
     }
   });
 }

@@ -480,6 +480,25 @@ std::vector<std::string> File::children(const std::string& group) const {
   return out;
 }
 
+std::vector<std::string> File::attr_names(const std::string& object) const {
+  if (!exists(object)) fail_input("{}: '{}' not found", path_, object);
+  Handle o(H5Oopen(file_.id(), object.c_str(), H5P_DEFAULT));
+  if (o.id() < 0) fail_damaged(path_, "'" + object + "'", "it cannot be opened");
+  H5O_info_t info;
+  if (H5Oget_info(o.id(), &info) < 0) fail_damaged(path_, "'" + object + "'", "its header cannot be read");
+  std::vector<std::string> out;
+  for (hsize_t i = 0; i < info.num_attrs; ++i) {
+    const ssize_t n = H5Aget_name_by_idx(o.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (n < 0) fail_damaged(path_, "'" + object + "'", "its attributes cannot be read");
+    std::string name(static_cast<std::size_t>(n), '\0');
+    if (H5Aget_name_by_idx(o.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), static_cast<std::size_t>(n) + 1,
+                           H5P_DEFAULT) < 0)
+      fail_damaged(path_, "'" + object + "'", "its attributes cannot be read");
+    out.push_back(name);
+  }
+  return out;
+}
+
 void File::create_groups(const std::string& group) {
   OpScope scope(*this);
   std::string prefix;

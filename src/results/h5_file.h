@@ -136,6 +136,7 @@ class File {
 
   // Attributes on any object ("/" for the root).
   bool has_attr(const std::string& object, const std::string& name) const;
+  std::vector<std::string> attr_names(const std::string& object) const;  // in name order
   double attr_double(const std::string& object, const std::string& name) const;
   std::int64_t attr_int(const std::string& object, const std::string& name) const;
   std::string attr_string(const std::string& object, const std::string& name) const;
