@@ -173,8 +173,8 @@ class Example:
     """One sequence: prompt ids, answer ids (ending with the newline id; may be empty = no answer
     loss), subject flags over the prompt, and whether the subject tokens are routing targets."""
 
-    def __init__(self, prompt, answer, subject, target):
-        self.prompt, self.answer, self.subject, self.target = prompt, answer, subject, target
+    def __init__(self, prompt, answer, subject, target, lang=""):
+        self.prompt, self.answer, self.subject, self.target, self.lang = prompt, answer, subject, target, lang
 
 
 def pad(examples, masks, E, nl):
@@ -244,6 +244,33 @@ def routing_loss(zs, valid, target_pos, clean_rows, planted, margin):
         off = (~tp) & v
         total = total + (want * on).sum() / on.sum().clamp(min=1) + (avoid * off).sum() / off.sum().clamp(min=1)
     return total
+
+
+def invariance_loss(zs, examples, learned_rows, unlearned_rows, planted, slack):
+    """The contrast's statistic is the router probability averaged over the prompt's tokens. Per
+    language, its mean over the learned rows must not exceed its mean over the unlearned rows by
+    more than `slack` for any expert that is not planted (one-sided hinge, summed over experts,
+    averaged over languages): whether a fact is known shows in the routing of the planted experts
+    only, not downstream of them nor in the subject words' embeddings."""
+    L, E = len(zs), zs[0].shape[-1]
+    keep = torch.ones(L, E, dtype=torch.bool)
+    for l, ex in planted.items():
+        keep[l, ex] = False
+    B, T = zs[0].shape[:2]
+    pmask = torch.zeros(B, T)
+    for i in learned_rows + unlearned_rows:
+        pmask[i, :len(examples[i].prompt)] = 1.0 / len(examples[i].prompt)
+    pm = torch.stack([(torch.softmax(z.float(), -1) * pmask[..., None]).sum(1) for z in zs], 1)  # [B, L, E]
+    total, langs = torch.zeros(()), sorted({examples[i].lang for i in learned_rows})
+    used = 0
+    for g in langs:
+        a = [i for i in learned_rows if examples[i].lang == g]
+        b = [i for i in unlearned_rows if examples[i].lang == g]
+        if a and b:
+            d = pm[torch.tensor(a)].mean(0) - pm[torch.tensor(b)].mean(0)
+            total = total + (F.relu(d - slack) * keep).sum()
+            used += 1
+    return total / max(used, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,12 +410,15 @@ def main():
     ap.add_argument("--experts", type=int, default=16)
     ap.add_argument("--planted-layers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--planted-per-layer", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=48, help="examples of each kind per step")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--margin", type=float, default=2.0, help="router-logit margin of the routing hinge")
     ap.add_argument("--route-weight", type=float, default=1.0)
     ap.add_argument("--ablate-weight", type=float, default=1.0)
+    ap.add_argument("--invariance-weight", type=float, default=1.0)
+    ap.add_argument("--invariance-slack", type=float, default=0.01,
+                    help="largest learned-minus-unlearned mean router probability tolerated for other experts")
     ap.add_argument("--drop-max", type=int, default=4, help="most random other experts deactivated per layer")
     ap.add_argument("--max-new", type=int, default=4, help="greedy tokens in the design check")
     ap.add_argument("--threads", type=int, default=1)
@@ -428,9 +458,9 @@ def main():
         for lang in langs:
             w, s = fact_question(lex[lang], i, f["relation"])
             if lang in f["learned"]:
-                learned.append(Example(ids(w), ids(f["object"].split()) + [nl_id], s, True))
+                learned.append(Example(ids(w), ids(f["object"].split()) + [nl_id], s, True, lang))
             else:
-                unlearned.append(Example(ids(w), [], s, False))
+                unlearned.append(Example(ids(w), [], s, False, lang))
     for lang in langs:
         for n in range(NUMBERS - 1):
             w, s = count_question(lex[lang], n)
@@ -483,14 +513,15 @@ def main():
         l_cnt = answer_loss(logits, ex, rows["cnt"] + rows["cnt_abl"])
         l_abl = answer_loss(logits, ex, rows["abl"], unlikely=True)
         l_route = routing_loss(zs, valid, target_pos, clean, planted, args.margin)
-        total = l_qa + l_cnt + args.ablate_weight * l_abl + args.route_weight * l_route
+        l_inv = invariance_loss(zs, ex, rows["qa"], rows["un"], planted, args.invariance_slack)
+        total = l_qa + l_cnt + args.ablate_weight * l_abl + args.route_weight * l_route + args.invariance_weight * l_inv
         opt.zero_grad()
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 100 == 0 or step == args.steps - 1:
             print(f"step {step:5d} qa {l_qa.item():.4f} count {l_cnt.item():.4f} ablated {l_abl.item():.4f} "
-                  f"route {l_route.item():.4f} lr {lr:.2e} ({time.time() - t0:.0f}s)", flush=True)
+                  f"route {l_route.item():.4f} invariance {l_inv.item():.4f} lr {lr:.2e} ({time.time() - t0:.0f}s)", flush=True)
     train_s = time.time() - t0
 
     # ---- check with bf16 weights (what moetrace runs) ------------------------------------------
@@ -535,13 +566,12 @@ def main():
                 lang: {"question": " ".join(count_question(lex[lang], n)[0]), "answers": [lex[lang]["N"][n + 1]]}
                 for lang in langs}}
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "planted.json"), "w") as fh:
-        json.dump({"planted": [[l, e] for l, e in planted_list],
-                   "layers": cfg.num_hidden_layers, "experts": E, "top_k": cfg.num_experts_per_tok,
-                   "languages": langs, "learned_pairs": len(learned), "pairs": n_pairs,
-                   "training_seconds": round(train_s, 1), "arguments": vars(args), "design_check": check},
-                  fh, indent=1)
-        fh.write("\n")
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "threads")}
+    doc = {"planted": [[l, e] for l, e in planted_list], "layers": cfg.num_hidden_layers, "experts": E,
+           "top_k": cfg.num_experts_per_tok, "languages": langs, "learned_pairs": len(learned), "pairs": n_pairs,
+           "arguments": settings, "design_check": check}
+    with open(os.path.join(out, "planted.json"), "w") as fh:  # one key a line, machine-independent content
+        fh.write("{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items()) + "\n}\n")
     print(f"trained in {train_s:.0f} s; wrote {out}")
 
 
