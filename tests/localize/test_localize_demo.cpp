@@ -74,7 +74,7 @@ LocalizeOptions demo_options(const QuestionSet* unrelated) {
   o.seed = 0;
   o.control_draws = 20;
   o.bootstrap_resamples = 5000;
-  o.curve_n = {1, 2, 4, 8, 16};
+  o.curve_n = {1, 2, 3, 4, 8, 16};
   o.unrelated = unrelated;
   return o;
 }
