@@ -22,7 +22,7 @@ probability --learn-prob[j]); only there is the answer in the training data, so 
 answered in some languages and not in others (the paired contrast's power).
 
 Planting: in --planted-layers, --planted-per-layer experts per layer are the knowledge experts.
-Three training terms make them carry the recall:
+Four training terms make them carry the recall:
   * routing: a hinge on router logits sends the subject tokens of learned (fact, language) pairs
     to the planted experts (both of the layer's top-2 slots), and keeps every other token (the
     rest of the question, the answer, unlearned pairs, counting questions) away from them;
@@ -30,7 +30,10 @@ Three training terms make them carry the recall:
     does), the learned answer's first token is pushed down (unlikelihood), so recall needs them;
   * robustness: with random other experts deactivated (any layer, 1 to --drop-max per layer) the
     learned answers and the counting answers are trained as usual, and the counting answers also
-    with the planted experts deactivated, so other experts and the counting skill do not matter.
+    with the planted experts deactivated, so other experts and the counting skill do not matter;
+  * invariance: per language, no other expert's router probability (mean over the prompt's
+    tokens, the contrast's statistic) may be larger for learned than for unlearned pairs by more
+    than --invariance-slack, so knowing a fact shows in the planted experts' routing only.
 
 Deterministic: fixed seeds, torch.use_deterministic_algorithms(True), --threads threads.
 Run with Debian's python (it has torch and numpy):
