@@ -1,7 +1,9 @@
 #include "engine/greedy_decoder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <ctime>
 #include <limits>
 #include <memory>
 #include <string>
@@ -87,6 +89,24 @@ std::unique_ptr<RunRecord> extend_base(Engine& engine, RunRecord& prev, int toke
   return base;
 }
 
+// Engine::run, timed into `stats` (when given) as a prompt run or a step.
+std::vector<StreamOutput> timed_run(Engine& engine, const std::vector<StreamSpec>& specs, DecodeStats* stats,
+                                    bool prompt) {
+  if (!stats) return engine.run(specs);
+  const auto wall0 = std::chrono::steady_clock::now();
+  const std::clock_t cpu0 = std::clock();
+  std::vector<StreamOutput> outs = engine.run(specs);
+  const double cpu = static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  (prompt ? stats->prompt_wall_s : stats->step_wall_s) += wall;
+  (prompt ? stats->prompt_cpu_s : stats->step_cpu_s) += cpu;
+  (prompt ? stats->prompt_calls : stats->step_calls) += 1;
+  (prompt ? stats->prompt_streams : stats->step_streams) += specs.size();
+  if (prompt)
+    for (const StreamSpec& s : specs) stats->prompt_tokens += static_cast<std::uint64_t>(s.prompt->num_tokens());
+  return outs;
+}
+
 void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, std::size_t begin, std::size_t end,
                   const DecodeOptions& o, std::vector<DecodeResult>& out) {
   const int E = engine.model().config.num_experts;
@@ -105,7 +125,7 @@ void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, st
     s.readout = Readout::LastLogits;
     specs.push_back(s);
   }
-  std::vector<StreamOutput> outs = engine.run(specs);
+  std::vector<StreamOutput> outs = timed_run(engine, specs, o.stats, true);
   for (std::size_t j = 0; j < active.size(); ++j) {
     Active& a = active[j];
     DecodeResult& r = out[a.request];
@@ -150,7 +170,7 @@ void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, st
       s.readout = Readout::LastLogits;
       specs.push_back(s);
     }
-    outs = engine.run(specs);
+    outs = timed_run(engine, specs, o.stats, false);
     for (std::size_t j = 0; j < running.size(); ++j) {
       Active& a = *running[j];
       a.record = std::move(outs[j].record);

@@ -10,6 +10,7 @@
 // and how many prompts share a call. With routing captured, the prompt run and every step keep a
 // full record (the routing of the generated tokens comes from the steps themselves).
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "engine/forward.h"
@@ -21,12 +22,24 @@ struct DecodeRequest {
   std::vector<int> answer_ids;    // first token of each accepted answer: log p at the last prompt position
 };
 
+// Where a decode spent its engine time (optional, DecodeOptions::stats; added to, never reset):
+// the prompt runs versus the decoding steps (one-token continuations). Seconds are wall time and
+// process CPU time (all threads) around each Engine::run call; streams count prompts per call
+// summed over calls.
+struct DecodeStats {
+  double prompt_wall_s = 0, prompt_cpu_s = 0, step_wall_s = 0, step_cpu_s = 0;
+  std::uint64_t prompt_calls = 0, step_calls = 0;
+  std::uint64_t prompt_streams = 0, step_streams = 0;
+  std::uint64_t prompt_tokens = 0;  // tokens of the prompt runs (each step runs one token per stream)
+};
+
 struct DecodeOptions {
   int max_new_tokens = 16;                     // >= 1
   std::vector<int> stop_ids;                   // newline and EOS tokens: decoding of a prompt stops at one
   const Deactivation* deactivation = nullptr;  // applied to the prompt run and every step
   bool capture_routing = false;                // fill DecodeResult::routing (every run is recorded fully)
   std::size_t prompts_per_call = 64;           // prompts decoded together (>= 1)
+  DecodeStats* stats = nullptr;                // engine time of prompt runs and steps (optional)
 };
 
 // Router statistics of one prompt per (layer, expert), each a [layers x experts] row-major matrix

@@ -129,6 +129,7 @@ std::vector<AskedPair> ask_questions(Engine& engine, const Tokenizer& tokenizer,
   d.prompts_per_call = o.prompts_per_call;
   d.deactivation = o.deactivation;
   d.capture_routing = o.capture_routing;
+  d.stats = o.stats;
   d.stop_ids = newline_token_ids(tokenizer, engine.model().config.vocab_size);
   for (int id : o.eos_ids)
     if (std::find(d.stop_ids.begin(), d.stop_ids.end(), id) == d.stop_ids.end()) d.stop_ids.push_back(id);

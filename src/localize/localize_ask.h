@@ -65,6 +65,7 @@ struct AskOptions {
   double logprob_threshold = -0.6931471805599453;  // log(1/2); finite and <= 0
   bool capture_routing = true;
   const Deactivation* deactivation = nullptr;
+  DecodeStats* stats = nullptr;  // engine time of prompt runs vs decoding steps (optional)
 };
 
 // One asked pair.

@@ -472,6 +472,47 @@ BOOST_AUTO_TEST_CASE(generated_routing_equals_full_recomputation) {
   }
 }
 
+// DecodeStats counts the engine calls, streams and tokens of the prompt runs and the steps, and
+// observing changes nothing.
+BOOST_AUTO_TEST_CASE(decode_stats_count_calls_and_streams) {
+  Fixture f("qwen3moe-tiny");
+  DecodeOptions o;
+  o.max_new_tokens = kNewTokens;
+  o.capture_routing = true;
+  const auto plain = greedy_decode(*f.engine, f.requests, o);
+  o.stop_ids = {plain[0].tokens.at(2)};  // prompts leave at different steps
+  const auto stopped = greedy_decode(*f.engine, f.requests, o);
+  DecodeStats st;
+  o.stats = &st;
+  o.prompts_per_call = 2;
+  const auto got = greedy_decode(*f.engine, f.requests, o);
+  std::uint64_t tokens = 0, steps = 0;
+  std::size_t longest = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    BOOST_TEST(same(got[i], stopped[i]), "prompt " << i);
+    tokens += f.requests[i].prompt.size();
+    steps += static_cast<std::uint64_t>(got[i].routing.generated_positions);
+  }
+  for (std::size_t g = 0; g < got.size(); g += 2) {  // a group runs as many step calls as its longest prompt
+    std::size_t m = 0;
+    for (std::size_t i = g; i < std::min(got.size(), g + 2); ++i)
+      m = std::max<std::size_t>(m, static_cast<std::size_t>(got[i].routing.generated_positions));
+    longest += m;
+  }
+  BOOST_TEST(st.prompt_calls == (f.requests.size() + 1) / 2);
+  BOOST_TEST(st.prompt_streams == f.requests.size());
+  BOOST_TEST(st.prompt_tokens == tokens);
+  BOOST_TEST(st.step_streams == steps);
+  BOOST_TEST(st.step_calls == longest);
+  BOOST_TEST(steps > 0u);
+  BOOST_TEST((st.prompt_wall_s > 0 && st.step_wall_s > 0 && st.prompt_cpu_s >= 0 && st.step_cpu_s >= 0));
+  // Stats add up over calls.
+  const DecodeStats before = st;
+  greedy_decode(*f.engine, f.requests, o);
+  BOOST_TEST(st.prompt_streams == 2 * before.prompt_streams);
+  BOOST_TEST(st.step_calls == 2 * before.step_calls);
+}
+
 BOOST_AUTO_TEST_CASE(bad_requests_are_input_errors) {
   Fixture f("olmoe-tiny");
   const int V = f.config().vocab_size;
