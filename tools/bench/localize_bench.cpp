@@ -21,9 +21,10 @@
 // all threads), and the decoding share of the engine's time (DecodeStats: time inside
 // Engine::run of the steps / of all calls; wall and CPU), min and median over --repeat.
 //
-// Full depth (real model, --full-layers): engine time = readouts x t_head + (engine time - readouts
-// x t_head) x full_layers / layers, where readouts is the number of streams read out (one LM-head
-// row each) and t_head the measured time of the engine's one-row LM-head product; the rest of
+// Full depth (real model, --full-layers): engine time = heads x t_head + (engine time - heads x
+// t_head) x full_layers / layers, where t_head is the measured time of the engine's one-row LM-head
+// product and heads = engine calls x ceil(streams per call / 16) (one LM-head product per call, its
+// rows padded to 16 by the CPU backend: a call of up to 16 streams costs one one-row product); the rest of
 // ask_questions (tokenising, the line-feed scan of the vocabulary, argmax and log-softmax over the
 // vocabulary, matching) is taken as measured.
 //
@@ -34,6 +35,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -270,11 +272,15 @@ void run(Bench& b, const std::vector<std::size_t>& per_call, int repeat, int new
       share_c.push_back(ec > 0 ? s.st.step_cpu_s / ec : 0);
       if (scale) {
         const double f = static_cast<double>(full_layers) / c.num_layers;
-        auto deep = [&](double t, std::uint64_t readouts) {
-          const double h = static_cast<double>(readouts) * head.first;
+        // One LM-head product per call; the CPU backend pads its rows to 16 (row independence), so a
+        // call of n streams costs about ceil(n / 16) one-row products.
+        auto deep = [&](double t, std::uint64_t calls, std::uint64_t streams) {
+          const double per_call = calls ? std::ceil(static_cast<double>(streams) / calls / 16.0) : 0.0;
+          const double h = static_cast<double>(calls) * per_call * head.first;
           return h + std::max(0.0, t - h) * f;
         };
-        const double prompt = deep(s.st.prompt_wall_s, s.st.prompt_streams), step = deep(s.st.step_wall_s, s.st.step_streams);
+        const double prompt = deep(s.st.prompt_wall_s, s.st.prompt_calls, s.st.prompt_streams),
+                     step = deep(s.st.step_wall_s, s.st.step_calls, s.st.step_streams);
         full_wall.push_back(s.wall - ew + prompt + step);
         full_share.push_back(step / (prompt + step));
       }
