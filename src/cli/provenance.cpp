@@ -87,7 +87,8 @@ Provenance collect_provenance(const std::string& config_path, const std::string&
   p.model_path = ckpt.dir().string();
   nlohmann::json hashes;
   std::vector<std::filesystem::path> files = ckpt.files();
-  for (const char* extra : {"config.json", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"})
+  for (const char* extra : {"config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json",
+                            "tokenizer_config.json"})
     if (std::filesystem::exists(ckpt.dir() / extra)) files.push_back(ckpt.dir() / extra);
   spdlog::info("hashing {} model files for provenance", files.size());
   for (const auto& f : files) hashes[f.filename().string()] = sha256_file(f);

@@ -276,15 +276,27 @@ class BatchRun {
     }
     TensorPtr last = B_.rms_norm(*B_.gather_rows(*x_, last_rows), *model_.final_norm, H, eps());
     const std::vector<float> two = B_.select_logits(*last, *model_.lm_head, contrast_ids, 2);
+    // The LastLogits streams' final rows go through the LM head in one product (one pass over the
+    // [vocab, H] weight for the whole batch; rows are independent, so each stream's logits are those
+    // of a product of its row alone).
+    std::vector<int> last_logit_rows;
+    for (std::size_t j = 0; j < batch.size(); ++j)
+      if (streams_[batch[j].stream].readout == Readout::LastLogits) last_logit_rows.push_back(static_cast<int>(j));
+    std::vector<float> last_logits;
+    if (!last_logit_rows.empty()) {
+      TensorPtr logits = B_.linear(*B_.gather_rows(*last, last_logit_rows), *model_.lm_head);
+      last_logits.resize(last_logit_rows.size() * static_cast<std::size_t>(c_.vocab_size));
+      B_.download(*logits, last_logits.data());
+    }
+    std::size_t next_logits = 0;
     for (std::size_t j = 0; j < batch.size(); ++j) {
       const StreamRows& r = batch[j];
       const StreamSpec& s = streams_[r.stream];
       StreamOutput& o = out_[r.stream];
       if (s.prompt->true_id >= 0 && s.prompt->foil_id >= 0) o.contrast = two[2 * j] - two[2 * j + 1];
       if (s.readout == Readout::LastLogits) {
-        TensorPtr logits = B_.linear(*B_.gather_rows(*last, {static_cast<int>(j)}), *model_.lm_head);
-        o.logits.resize(c_.vocab_size);
-        B_.download(*logits, o.logits.data());
+        const auto begin = last_logits.begin() + static_cast<std::ptrdiff_t>(next_logits++ * c_.vocab_size);
+        o.logits.assign(begin, begin + c_.vocab_size);
       } else if (s.readout == Readout::AllLogits) {
         TensorPtr normed = B_.rms_norm(*stream_rows(*x_, r), *model_.final_norm, H, eps());
         TensorPtr logits = B_.linear(*normed, *model_.lm_head);

@@ -1,7 +1,9 @@
 #include "engine/greedy_decoder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <ctime>
 #include <limits>
 #include <memory>
 #include <string>
@@ -52,25 +54,57 @@ struct Active {
   Prompt seq;
   std::unique_ptr<RunRecord> record;
   int next = -1;  // token chosen at the last step, not yet in seq
+  int prompt_tokens = 0;
 };
+
+// A prompt is done: its routing over prompt and generated tokens from its last (full) record.
+void finish(Active& a, const DecodeOptions& o, int num_experts, DecodeResult& r) {
+  if (o.capture_routing) r.routing = summarise_routing(*a.record, a.prompt_tokens, num_experts, o.deactivation);
+  a.record.reset();
+}
 
 // The base of the next one-token continuation: the previous record's residual entering each layer
 // and K/V (moved, not copied), with the new token's embedding appended to the input of layer 0,
 // where the continuation reads its input.
+// A full previous record (routing captured) gives a full base: everything moves, so that the
+// continuation's full record covers the whole sequence.
 std::unique_ptr<RunRecord> extend_base(Engine& engine, RunRecord& prev, int token) {
   Backend& B = engine.backend();
   auto base = std::make_unique<RunRecord>();
   base->num_tokens = prev.num_tokens + 1;
-  base->level = RecordLevel::Base;
+  base->level = prev.level == RecordLevel::Full ? RecordLevel::Full : RecordLevel::Base;
   base->layers.resize(prev.layers.size());
   for (std::size_t l = 0; l < prev.layers.size(); ++l) {
+    if (base->level == RecordLevel::Full) {
+      base->layers[l] = std::move(prev.layers[l]);
+      continue;
+    }
     base->layers[l].keys = std::move(prev.layers[l].keys);
     base->layers[l].values = std::move(prev.layers[l].values);
     base->layers[l].input = std::move(prev.layers[l].input);
   }
+  base->output = std::move(prev.output);
   TensorPtr emb = B.embed(*engine.model().embed, {token});
   base->layers[0].input = B.concat_rows({base->layers[0].input.get(), emb.get()});
   return base;
+}
+
+// Engine::run, timed into `stats` (when given) as a prompt run or a step.
+std::vector<StreamOutput> timed_run(Engine& engine, const std::vector<StreamSpec>& specs, DecodeStats* stats,
+                                    bool prompt) {
+  if (!stats) return engine.run(specs);
+  const auto wall0 = std::chrono::steady_clock::now();
+  const std::clock_t cpu0 = std::clock();
+  std::vector<StreamOutput> outs = engine.run(specs);
+  const double cpu = static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  (prompt ? stats->prompt_wall_s : stats->step_wall_s) += wall;
+  (prompt ? stats->prompt_cpu_s : stats->step_cpu_s) += cpu;
+  (prompt ? stats->prompt_calls : stats->step_calls) += 1;
+  (prompt ? stats->prompt_streams : stats->step_streams) += specs.size();
+  if (prompt)
+    for (const StreamSpec& s : specs) stats->prompt_tokens += static_cast<std::uint64_t>(s.prompt->num_tokens());
+  return outs;
 }
 
 void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, std::size_t begin, std::size_t end,
@@ -83,6 +117,7 @@ void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, st
     Active& a = active[i - begin];
     a.request = i;
     a.seq.ids = requests[i].prompt;
+    a.prompt_tokens = a.seq.num_tokens();
     StreamSpec s;
     s.prompt = &a.seq;
     s.deactivation = o.deactivation;
@@ -90,12 +125,11 @@ void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, st
     s.readout = Readout::LastLogits;
     specs.push_back(s);
   }
-  std::vector<StreamOutput> outs = engine.run(specs);
+  std::vector<StreamOutput> outs = timed_run(engine, specs, o.stats, true);
   for (std::size_t j = 0; j < active.size(); ++j) {
     Active& a = active[j];
     DecodeResult& r = out[a.request];
     for (int id : requests[a.request].answer_ids) r.answer_logprobs.push_back(log_softmax_at(outs[j].logits, id));
-    if (o.capture_routing) r.routing = summarise_routing(*outs[j].record, E, o.deactivation);
     a.record = std::move(outs[j].record);
     a.next = argmax(outs[j].logits, a.request);
     r.token_logprobs.push_back(log_softmax_at(outs[j].logits, a.next));
@@ -110,12 +144,12 @@ void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, st
       if (std::find(o.stop_ids.begin(), o.stop_ids.end(), a.next) != o.stop_ids.end()) {
         r.stop_id = a.next;
         r.token_logprobs.pop_back();  // the stop token is not part of the output
-        a.record.reset();
+        finish(a, o, E, r);
         continue;
       }
       r.tokens.push_back(a.next);
       if (static_cast<int>(r.tokens.size()) >= o.max_new_tokens) {
-        a.record.reset();
+        finish(a, o, E, r);
         continue;
       }
       running.push_back(&a);
@@ -132,11 +166,11 @@ void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, st
       s.start_pos = a->seq.num_tokens() - 1;
       s.base = bases.back().get();
       s.deactivation = o.deactivation;
-      s.record = RecordLevel::Base;
+      s.record = o.capture_routing ? RecordLevel::Full : RecordLevel::Base;
       s.readout = Readout::LastLogits;
       specs.push_back(s);
     }
-    outs = engine.run(specs);
+    outs = timed_run(engine, specs, o.stats, false);
     for (std::size_t j = 0; j < running.size(); ++j) {
       Active& a = *running[j];
       a.record = std::move(outs[j].record);
@@ -158,14 +192,21 @@ double log_softmax_at(const std::vector<float>& logits, int id) {
 }
 
 RoutingSummary summarise_routing(const RunRecord& record, int num_experts, const Deactivation* deactivation) {
+  return summarise_routing(record, record.num_tokens, num_experts, deactivation);
+}
+
+RoutingSummary summarise_routing(const RunRecord& record, int prompt_tokens, int num_experts,
+                                 const Deactivation* deactivation) {
   MOETRACE_ASSERT(record.level == RecordLevel::Full, "routing statistics need a full record");
   const int L = static_cast<int>(record.layers.size()), E = num_experts, T = record.num_tokens;
-  MOETRACE_ASSERT(T > 0, "routing statistics of an empty run");
+  MOETRACE_ASSERT(prompt_tokens > 0 && prompt_tokens <= T, "routing statistics: prompt tokens outside the run");
   RoutingSummary s;
   s.layers = L;
   s.experts = E;
+  s.generated_positions = T - prompt_tokens;
   const std::size_t n = static_cast<std::size_t>(L) * E;
-  for (auto* v : {&s.logit_mean, &s.prob_mean, &s.selected_mean, &s.logit_last, &s.prob_last, &s.selected_last})
+  for (auto* v : {&s.logit_mean, &s.prob_mean, &s.selected_mean, &s.logit_last, &s.prob_last, &s.selected_last,
+                  &s.logit_generated, &s.prob_generated, &s.selected_generated})
     v->assign(n, 0.0);
   std::vector<char> masked(n, 0);
   if (deactivation)
@@ -174,9 +215,14 @@ RoutingSummary summarise_routing(const RunRecord& record, int num_experts, const
   for (int l = 0; l < L; ++l) {
     const LayerRecord& R = record.layers[l];
     MOETRACE_ASSERT(R.router_logits.size() == static_cast<std::size_t>(T) * E, "router logits of a full record");
+    MOETRACE_ASSERT(R.routing.experts.size() == static_cast<std::size_t>(T) * R.routing.k, "routing of a full record");
     const int K = R.routing.k;
     const std::size_t row0 = static_cast<std::size_t>(l) * E;
     for (int t = 0; t < T; ++t) {
+      const bool prompt = t < prompt_tokens;
+      double* logit = prompt ? &s.logit_mean[row0] : &s.logit_generated[row0];
+      double* prob = prompt ? &s.prob_mean[row0] : &s.prob_generated[row0];
+      double* selected = prompt ? &s.selected_mean[row0] : &s.selected_generated[row0];
       const float* z = &R.router_logits[static_cast<std::size_t>(t) * E];
       double mx = -std::numeric_limits<double>::infinity();
       for (int e = 0; e < E; ++e)
@@ -188,11 +234,11 @@ RoutingSummary summarise_routing(const RunRecord& record, int num_experts, const
       }
       for (int e = 0; e < E; ++e) {
         p[e] /= sum;
-        s.logit_mean[row0 + e] += z[e];
-        s.prob_mean[row0 + e] += p[e];
+        logit[e] += z[e];
+        prob[e] += p[e];
       }
-      for (int j = 0; j < K; ++j) s.selected_mean[row0 + R.routing.experts[static_cast<std::size_t>(t) * K + j]] += 1.0;
-      if (t == T - 1) {
+      for (int j = 0; j < K; ++j) selected[R.routing.experts[static_cast<std::size_t>(t) * K + j]] += 1.0;
+      if (t == prompt_tokens - 1) {
         for (int e = 0; e < E; ++e) {
           s.logit_last[row0 + e] = z[e];
           s.prob_last[row0 + e] = p[e];
@@ -200,10 +246,15 @@ RoutingSummary summarise_routing(const RunRecord& record, int num_experts, const
         for (int j = 0; j < K; ++j) s.selected_last[row0 + R.routing.experts[static_cast<std::size_t>(t) * K + j]] = 1.0;
       }
     }
+    const double m = s.generated_positions > 0 ? static_cast<double>(s.generated_positions)
+                                                : std::numeric_limits<double>::quiet_NaN();
     for (int e = 0; e < E; ++e) {
-      s.logit_mean[row0 + e] /= T;
-      s.prob_mean[row0 + e] /= T;
-      s.selected_mean[row0 + e] /= T;
+      s.logit_mean[row0 + e] /= prompt_tokens;
+      s.prob_mean[row0 + e] /= prompt_tokens;
+      s.selected_mean[row0 + e] /= prompt_tokens;
+      s.logit_generated[row0 + e] /= m;  // 0 / NaN = NaN when nothing was generated
+      s.prob_generated[row0 + e] /= m;
+      s.selected_generated[row0 + e] /= m;
     }
   }
   return s;

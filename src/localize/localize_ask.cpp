@@ -8,8 +8,9 @@
 namespace moetrace::localize {
 namespace {
 
-constexpr std::array<std::string_view, 6> kStatisticNames = {"prob_mean",  "prob_last",     "logit_mean",
-                                                             "logit_last", "selected_mean", "selected_last"};
+constexpr std::array<std::string_view, kRoutingStatisticCount> kStatisticNames = {
+    "prob_mean",     "prob_last",      "logit_mean",      "logit_last",         "selected_mean",
+    "selected_last", "prob_generated", "logit_generated", "selected_generated"};
 
 void check_options(const AskOptions& o) {
   if (!std::isfinite(o.logprob_threshold) || o.logprob_threshold > 0)
@@ -33,7 +34,7 @@ RoutingStatistic parse_routing_statistic(std::string_view text, std::string_view
   for (std::size_t i = 0; i < kStatisticNames.size(); ++i)
     if (text == kStatisticNames[i]) return static_cast<RoutingStatistic>(i);
   fail_input("{}: unknown routing statistic \"{}\" (expected one of prob_mean, prob_last, logit_mean, logit_last, "
-             "selected_mean, selected_last)",
+             "selected_mean, selected_last, prob_generated, logit_generated, selected_generated)",
              what, text.substr(0, 64));
 }
 
@@ -47,9 +48,22 @@ const std::vector<double>& routing_values(const RoutingSummary& s, RoutingStatis
     case RoutingStatistic::LogitLast: return s.logit_last;
     case RoutingStatistic::SelectedMean: return s.selected_mean;
     case RoutingStatistic::SelectedLast: return s.selected_last;
+    case RoutingStatistic::ProbGenerated: return s.prob_generated;
+    case RoutingStatistic::LogitGenerated: return s.logit_generated;
+    case RoutingStatistic::SelectedGenerated: return s.selected_generated;
   }
   MOETRACE_ASSERT(false, "routing statistic");
   return s.prob_mean;
+}
+
+bool has_routing_values(const RoutingSummary& s, RoutingStatistic stat) {
+  if (s.layers <= 0) return false;
+  switch (stat) {
+    case RoutingStatistic::ProbGenerated:
+    case RoutingStatistic::LogitGenerated:
+    case RoutingStatistic::SelectedGenerated: return s.has_generated_routing();
+    default: return true;
+  }
 }
 
 std::vector<int> newline_token_ids(const Tokenizer& tokenizer, int model_vocab_size) {
@@ -115,6 +129,7 @@ std::vector<AskedPair> ask_questions(Engine& engine, const Tokenizer& tokenizer,
   d.prompts_per_call = o.prompts_per_call;
   d.deactivation = o.deactivation;
   d.capture_routing = o.capture_routing;
+  d.stats = o.stats;
   d.stop_ids = newline_token_ids(tokenizer, engine.model().config.vocab_size);
   for (int id : o.eos_ids)
     if (std::find(d.stop_ids.begin(), d.stop_ids.end(), id) == d.stop_ids.end()) d.stop_ids.push_back(id);

@@ -29,11 +29,27 @@ BucketRule parse_bucket_rule(std::string_view text, std::string_view what);
 std::string_view bucket_rule_name(BucketRule rule);
 
 // Which RoutingSummary matrix a ContrastPair carries. Config words "prob_mean", "prob_last",
-// "logit_mean", "logit_last", "selected_mean", "selected_last".
-enum class RoutingStatistic : std::uint8_t { ProbMean, ProbLast, LogitMean, LogitLast, SelectedMean, SelectedLast };
+// "logit_mean", "logit_last", "selected_mean", "selected_last" (prompt tokens) and
+// "prob_generated", "logit_generated", "selected_generated" (the generated tokens fed back;
+// engine/greedy_decoder.h defines the positions).
+enum class RoutingStatistic : std::uint8_t {
+  ProbMean,
+  ProbLast,
+  LogitMean,
+  LogitLast,
+  SelectedMean,
+  SelectedLast,
+  ProbGenerated,
+  LogitGenerated,
+  SelectedGenerated,
+};
+inline constexpr std::size_t kRoutingStatisticCount = 9;
 RoutingStatistic parse_routing_statistic(std::string_view text, std::string_view what);
 std::string_view routing_statistic_name(RoutingStatistic stat);
 const std::vector<double>& routing_values(const RoutingSummary& summary, RoutingStatistic stat);
+// Whether the summary holds values for the statistic: false for a *_generated statistic of a pair
+// with no generated token fed back (its values are NaN; such a pair cannot enter a contrast).
+bool has_routing_values(const RoutingSummary& summary, RoutingStatistic stat);
 
 // Token ids whose text, decoded alone, contains a line feed: decoding stops at any of them.
 std::vector<int> newline_token_ids(const Tokenizer& tokenizer, int model_vocab_size);
@@ -49,6 +65,7 @@ struct AskOptions {
   double logprob_threshold = -0.6931471805599453;  // log(1/2); finite and <= 0
   bool capture_routing = true;
   const Deactivation* deactivation = nullptr;
+  DecodeStats* stats = nullptr;  // engine time of prompt runs vs decoding steps (optional)
 };
 
 // One asked pair.

@@ -1,7 +1,9 @@
 #include "model/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <system_error>
 
 #include <nlohmann/json.hpp>
 
@@ -76,6 +78,27 @@ int product_field(int a, int b, const char* what, const std::string& origin) {
   const auto r = checked_mul<std::int64_t>(a, b);
   if (!r || *r > kIntMax) fail_input("{}: {} = {} x {} is too large (at most {})", origin, what, a, b, kIntMax);
   return static_cast<int>(*r);
+}
+
+// "eos_token_id": an integer or a list of integers, each a token id in [0, vocab_size); duplicates
+// dropped, file order kept. nullopt when absent or null.
+std::optional<std::vector<int>> eos_ids_field(const json& j, int vocab_size, const std::string& origin) {
+  constexpr const char* kName = "eos_token_id";
+  auto it = j.find(kName);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer() && !it->is_array())
+    fail_input("{}: field '{}' must be an integer or a list of integers, got {}", origin, kName, json_for_message(*it));
+  std::vector<int> ids;
+  auto add = [&](const json& v, const std::string& name) {
+    const int id = int_field(v, name.c_str(), 0, std::int64_t{vocab_size} - 1, origin);
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  };
+  if (it->is_array()) {
+    for (std::size_t i = 0; i < it->size(); ++i) add((*it)[i], std::string(kName) + "[" + std::to_string(i) + "]");
+  } else {
+    add(*it, kName);
+  }
+  return ids;
 }
 
 void require_positive(int v, const char* name, const std::string& origin) {
@@ -175,6 +198,7 @@ ModelConfig parse_model_config_json(const json& j, const std::string& origin) {
     fail_input("{}: rope_scaling is not supported", origin);
   c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false, origin);
   c.bos_token_id = optional_int(j, "bos_token_id", -1, 0, c.vocab_size - 1, origin);
+  c.eos_token_ids = eos_ids_field(j, c.vocab_size, origin).value_or(std::vector<int>{});
   c.max_position_embeddings = optional_int(j, "max_position_embeddings", 0, 1, kIntMax, origin);
   c.head_dim = optional_int(j, "head_dim", 0, 0, kIntMax, origin);
   if (c.head_dim == 0) {
@@ -212,9 +236,28 @@ ModelConfig parse_model_config_json(const json& j, const std::string& origin) {
 
 }  // namespace
 
+std::optional<std::vector<int>> parse_generation_eos_ids(const std::string& text, int vocab_size,
+                                                         const std::string& origin) {
+  try {
+    const json j = parse_json_input(text, origin);
+    if (!j.is_object()) fail_input("{}: expected a JSON object", origin);
+    return eos_ids_field(j, vocab_size, origin);
+  } catch (const json::exception& e) {
+    fail_input("{}: unreadable value: {}", origin, e.what());
+  }
+}
+
 ModelConfig load_model_config(const std::filesystem::path& path) {
   const auto file = input_path_kind(path, "model config") == PathKind::Directory ? path / "config.json" : path;
-  return parse_model_config(read_regular_file(file, "model config", kMaxConfigJsonBytes), file.string());
+  ModelConfig c = parse_model_config(read_regular_file(file, "model config", kMaxConfigJsonBytes), file.string());
+  // generation_config.json (what generation uses in transformers) takes precedence for the EOS ids.
+  const auto generation = file.parent_path() / "generation_config.json";
+  std::error_code ec;
+  if (std::filesystem::symlink_status(generation, ec).type() != std::filesystem::file_type::not_found) {
+    const std::string text = read_regular_file(generation, "generation config", kMaxConfigJsonBytes);
+    if (auto ids = parse_generation_eos_ids(text, c.vocab_size, generation.string())) c.eos_token_ids = std::move(*ids);
+  }
+  return c;
 }
 
 }  // namespace moetrace

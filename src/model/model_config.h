@@ -3,7 +3,9 @@
 // OLMoE are data here (q/k-norm kind, top-k renormalisation, tensor names), so the forward is
 // written once.
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "util/checked.h"
 
@@ -35,6 +37,10 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   QkNorm qk_norm = QkNorm::None;
   int bos_token_id = -1;  // -1 when config.json has none
+  // End-of-sequence token ids, distinct, in file order: "eos_token_id" (an integer or a list of
+  // integers, each in [0, vocab_size)) of generation_config.json next to config.json when that
+  // file exists and has the key (not null), else of config.json; empty when neither has one.
+  std::vector<int> eos_token_ids;
   int max_position_embeddings = 0;  // 0 when config.json has none; prompts longer than it are skipped
 
   // Checked (parse_model_config also refuses configs where these overflow).
@@ -42,9 +48,16 @@ struct ModelConfig {
   int kv_width() const { return mul_or_fail(num_kv_heads, head_dim, "model config: num_key_value_heads x head_dim"); }
 };
 
-// Parses <model_dir>/config.json (or the given file). Errors name the file and the field.
+// Parses <model_dir>/config.json (or the given file) and, when it exists, generation_config.json
+// in the same folder (only its "eos_token_id" is read; the file must be a JSON object). Errors
+// name the file and the field.
 ModelConfig load_model_config(const std::filesystem::path& path);
 ModelConfig parse_model_config(const std::string& json_text, const std::string& origin);
+
+// The "eos_token_id" of a generation_config.json text: ids in [0, vocab_size), distinct, in file
+// order; nullopt when the key is absent or null. InputError naming `origin` and the key otherwise.
+std::optional<std::vector<int>> parse_generation_eos_ids(const std::string& json_text, int vocab_size,
+                                                         const std::string& origin);
 
 std::string to_string(Architecture a);
 

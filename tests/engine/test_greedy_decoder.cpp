@@ -2,7 +2,8 @@
 // equal to step-by-step full recomputation (the whole sequence re-run every step), with and without
 // a deactivation; stopping at stop tokens; independent of how many prompts share an engine call;
 // answer log-probabilities equal a log-softmax of the full logits; the routing summary equals the
-// statistics computed by hand from a fully recorded run.
+// statistics computed by hand from a fully recorded run; the routing at the generated tokens equals
+// that of a full recomputation at their positions.
 #define BOOST_TEST_MODULE greedy_decoder
 #include <boost/test/unit_test.hpp>
 
@@ -109,12 +110,71 @@ void expect_equal(const DecodeResult& got, const Reference& want, const std::str
     BOOST_TEST(std::abs(got.token_logprobs[i] - want.logprobs[i]) <= 1e-9, what << " step " << i);
 }
 
+// Equal values, NaN equal to NaN (the *_generated entries of a prompt without generated routing).
+bool same_values(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
+  return true;
+}
+
 bool same(const DecodeResult& a, const DecodeResult& b) {
   const RoutingSummary &x = a.routing, &y = b.routing;
   return a.tokens == b.tokens && a.token_logprobs == b.token_logprobs && a.stop_id == b.stop_id &&
          a.answer_logprobs == b.answer_logprobs && x.logit_mean == y.logit_mean && x.prob_mean == y.prob_mean &&
          x.selected_mean == y.selected_mean && x.logit_last == y.logit_last && x.prob_last == y.prob_last &&
-         x.selected_last == y.selected_last;
+         x.selected_last == y.selected_last && x.generated_positions == y.generated_positions &&
+         same_values(x.logit_generated, y.logit_generated) && same_values(x.prob_generated, y.prob_generated) &&
+         same_values(x.selected_generated, y.selected_generated);
+}
+
+// Routing means over positions [begin, end) of one full run of `ids`, computed by hand in long
+// double: softmax over the unmasked experts, top-k from the reference host routing
+// (tests/support/host_routing.h), not from the record. [layers x experts] each.
+struct HandRouting {
+  std::vector<double> logit, prob, selected;
+};
+HandRouting hand_routing(Fixture& f, const std::vector<int>& ids, const Deactivation* d, int begin, int end) {
+  const ModelConfig& c = f.config();
+  const int L = c.num_layers, E = c.num_experts, K = c.top_k;
+  Prompt p;
+  p.ids = ids;
+  const int T = p.num_tokens();
+  StreamSpec s;
+  s.prompt = &p;
+  s.deactivation = d;
+  s.record = RecordLevel::Full;
+  const auto rec = std::move(f.engine->run({s}).front().record);
+  HandRouting h;
+  for (auto* v : {&h.logit, &h.prob, &h.selected}) v->assign(static_cast<std::size_t>(L) * E, 0.0);
+  for (int l = 0; l < L; ++l) {
+    const std::vector<float>& z = rec->layers[l].router_logits;
+    std::vector<bool> off(E, false);
+    if (d)
+      for (auto [dl, de] : *d)
+        if (dl == l) off[de] = true;
+    std::vector<std::vector<int>> masked(T);
+    for (int t = 0; t < T; ++t)
+      for (int e = 0; e < E; ++e)
+        if (off[e]) masked[t].push_back(e);
+    const Routing top = route_top_k(z, T, E, K, c.norm_topk_prob, masked);
+    for (int e = 0; e < E; ++e) {
+      long double logit_sum = 0, prob_sum = 0, sel_sum = 0;
+      for (int t = begin; t < end; ++t) {
+        long double denom = 0;
+        for (int e2 = 0; e2 < E; ++e2)
+          if (!off[e2]) denom += std::exp(static_cast<long double>(z[t * E + e2]));
+        logit_sum += z[t * E + e];
+        prob_sum += off[e] ? 0 : std::exp(static_cast<long double>(z[t * E + e])) / denom;
+        sel_sum += top.slot_of(t, e) >= 0;
+      }
+      const std::size_t at = static_cast<std::size_t>(l) * E + e;
+      h.logit[at] = static_cast<double>(logit_sum / (end - begin));
+      h.prob[at] = static_cast<double>(prob_sum / (end - begin));
+      h.selected[at] = static_cast<double>(sel_sum / (end - begin));
+    }
+  }
+  return h;
 }
 
 }  // namespace
@@ -137,9 +197,11 @@ BOOST_AUTO_TEST_CASE(cache_equals_full_recomputation) {
     }
     // The cache is used: a prompt of T tokens and N new tokens costs L x (T + N - 1) layer-token
     // steps (the prompt run, then one token per step), not the L x (N T + N (N - 1) / 2) of recomputation.
-    {
+    // With the routing captured (full records) as well.
+    for (const bool routing : {false, true}) {
       DecodeOptions o;
       o.max_new_tokens = kNewTokens;
+      o.capture_routing = routing;
       f.engine->reset_steps();
       greedy_decode(*f.engine, {f.requests[0]}, o);
       const auto T = f.requests[0].prompt.size();
@@ -315,6 +377,140 @@ BOOST_AUTO_TEST_CASE(routing_summary_equals_hand_computation) {
       }
     }
   }
+}
+
+// The routing at the generated tokens equals the routing of a full recomputation of the whole
+// sequence (prompt plus the generated tokens fed back) at their positions T .. T + m - 1, with and
+// without a deactivation; m counts the decoding steps (engine/greedy_decoder.h).
+BOOST_AUTO_TEST_CASE(generated_routing_equals_full_recomputation) {
+  for (const std::string& m : kModels) {
+    Fixture f(m);
+    const ModelConfig& c = f.config();
+    const std::size_t n = static_cast<std::size_t>(c.num_layers) * c.num_experts;
+    for (const Deactivation* d : std::vector<const Deactivation*>{nullptr, &f.deactivation}) {
+      DecodeOptions o;
+      o.max_new_tokens = kNewTokens;
+      o.deactivation = d;
+      o.capture_routing = true;
+      o.prompts_per_call = f.requests.size();
+      // Without stop tokens every prompt runs max_new_tokens - 1 steps; with prompt 0's fourth token
+      // as a stop token, prompts end at different steps and a stopped prompt's last token was fed back.
+      const auto free_run = greedy_decode(*f.engine, f.requests, o);
+      for (const bool with_stop : {false, true}) {
+        DecodeOptions oo = o;
+        if (with_stop) oo.stop_ids = {free_run[0].tokens.at(3)};
+        const auto got = with_stop ? greedy_decode(*f.engine, f.requests, oo) : free_run;
+        bool some_stopped = false;
+        for (std::size_t i = 0; i < f.requests.size(); ++i) {
+          const std::string what = m + (d ? " deactivated" : "") + (with_stop ? " stopped" : "") + " prompt " +
+                                   std::to_string(i);
+          const DecodeResult& r = got[i];
+          const RoutingSummary& g = r.routing;
+          const int T = static_cast<int>(f.requests[i].prompt.size());
+          const int steps = static_cast<int>(r.tokens.size()) - (r.stop_id < 0 ? 1 : 0);
+          some_stopped = some_stopped || r.stop_id >= 0;
+          BOOST_TEST(g.generated_positions == steps, what);
+          BOOST_REQUIRE_EQUAL(g.logit_generated.size(), n);
+          BOOST_REQUIRE_EQUAL(g.prob_generated.size(), n);
+          BOOST_REQUIRE_EQUAL(g.selected_generated.size(), n);
+          if (steps == 0) {
+            BOOST_TEST(!g.has_generated_routing(), what);
+            for (std::size_t k = 0; k < n; ++k)
+              BOOST_TEST((std::isnan(g.logit_generated[k]) && std::isnan(g.prob_generated[k]) &&
+                          std::isnan(g.selected_generated[k])),
+                         what);
+            continue;
+          }
+          BOOST_TEST(g.has_generated_routing(), what);
+          std::vector<int> seq = f.requests[i].prompt;
+          seq.insert(seq.end(), r.tokens.begin(), r.tokens.begin() + steps);
+          const HandRouting h = hand_routing(f, seq, d, T, T + steps);
+          // The prompt statistics stay those of the prompt alone.
+          const HandRouting hp = hand_routing(f, f.requests[i].prompt, d, 0, T);
+          for (std::size_t k = 0; k < n; ++k) {
+            BOOST_TEST(std::abs(g.logit_generated[k] - h.logit[k]) <= 1e-9, what << " entry " << k);
+            BOOST_TEST(std::abs(g.prob_generated[k] - h.prob[k]) <= 1e-9, what << " entry " << k);
+            BOOST_TEST(std::abs(g.selected_generated[k] - h.selected[k]) <= 1e-12, what << " entry " << k);
+            BOOST_TEST(std::abs(g.prob_mean[k] - hp.prob[k]) <= 1e-12, what << " entry " << k);
+            BOOST_TEST(std::abs(g.selected_mean[k] - hp.selected[k]) <= 1e-12, what << " entry " << k);
+          }
+          if (d)
+            for (auto [dl, de] : *d) {
+              const std::size_t at = static_cast<std::size_t>(dl) * c.num_experts + de;
+              BOOST_TEST(g.prob_generated[at] == 0.0, what);
+              BOOST_TEST(g.selected_generated[at] == 0.0, what);
+            }
+          // selected_generated sums to top_k per layer: a mean of k-hot rows.
+          for (int l = 0; l < c.num_layers; ++l) {
+            double total = 0;
+            for (int e = 0; e < c.num_experts; ++e) total += g.selected_generated[static_cast<std::size_t>(l) * c.num_experts + e];
+            BOOST_TEST(std::abs(total - c.top_k) <= 1e-12, what);
+          }
+        }
+        if (with_stop) BOOST_TEST(some_stopped, m << ": no prompt met the stop token");
+      }
+      // The generated routing differs from the prompt's: the statistic carries its own information.
+      BOOST_TEST(!same_values(free_run[0].routing.prob_generated, free_run[0].routing.prob_mean), m);
+    }
+    // No step run: max_new_tokens = 1, or a stop token first. NaN, and the prompt statistics unchanged.
+    DecodeOptions one;
+    one.max_new_tokens = 1;
+    one.capture_routing = true;
+    const auto a = greedy_decode(*f.engine, f.requests, one);
+    DecodeOptions stop_first = one;
+    stop_first.max_new_tokens = kNewTokens;
+    stop_first.stop_ids = {a[1].tokens.at(0)};
+    const auto b = greedy_decode(*f.engine, {f.requests[1]}, stop_first);
+    BOOST_TEST(b[0].tokens.empty());
+    for (const DecodeResult* r : {&a[0], &a[1], &b[0]}) {
+      BOOST_TEST(r->routing.generated_positions == 0);
+      BOOST_TEST(!r->routing.has_generated_routing());
+      BOOST_TEST(std::isnan(r->routing.prob_generated.at(0)));
+    }
+    BOOST_TEST(same_values(a[1].routing.prob_mean, b[0].routing.prob_mean));
+    BOOST_TEST(same_values(a[1].routing.selected_last, b[0].routing.selected_last));
+  }
+}
+
+// DecodeStats counts the engine calls, streams and tokens of the prompt runs and the steps, and
+// observing changes nothing.
+BOOST_AUTO_TEST_CASE(decode_stats_count_calls_and_streams) {
+  Fixture f("qwen3moe-tiny");
+  DecodeOptions o;
+  o.max_new_tokens = kNewTokens;
+  o.capture_routing = true;
+  const auto plain = greedy_decode(*f.engine, f.requests, o);
+  o.stop_ids = {plain[0].tokens.at(2)};  // prompts leave at different steps
+  const auto stopped = greedy_decode(*f.engine, f.requests, o);
+  DecodeStats st;
+  o.stats = &st;
+  o.prompts_per_call = 2;
+  const auto got = greedy_decode(*f.engine, f.requests, o);
+  std::uint64_t tokens = 0, steps = 0;
+  std::size_t longest = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    BOOST_TEST(same(got[i], stopped[i]), "prompt " << i);
+    tokens += f.requests[i].prompt.size();
+    steps += static_cast<std::uint64_t>(got[i].routing.generated_positions);
+  }
+  for (std::size_t g = 0; g < got.size(); g += 2) {  // a group runs as many step calls as its longest prompt
+    std::size_t m = 0;
+    for (std::size_t i = g; i < std::min(got.size(), g + 2); ++i)
+      m = std::max<std::size_t>(m, static_cast<std::size_t>(got[i].routing.generated_positions));
+    longest += m;
+  }
+  BOOST_TEST(st.prompt_calls == (f.requests.size() + 1) / 2);
+  BOOST_TEST(st.prompt_streams == f.requests.size());
+  BOOST_TEST(st.prompt_tokens == tokens);
+  BOOST_TEST(st.step_streams == steps);
+  BOOST_TEST(st.step_calls == longest);
+  BOOST_TEST(steps > 0u);
+  BOOST_TEST((st.prompt_wall_s > 0 && st.step_wall_s > 0 && st.prompt_cpu_s >= 0 && st.step_cpu_s >= 0));
+  // Stats add up over calls.
+  const DecodeStats before = st;
+  greedy_decode(*f.engine, f.requests, o);
+  BOOST_TEST(st.prompt_streams == 2 * before.prompt_streams);
+  BOOST_TEST(st.step_calls == 2 * before.step_calls);
 }
 
 BOOST_AUTO_TEST_CASE(bad_requests_are_input_errors) {

@@ -1,7 +1,8 @@
 // Asking the questions (src/localize/localize_ask.h) on the fixture models with a WordLevel
 // tokenizer over their 500 ids ("w<i>", id 2 the special EOS "</s>", id 10 a line feed): the output
 // is the decoder's, decoded and cut at the line feed; the match kinds and both bucket rules; the
-// routing statistic handed to ContrastPair; pair selection; the option words and input errors.
+// routing statistic handed to ContrastPair (prompt and generated tokens); pair selection; the
+// option words and input errors.
 #define BOOST_TEST_MODULE localize_ask
 #include <boost/test/unit_test.hpp>
 
@@ -112,6 +113,16 @@ BOOST_AUTO_TEST_CASE(asks_match_and_bucket) {
       BOOST_TEST(p.output.find_first_not_of(' ', outputs[p.question].size()) == std::string::npos, what);
       BOOST_TEST(p.routing.prob_mean == r.routing.prob_mean, what);
       BOOST_TEST(p.routing.selected_last == r.routing.selected_last, what);
+      // The routing at the generated tokens is the decoder's too (NaN where no step ran).
+      BOOST_TEST(p.routing.generated_positions == r.routing.generated_positions, what);
+      BOOST_TEST(has_routing_values(p.routing, RoutingStatistic::SelectedGenerated) == (r.routing.generated_positions > 0), what);
+      BOOST_TEST(has_routing_values(p.routing, RoutingStatistic::SelectedLast), what);
+      if (r.routing.generated_positions > 0) {
+        BOOST_TEST(p.routing.prob_generated == r.routing.prob_generated, what);
+        BOOST_TEST(to_contrast_pair(qs, p, RoutingStatistic::LogitGenerated).values == r.routing.logit_generated, what);
+      } else {
+        BOOST_TEST(std::isnan(p.routing.selected_generated.at(0)), what);
+      }
       const bool said = !outputs[p.question].empty();
       some_output = some_output || said;
       if (p.language == 0 && said) {
@@ -175,8 +186,12 @@ BOOST_AUTO_TEST_CASE(option_words_and_errors) {
   BOOST_TEST((parse_bucket_rule("generation", "k") == BucketRule::Generation));
   BOOST_TEST((parse_bucket_rule("answer_logprob", "k") == BucketRule::AnswerLogprob));
   BOOST_CHECK_THROW(parse_bucket_rule("logprob", "k"), InputError);
-  for (std::string w : {"prob_mean", "prob_last", "logit_mean", "logit_last", "selected_mean", "selected_last"})
-    BOOST_TEST(routing_statistic_name(parse_routing_statistic(w, "k")) == w);
+  const std::vector<std::string> words = {"prob_mean",     "prob_last",      "logit_mean",      "logit_last",
+                                           "selected_mean", "selected_last",  "prob_generated",  "logit_generated",
+                                           "selected_generated"};
+  BOOST_TEST(words.size() == kRoutingStatisticCount);
+  for (const std::string& w : words) BOOST_TEST(routing_statistic_name(parse_routing_statistic(w, "k")) == w);
+  BOOST_CHECK_THROW(parse_routing_statistic("generated", "k"), InputError);
   BOOST_CHECK_THROW(parse_routing_statistic("prob", "k"), InputError);
   try {
     parse_routing_statistic("mean", "localize.statistic");
@@ -189,6 +204,18 @@ BOOST_AUTO_TEST_CASE(option_words_and_errors) {
   s.logit_last = {2};
   BOOST_TEST(routing_values(s, RoutingStatistic::ProbMean) == std::vector<double>{1});
   BOOST_TEST(routing_values(s, RoutingStatistic::LogitLast) == std::vector<double>{2});
+  s.prob_generated = {3};
+  s.logit_generated = {4};
+  s.selected_generated = {5};
+  BOOST_TEST(routing_values(s, RoutingStatistic::ProbGenerated) == std::vector<double>{3});
+  BOOST_TEST(routing_values(s, RoutingStatistic::LogitGenerated) == std::vector<double>{4});
+  BOOST_TEST(routing_values(s, RoutingStatistic::SelectedGenerated) == std::vector<double>{5});
+  BOOST_TEST(!has_routing_values(s, RoutingStatistic::ProbMean));  // layers 0: nothing captured
+  s.layers = s.experts = 1;
+  BOOST_TEST(has_routing_values(s, RoutingStatistic::ProbMean));
+  BOOST_TEST(!has_routing_values(s, RoutingStatistic::ProbGenerated));
+  s.generated_positions = 2;
+  BOOST_TEST(has_routing_values(s, RoutingStatistic::ProbGenerated));
 
   Fixture f("olmoe-tiny");
   QuestionSet qs;

@@ -1,12 +1,15 @@
 // The C++ loader on the converter's output (tools/multiloko_to_json.py on the hand-made tree in
 // tests/localize/data/multiloko, run by the ctest fixture multiloko_converter). The folder of the
-// converted files is the last argument after `--`.
+// converted files is the last argument after `--`. The few-shot templates the converter writes
+// (templates_en.toml) are read with toml++ as a config would be and rendered by the loader.
 #define BOOST_TEST_MODULE localize_multiloko
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include <toml++/toml.h>
 
 #include "localize/localize_data.h"
 #include "support/input_error.h"
@@ -90,4 +93,40 @@ BOOST_AUTO_TEST_CASE(other_conversions_load) {
   const QuestionSet en_de = read_questions(converted("multiloko_en_de.jsonl"));
   BOOST_TEST(en_de.languages == (std::vector<std::string>{"en", "de"}));
   BOOST_TEST(en_de.questions.size() == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(few_shot_templates_render_through_the_loader) {
+  const toml::table doc = toml::parse_file(converted("templates_en.toml").string());
+  const toml::table* t = doc["templates"].as_table();
+  BOOST_REQUIRE(t != nullptr);
+  LoadOptions o;
+  for (const auto& [code, value] : *t) {
+    BOOST_REQUIRE(value.is_string());
+    const std::string tpl = value.value<std::string>().value();
+    BOOST_CHECK_NO_THROW(check_prompt_template(tpl, "templates " + std::string(code.str())));
+    BOOST_TEST(template_uses_output_type(tpl));
+    o.templates.per_language[std::string(code.str())] = tpl;
+  }
+  BOOST_TEST(o.templates.per_language.size() == 3u);
+  const QuestionSet s = read_questions(converted("multiloko_en_t.jsonl"), o);
+  BOOST_REQUIRE(s.questions.size() == 3u);
+  const Question& danube = s.questions[1];
+  // English: the five examples (escaped braces and the backslash come out literally), then the question.
+  const std::string en = danube.entries[0].prompt;
+  BOOST_TEST(en.rfind("Q: Which river flows through Vienna? (name)\nA: Danube\n\n", 0) == 0u, en);
+  BOOST_TEST(en.find("Q: What does the set {1, 2} contain besides 1? (number)\nA: 2\n\n") != std::string::npos, en);
+  BOOST_TEST(en.find("Q: Which novel begins with \"Call me Ishmael\"? (title)\nA: Moby-Dick\n\n") != std::string::npos, en);
+  BOOST_TEST(en.find("(character)\nA: \\\n\n") != std::string::npos, en);
+  const std::string tail = "Q: Into which sea does the Danube flow? (name)\nA:";
+  BOOST_TEST(en.size() > tail.size());
+  BOOST_TEST(en.compare(en.size() - tail.size(), tail.size(), tail) == 0, en);
+  BOOST_TEST(danube.entries[1].prompt ==
+                 "Q: Quel fleuve traverse Lyon avec la Sa\u00f4ne ? (nom)\nA: le Rh\u00f4ne\n\n"
+                 "Q: Dans quelle mer se jette le Danube ? (nom)\nA:",
+             danube.entries[1].prompt);
+  BOOST_TEST(danube.entries[2].prompt ==
+                 "Q: Welcher Fluss flie\u00dft durch K\u00f6ln? (Name)\nA: Rhein\n\n"
+                 "Q: Wie viele Bundesl\u00e4nder hat \u00d6sterreich? Bitte nur die Zahl. (Zahl)\nA: 9\n\n"
+                 "Q: In welches Meer m\u00fcndet die Donau? (Name)\nA:",
+             danube.entries[2].prompt);
 }
