@@ -30,9 +30,9 @@ struct LocalizeCommandOptions {
   int ep = 1;
 };
 
-// The model's own end-of-sequence ids (config.json "eos_token_id"). Empty until ModelConfig
-// carries them: the one place to wire that in; [model] eos_ids overrides it (effective_eos_ids).
-std::vector<int> model_eos_ids(const ModelConfig& /*config*/) { return {}; }
+// The model's own end-of-sequence ids (generation_config.json or config.json "eos_token_id",
+// ModelConfig::eos_token_ids); [model] eos_ids overrides them (effective_eos_ids).
+std::vector<int> model_eos_ids(const ModelConfig& config) { return config.eos_token_ids; }
 
 localize::QuestionSet read_question_file(const LocalizeConfig& c, const std::filesystem::path& path, const char* key) {
   localize::LoadOptions load;

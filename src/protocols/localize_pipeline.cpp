@@ -18,11 +18,18 @@ constexpr std::uint64_t kSplitSeedTag = 0x73706c6974ull;
 constexpr std::uint64_t kControlSeedTag = 0x63746c72ull;
 constexpr std::uint64_t kBootstrapSeedTag = 0x62737470ull;
 
-// Every routing statistic is stored per asked pair; the contrast reads the configured one. A new
-// RoutingStatistic (e.g. at generated tokens) must be added here to be stored and contrasted.
-constexpr std::array<RoutingStatistic, 6> kStoredStatistics = {
-    RoutingStatistic::LogitMean, RoutingStatistic::ProbMean, RoutingStatistic::SelectedMean,
-    RoutingStatistic::LogitLast, RoutingStatistic::ProbLast, RoutingStatistic::SelectedLast};
+// Every routing statistic is stored per asked pair; the contrast reads the configured one. The
+// statistics at generated tokens are NaN for a pair that generated none it could average over
+// (RoutingSummary::has_generated_routing).
+constexpr std::array<RoutingStatistic, kRoutingStatisticCount> kStoredStatistics = {
+    RoutingStatistic::LogitMean,      RoutingStatistic::ProbMean,      RoutingStatistic::SelectedMean,
+    RoutingStatistic::LogitLast,      RoutingStatistic::ProbLast,      RoutingStatistic::SelectedLast,
+    RoutingStatistic::LogitGenerated, RoutingStatistic::ProbGenerated, RoutingStatistic::SelectedGenerated};
+
+// Positions a pair's generated-token statistics average over (docs/localize.md "Routing
+// statistics"): every generated token fed back, i.e. all of them when a stop token ended decoding,
+// all but the last when max_new_tokens did.
+int generated_positions(int generated, int stop_id) { return stop_id >= 0 ? generated : std::max(0, generated - 1); }
 
 namespace L = layout::localize;
 
@@ -131,6 +138,7 @@ AskedPair LocalizePipeline::asked_pair(const Matrix2& t, int p) const {
     const int col = routing_column(s, M, C);
     const_cast<std::vector<double>&>(routing_values(a.routing, s)).assign(row + col, row + col + C);
   }
+  a.routing.generated_positions = generated_positions(n, a.stop_id);
   return a;
 }
 
@@ -150,7 +158,7 @@ void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, Exper
   const int stat_col = routing_column(o_.statistic, M, C), freq_col = routing_column(RoutingStatistic::SelectedMean, M, C);
   ContrastInput input{layers_, experts_, {}};
   frequency.assign(cells, 0.0);
-  std::size_t n_discovery = 0;
+  std::size_t n_discovery = 0, n_without = 0;
   for (int p = 0; p < asked.rows; ++p) {
     const std::size_t q = static_cast<std::size_t>(p) / NL, l = static_cast<std::size_t>(p) % NL;
     if (split[q] != 0) {
@@ -158,12 +166,19 @@ void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, Exper
       continue;
     }
     const double* row = asked.v.data() + static_cast<std::size_t>(p) * asked.cols;
-    input.pairs.push_back({qs_.questions[q].id, qs_.languages[l], bucket_at(asked, p),
-                           std::vector<double>(row + stat_col, row + stat_col + C)});
     for (std::size_t k = 0; k < cells; ++k) frequency[k] += row[freq_col + static_cast<int>(k)];
     ++n_discovery;
+    if (std::isnan(row[stat_col])) {  // a statistic at generated tokens of a pair with none to average
+      ++n_without;
+      continue;
+    }
+    input.pairs.push_back({qs_.questions[q].id, qs_.languages[l], bucket_at(asked, p),
+                           std::vector<double>(row + stat_col, row + stat_col + C)});
   }
   for (double& f : frequency) f /= static_cast<double>(std::max<std::size_t>(n_discovery, 1));
+  if (n_without)
+    spdlog::warn("contrast: {} discovery pair(s) generated no token to average {} over: left out of the contrast",
+                 n_without, routing_statistic_name(o_.statistic));
 
   // Rank far enough for the curve; the chosen set is the first top_n of that ranking (a total
   // order, so they are the top_n ranking's), or the first top_n of every layer.

@@ -8,6 +8,7 @@
 // chunk_tokens are bit-identical to one uninterrupted run (tools/compare_results.py: every dataset
 // and attribute outside /provenance).
 #define BOOST_TEST_MODULE localize_command
+#include <cmath>
 #include <boost/test/unit_test.hpp>
 
 #include <signal.h>
@@ -138,7 +139,8 @@ BOOST_AUTO_TEST_CASE(an_end_to_end_run_writes_every_dataset_of_the_layout) {
   }
   BOOST_TEST(en_right >= kQuestions / 2, en_right << " en pairs right");
   BOOST_TEST((f.shape("/localize/asked/generated") == std::vector<std::size_t>{std::size_t(P), 3}));
-  for (const char* s : {"logit_mean", "prob_mean", "selected_mean", "logit_last", "prob_last", "selected_last"}) {
+  for (const char* s : {"logit_mean", "prob_mean", "selected_mean", "logit_last", "prob_last", "selected_last",
+                        "logit_generated", "prob_generated", "selected_generated"}) {
     const std::string d = std::string("/localize/asked/routing/") + s;
     BOOST_TEST((f.shape(d) == std::vector<std::size_t>{std::size_t(P), std::size_t(layers * experts)}), d);
     for (auto v : f.read_int(d + "_done").data) BOOST_TEST(v == 1);
@@ -379,4 +381,63 @@ BOOST_AUTO_TEST_CASE(summaries_follow_from_the_tables_with_question_or_pair_resa
   BOOST_REQUIRE_EQUAL(per_layer.size(), 8u);
   BOOST_REQUIRE_EQUAL(chosen.size(), 16u);
   for (std::size_t k = 0; k < 8; ++k) BOOST_TEST(chosen[2 * k] * 8 + chosen[2 * k + 1] == per_layer[k]);
+}
+
+// Routing at generated tokens is stored for every pair (NaN where a pair generated no token fed
+// back), a contrast of it leaves those pairs out, and the model's EOS id (demo/model: 2) stops
+// decoding unless [model] eos_ids overrides it.
+BOOST_AUTO_TEST_CASE(routing_at_generated_tokens_and_the_eos_ids) {
+  namespace L = layout::localize;
+  std::string text = config_text();
+  text.replace(text.find("seed = 4\n"), 9, "seed = 4\nstatistic = \"prob_generated\"\n");
+  const fs::path config = ws().write("generated.toml", text), out = ws().dir / "generated.h5";
+  const fs::path log = ws().dir / "generated.log";
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", config.string(), "--out", out.string()}), log) == 0, slurp(log));
+  h5::File f(out.string(), h5::File::Mode::ReadOnly);
+  BOOST_TEST(f.attr_string(L::kRoot, "statistic") == "prob_generated");
+  const std::size_t layers = static_cast<std::size_t>(f.attr_int(L::kRoot, "layers"));
+  const std::size_t experts = static_cast<std::size_t>(f.attr_int(L::kRoot, "experts"));
+  const auto outcome = f.read_double("/localize/asked/outcome").data;
+  const auto generated = f.read_double("/localize/asked/generated").data;
+  const auto prob = f.read_double("/localize/asked/routing/prob_generated").data;
+  const auto selected = f.read_double("/localize/asked/routing/selected_generated").data;
+  const auto split = f.read_int(L::kQuestionSplit).data;
+  const std::size_t P = kQuestions * kLanguages, C = layers * experts;
+  std::int64_t discovery_with = 0, without = 0;
+  for (std::size_t p = 0; p < P; ++p) {
+    const int n = static_cast<int>(outcome[p * 5 + 4]), stop = static_cast<int>(outcome[p * 5 + 3]);
+    for (int k = 0; k < n; ++k) BOOST_TEST(generated[p * 3 + k] != 2.0, "pair " << p << " generated the EOS id");
+    const int m = stop >= 0 ? n : n - 1;  // generated tokens fed back (docs/localize.md)
+    without += m == 0;
+    if (m > 0 && split[p / kLanguages] == 0) ++discovery_with;
+    for (std::size_t l = 0; l < layers; ++l) {
+      double sum_p = 0, sum_s = 0;
+      for (std::size_t e = 0; e < experts; ++e) {
+        sum_p += prob[p * C + l * experts + e];
+        sum_s += selected[p * C + l * experts + e];
+      }
+      if (m == 0) {
+        BOOST_TEST(std::isnan(sum_p), "pair " << p);
+      } else {  // a mean of softmax distributions and of top-2 selections
+        BOOST_TEST(std::abs(sum_p - 1.0) < 1e-9, "pair " << p << " layer " << l);
+        BOOST_TEST(std::abs(sum_s - 2.0) < 1e-9, "pair " << p << " layer " << l);
+      }
+    }
+  }
+  BOOST_TEST(without < std::int64_t(P), "some pair must have generated routing");
+  BOOST_TEST(f.attr_int(L::kContrast, "n_success") + f.attr_int(L::kContrast, "n_failure") == discovery_with);
+  if (without > 0) BOOST_TEST(slurp(log).find("left out of the contrast") != std::string::npos);
+
+  // [model] eos_ids overrides the model's: the first token pair 0 says becomes its stop token.
+  const int first = static_cast<int>(generated[0]);
+  BOOST_TEST_REQUIRE(first >= 0);
+  std::string eos_text = config_text();
+  eos_text.replace(eos_text.find("[data]"), 6, fmt::format("eos_ids = [{}]\n[data]", first));
+  const fs::path eos_config = ws().write("eos.toml", eos_text), eos_out = ws().dir / "eos.h5";
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", eos_config.string(), "--out", eos_out.string()}), log) == 0,
+                     slurp(log));
+  h5::File g(eos_out.string(), h5::File::Mode::ReadOnly);
+  const auto eos_outcome = g.read_double("/localize/asked/outcome").data;
+  BOOST_TEST(eos_outcome[3] == double(first));
+  BOOST_TEST(eos_outcome[4] == 0.0);
 }
