@@ -158,7 +158,7 @@ bool DistributedRowExecutor::distribute(const std::string& label, const std::vec
   std::size_t completed = 0;
   bool stopping = false;
   std::optional<ProgressMeter> progress;  // none for an unlabelled table (the scan reports its own)
-  if (!label.empty()) progress.emplace(label, "cases", total, progress_every_s_);
+  if (!label.empty()) progress.emplace(label, unit_, total, progress_every_s_);
   auto hand_out = [&](int leader_rank) {
     while (!stopping && !queue.empty() && outstanding[leader_rank] < kAhead) {
       leaders_.send(encode_chunk(*queue.front()), leader_rank, kTagWork);

@@ -76,6 +76,7 @@ LocalizePipeline::LocalizePipeline(Engine& engine, const Tokenizer& tokenizer, c
     : engine_(engine), tokenizer_(tokenizer), qs_(questions), o_(options), file_(results), out_(results),
       executor_(executor) {
   check_options(o_);
+  executor_.set_row_unit("pairs");
   layers_ = engine.model().config.num_layers;
   experts_ = engine.model().config.num_experts;
 }

@@ -80,7 +80,7 @@ Matrix2 LocalRowExecutor::run_rows(const std::string& label, int rows, const std
   for (int i : subset)
     if (!stored.done[i]) todo.push_back(i);
   std::optional<ProgressMeter> progress;  // none for an unlabelled table (the scan reports its own)
-  if (!label.empty()) progress.emplace(label, "cases", todo.size(), progress_every_s_);
+  if (!label.empty()) progress.emplace(label, unit_, todo.size(), progress_every_s_);
   std::size_t done = 0;
   for (const std::vector<int>& chunk : make_chunks(todo)) {
     const std::vector<std::vector<double>> values = compute(chunk);

@@ -51,6 +51,8 @@ class RowExecutor {
   // Token rows of a row (chunk sizing; distributed executors also hand the costliest out first).
   // Without one, every row counts as one token row.
   void set_row_cost(std::function<double(int)> cost) { cost_ = std::move(cost); }
+  // What a row is, for progress lines ("cases" for tracing, "pairs" for localisation).
+  void set_row_unit(std::string unit) { unit_ = std::move(unit); }
 
  protected:
   explicit RowExecutor(int chunk_tokens) : chunk_tokens_(chunk_tokens) {}
@@ -59,6 +61,7 @@ class RowExecutor {
 
   int chunk_tokens_;
   std::function<double(int)> cost_;
+  std::string unit_ = "cases";
   CaseShard shard_;
   bool last_complete_ = true;
 };
