@@ -3,7 +3,7 @@
 
 Each target input (safetensors header and data, config.json, tokenizer.json, a CounterFact file,
 a run config, a fixture file given to `replay`, a results file given to `report` and
-`run --resume`) is mutated with a fixed seed: random byte flips, truncations and insertions, and
+`run --resume`, a `localize` config and question file) is mutated with a fixed seed: random byte flips, truncations and insertions, and
 targeted mutations (huge or negative integers, NaN, wrong types, duplicate keys, overlapping
 safetensors offsets, damaged HDF5 chunks). Every mutant is run with a timeout and an address-space
 limit, and must end with
@@ -262,6 +262,21 @@ class Workload:
         self.strings = os.path.join(work, "strings.json")
         json.dump(["The official language of France is", " Paris", "", "\u00e9\u4e2d\U0001F600 x"],
                   open(self.strings, "w"))
+        # Localisation: the multilingual demo model, its first 16 questions, a small protocol.
+        lines = open(os.path.join(src, "demo", "localize", "questions.jsonl"), "rb").read().split(b"\n")
+        self.questions = os.path.join(work, "questions.jsonl")
+        open(self.questions, "wb").write(b"\n".join(lines[:17]) + b"\n")
+        self.localize_text = (
+            f'[model]\npath = "{os.path.join(src, "demo", "localize", "model")}"\n'
+            f'[data]\nquestions = "{self.questions}"\nlanguages = ["qaa", "qab", "qac"]\n'
+            '[templates]\ndefault = "{question}"\n'
+            '[ask]\nmax_new_tokens = 3\nprompts_per_call = 16\nmatch = "prefix"\nbucket = "generation"\n'
+            'logprob_threshold = -0.7\n'
+            '[contrast]\nstatistic = "prob_mean"\ntop_n = 2\nsign_flips = 100\nseed = 0\n'
+            '[deactivation]\ncontrol_draws = 2\ncurve_n = [1, 2]\nbootstrap = 100\n'
+            '[run]\nchunk_tokens = 256\ncheckpoint_every_s = 0\nprogress_every_s = 60\n')
+        self.localize_config = os.path.join(work, "localize.toml")
+        open(self.localize_config, "w").write(self.localize_text)
         # Replay: the Qwen3-MoE tiny fixture's model and the inputs of two facts.
         self.tiny_model = os.path.join(fix, "qwen3moe-tiny")
         self.fixture_in = os.path.join(work, "replay_in.h5")
@@ -304,6 +319,18 @@ class Workload:
                 for name in ["cases/d_clean", "cases/d_noised"]:
                     if not np.all(np.isfinite(f[name][()])):
                         return f"exit 0 but {name} holds non-finite values"
+            return None
+        return check
+
+    def localize_sane(self, out_path):
+        def check():
+            with h5py.File(out_path, "r") as f:
+                if int(f["provenance"].attrs.get("completed", 0)) != 1:
+                    return "exit 0 but the run is not marked completed"
+                if "localize/effect/chosen" not in f:
+                    return "exit 0 but no deactivation effect"
+                if not np.all(np.isfinite(f["localize/contrast/p"][()])):
+                    return "exit 0 but the contrast holds non-finite p-values"
             return None
         return check
 
@@ -467,7 +494,49 @@ def make_mutants(w, rng, scale):
     add("tokenizer.json", 40, tokenizer)
     add("counterfact", 30, counterfact)
     add("run.toml", 40, run_config)
+    def localize_config(r, d):
+        t = w.localize_text
+        if r.random() < 0.3:
+            kind = r.choice(["curve", "top_n", "tokens", "nan", "template", "draws", "dir"])
+            if kind == "curve":
+                t = t.replace("curve_n = [1, 2]", "curve_n = [1, 4294967297]")
+            elif kind == "top_n":
+                t = t.replace("top_n = 2", "top_n = 9223372036854775807")
+            elif kind == "tokens":
+                t = t.replace("max_new_tokens = 3", "max_new_tokens = 2147483648")
+            elif kind == "nan":
+                t = t.replace("logprob_threshold = -0.7", "logprob_threshold = nan")
+            elif kind == "template":
+                t = t.replace('default = "{question}"', 'default = "{quest} {"')
+            elif kind == "draws":
+                t = t.replace("control_draws = 2", "control_draws = 100000000")
+            else:
+                t = t.replace(w.questions, "/tmp")
+            data = t.encode()
+        else:
+            data, kind = text_mutation(r, t.encode()) if r.random() < 0.7 else byte_mutation(r, t.encode())
+        p = os.path.join(d, "localize.toml")
+        open(p, "wb").write(data)
+        out = os.path.join(d, "out.h5")
+        rc, o = w.run(["localize", p, "--out", out])
+        return kind, w.expect(rc, o, ["localize.toml"], w.localize_sane(out))
+
+    def questions(r, d):
+        text = open(w.questions, "rb").read()
+        data, kind = text_mutation(r, text) if r.random() < 0.6 else byte_mutation(r, text)
+        p = os.path.join(d, "questions.jsonl")
+        open(p, "wb").write(data)
+        cfg = os.path.join(d, "localize.toml")
+        strict = r.random() < 0.3
+        open(cfg, "w").write(w.localize_text.replace(w.questions, p).replace(
+            "[data]\n", "[data]\nstrict = true\n" if strict else "[data]\n"))
+        out = os.path.join(d, "out.h5")
+        rc, o = w.run(["localize", cfg, "--out", out])
+        return kind + (" strict" if strict else ""), w.expect(rc, o, ["questions.jsonl"], w.localize_sane(out))
+
     add("results.h5", 30, results)
+    add("localize.toml", 30, localize_config)
+    add("questions.jsonl", 30, questions)
     # Interleaved, so that a run cut by the time budget still covers every target.
     random.Random(rng.randrange(1 << 30)).shuffle(mutants)
     return mutants
