@@ -9,6 +9,8 @@
 #   3. qwen3-30b-a3b.sbatch as a 2-rank MPI job (mpirun inside the allocation, --gpus-per-node=0),
 #      stopped gracefully with `scancel --signal=TERM --batch` (every rank saves, exit 75, no requeue),
 #      then submitted again: it resumes, completes, and is bit-identical to job 1;
+#   6. localize.sbatch on the multilingual demo, 2 MPI ranks: completes, writes its report, and equals a
+#      one-process run of the same config;
 #   4. a chain: sweep.sbatch, then a report job with --dependency=afterok on it: both complete, the
 #      report job starts only after the sweep, and the results are bit-identical to job 1's;
 #   5. a staged study (slurm/chain.sh, SHARDS=2): job arrays of shards for the three per-case stages,
@@ -171,7 +173,17 @@ check "job $c was not requeued (a TERM means stop)" test "$(job_field "$c" Resta
 c2=$(mpi_job)
 cluster_log "job $c2: the same MPI job submitted again (resumes $work/c.h5)"
 
-for j in "$a" "$b" "$c2" "$d1" "$d2"; do
+# 6. Localisation: slurm/localize.sbatch on the multilingual demo as a 2-rank MPI job (report written
+#    beside the results, plots skipped), against a one-process run of the same config.
+e=$(submit --nodes=1 --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 --gpus-per-node=0 --time=30 \
+  --job-name=localize-e --output="$work/e.log" \
+  --export=ALL,CONFIG="$root/configs/demo_localize.toml",OUT="$work/e.h5",PLOTS=0,EP=1,OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  slurm/localize.sbatch)
+cluster_log "job $e: localize.sbatch, 2 ranks"
+"$moetrace" --log-level warn localize "$root/configs/demo_localize.toml" --out "$work/e_ref.h5" >"$work/e_ref.log" 2>&1 ||
+  echo "FAILED: the reference localize run" >&2
+
+for j in "$a" "$b" "$c2" "$d1" "$d2" "$e"; do
   job_wait "$j" "${finished[@]}" 900 || true
   echo "job $j ($(job_field "$j" JobName)): $(job_state "$j"), exit code $(job_field "$j" ExitCode), restarts $(job_field "$j" Restarts)"
 done
@@ -195,6 +207,11 @@ sys.exit(0 if start >= end else 1)
 PY
 check "results of jobs $b (resumed), $c2 (2 ranks, resumed) and $d1 (chain) are bit-identical to job $a's" \
   /usr/bin/python3 "$root/tools/compare_results.py" "$work/a.h5" "$work/b.h5" "$work/c.h5" "$work/d.h5"
+
+check "job $e (localize.sbatch, 2 ranks) completed" test "$(job_state "$e")" == COMPLETED
+check "job $e wrote the localisation report" grep -q "Deactivation effect" "$work/e.report.txt"
+check "job $e's results (2 ranks under Slurm) are bit-identical to a one-process run" \
+  /usr/bin/python3 "$root/tools/compare_results.py" "$work/e_ref.h5" "$work/e.h5"
 
 # 5. The staged chain: wait for the report job (or any failure), then check every job and array task.
 chain_failed() {  # true when a job or array task of the chain failed (the rest would never start)
