@@ -11,6 +11,26 @@
 
 namespace moetrace::cli {
 
+bool start_ranks(Communicator& world, int ep) {
+  install_stop_handlers();
+  const int N = world.size(), R = ep;
+  if (N % R != 0)
+    fail_all(world, "--ep {} must divide the number of MPI ranks {} (N/R expert-parallel groups of R ranks)", R, N);
+  const bool writer = world.rank() == 0;
+  if (!writer && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+  return writer;
+}
+
+std::string prepare_output_on_writer(Communicator& world, bool writer, const std::string& out,
+                                     const std::string& config, bool resume, std::optional<OutputLock>& lock) {
+  const std::string path = out.empty() ? default_output(config) : out;
+  on_every_rank(world, [&] {
+    if (writer) prepare_output(path, resume, lock);
+    return 0;
+  });
+  return path;
+}
+
 std::string default_output(const std::string& config) {
   return (std::filesystem::path("results") / (std::filesystem::path(config).stem().string() + ".h5")).string();
 }

@@ -14,8 +14,18 @@
 
 namespace moetrace::cli {
 
+// The start every protocol command shares: stop-signal handlers installed, --ep R checked against
+// the rank count N (an InputError on every rank unless R divides N), log lines from the writing rank
+// only (the others keep warnings and errors). Returns whether this is the writing rank (world rank 0).
+bool start_ranks(Communicator& world, int ep);
+
 // results/<config name>.h5
 std::string default_output(const std::string& config);
+
+// prepare_output on the writing rank, as a collective (every rank fails together). Returns --out
+// (`out`, or the default for `config` when empty).
+std::string prepare_output_on_writer(Communicator& world, bool writer, const std::string& out,
+                                     const std::string& config, bool resume, std::optional<OutputLock>& lock);
 
 // The writing rank's checks on --out before any expensive work: its folder exists or is created,
 // the path is a regular file (or absent), the run holds the lock on it (a second run on the same

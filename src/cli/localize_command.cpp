@@ -69,24 +69,16 @@ localize::LocalizeOptions protocol_options(const LocalizeConfig& c, const ModelC
 }
 
 void run(const LocalizeCommandOptions& o, Communicator& world) {
-  install_stop_handlers();
+  const bool writer = start_ranks(world, o.ep);
   const int N = world.size(), R = o.ep;
-  if (N % R != 0)
-    fail_all(world, "--ep {} must divide the number of MPI ranks {} (N/R expert-parallel groups of R ranks)", R, N);
-  const bool writer = world.rank() == 0;
-  if (!writer && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
 
   const LocalizeConfig config = on_every_rank(world, [&] {
     LocalizeConfig c = load_localize_config(o.config);
     check_localize_inputs(c);
     return c;
   });
-  const std::string out = o.out.empty() ? default_output(o.config) : o.out;
   std::optional<OutputLock> lock;  // held by the writing rank until the run ends
-  on_every_rank(world, [&] {
-    if (writer) prepare_output(out, o.resume, lock);
-    return 0;
-  });
+  const std::string out = prepare_output_on_writer(world, writer, o.out, o.config, o.resume, lock);
 
   const auto questions = on_every_rank(world, [&] { return read_question_file(config, config.questions_path, "questions"); });
   spdlog::info("{} questions in {} languages from {} ({})", questions.questions.size(), questions.languages.size(),

@@ -83,25 +83,16 @@ void report_engine_work(const CaseTracer& tracer, const PipelineSummary& s) {
 }
 
 void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& world) {
-  install_stop_handlers();
+  const bool writer = start_ranks(world, o.ep);
   const int N = world.size(), R = o.ep;
-  if (N % R != 0)
-    fail_all(world, "--ep {} must divide the number of MPI ranks {} (N/R expert-parallel groups of R ranks)", R, N);
-  const bool writer = world.rank() == 0;
-  // Log lines only from the writing rank; the others keep warnings and errors.
-  if (!writer && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
 
   const RunConfig config = on_every_rank(world, [&] {
     RunConfig c = load_run_config(o.config);
     check_run_inputs(c);
     return c;
   });
-  const std::string out = o.out.empty() ? default_output(o.config) : o.out;
   std::optional<OutputLock> lock;  // held by the writing rank until the run ends
-  on_every_rank(world, [&] {
-    if (writer) prepare_output(out, o.resume, lock);
-    return 0;
-  });
+  const std::string out = prepare_output_on_writer(world, writer, o.out, o.config, o.resume, lock);
 
   ModelWeights weights = on_every_rank(world, [&] { return load_model(config.model_path); });
   const ModelConfig& mc = weights.config;
