@@ -69,7 +69,7 @@ import json, sys, datetime
 work, doc, write_doc, archs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
 lines = []
 out = lines.append
-out("| model | sweep | peer s/fact (median / min) | moetrace `cpu` s/fact | ratio | moetrace `cpu-bf16` s/fact | ratio bf16 |")
+out("| model | sweep | peer (median / min) | moetrace `cpu` (median / min) | ratio | moetrace `cpu-bf16` (median / min) | ratio bf16 |")
 out("|---|---|---:|---:|---:|---:|---:|")
 notes, checks, mem = [], [], []
 for a in archs:
@@ -78,10 +78,14 @@ for a in archs:
     for sweep in ("layer_sweep", "expert_sweep"):
         if sweep not in p["per_fact_full_depth"]:
             continue
-        ps, pmin = p["per_fact_full_depth"][sweep], p["per_fact_full_depth_min"][sweep]
-        mf = m["cpu"]["per_fact_full_depth"][sweep + "_s"]
-        mb = m["cpu-bf16"]["per_fact_full_depth"][sweep + "_s"]
-        out(f"| {a} | {sweep.replace('_', ' ')} | {ps:.3f} / {pmin:.3f} | {mf:.4f} | **{ps / mf:.1f}x** | {mb:.4f} | {ps / mb:.1f}x |")
+        # CPU seconds per fact at full depth (process CPU time, all threads), median and min
+        ps, pmin = p["cpu_per_fact_full_depth"][sweep], p["cpu_per_fact_full_depth_min"][sweep]
+        mf = m["cpu"]["per_fact_full_depth"]
+        mb = m["cpu-bf16"]["per_fact_full_depth"]
+        f_med, f_min = mf[sweep + "_cpu_s"], mf[sweep + "_cpu_s_min"]
+        b_med, b_min = mb[sweep + "_cpu_s"], mb[sweep + "_cpu_s_min"]
+        out(f"| {a} | {sweep.replace('_', ' ')} | {ps:.2f} / {pmin:.2f} | {f_med:.2f} / {f_min:.2f} | **{ps / f_med:.1f}x** "
+            f"| {b_med:.2f} / {b_min:.2f} | {ps / b_med:.1f}x |")
     # contrasts of fact 0: peer rows [clean, noised, restored...] against moetrace's sample (float32)
     s = m["cpu"]["sample"]
     pl = p["sample"]["layer_sweep_contrasts_fact0"]
@@ -101,10 +105,13 @@ for a in archs:
         mem.append(f"| {a} | `{b}` | {mm['file_bytes'] / 1e9:.3f} | {wb / 1e9:.3f} | {wb / mm['file_bytes']:.3f} | "
                    f"{mm['load_peak_rss_bytes'] / 1e9:.3f} | {mm['load_peak_rss_bytes'] / wb:.3f} | "
                    f"{mm['peak_rss_bytes'] / 1e9:.3f} | {mm['peak_rss_bytes'] / wb:.3f} |")
-    notes.append(f"{a}: {p['bench_layers']} bench layers scaled to {p['full_layers']}; peer torch {p['torch']}, "
+    heads = ", ".join(f"{n.replace('_', ' ')} {v:.2f} s" for n, v in p.get("per_fact_lm_head", {}).items())
+    notes.append(f"{a}: {p['bench_layers']} bench layers scaled to {p['full_layers']} (peer's LM head, not scaled: {heads}); peer torch {p['torch']}, "
                  f"{p['threads']} threads, OpenBLAS core {p['openblas_core']}, {p['facts']} timed facts; "
                  f"moetrace {m['cpu']['threads']} threads, {m['cpu']['facts']} facts in one batch, "
                  f"{m['cpu']['repeats']} repeats (median)")
+out("")
+out("CPU seconds per fact at full depth (process CPU time, both sides; ratio = peer median / moetrace median).")
 out("")
 out("Contrast check (float32 on both sides, same checkpoint, prompts and noise):")
 out("")

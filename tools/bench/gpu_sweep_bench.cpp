@@ -11,6 +11,8 @@
 //
 //   moetrace_gpu_sweep_bench --model DIR [--backend cuda-bf16] [--prompts DIR/prompts.json]
 //       [--full-layers 48] [--facts 64] [--batch-rows 8192] [--repeats 3] [--peak-tflops 745]
+#include <time.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -100,9 +102,39 @@ Args parse(int argc, char** argv) {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// CPU time of the whole process (all threads), seconds: the comparison with the peer is in CPU time.
+double process_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Wall and CPU seconds of one phase.
+struct PhaseTime {
+  double wall = 0, cpu = 0;
+};
+
+class Stopwatch {
+ public:
+  Stopwatch() : wall0_(Clock::now()), cpu0_(process_cpu_s()) {}
+  PhaseTime elapsed() const { return {seconds_since(wall0_), process_cpu_s() - cpu0_}; }
+
+ private:
+  Clock::time_point wall0_;
+  double cpu0_;
+};
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? NAN : v[v.size() / 2];
+}
+
+double minimum(const std::vector<double>& v) { return v.empty() ? NAN : *std::min_element(v.begin(), v.end()); }
+
+std::vector<double> walls(const std::vector<PhaseTime>& v) {
+  std::vector<double> w;
+  for (const PhaseTime& t : v) w.push_back(t.wall);
+  return w;
 }
 
 // Standard deviation of the first rows of the embedding table (noise scale, as the protocol's
@@ -219,13 +251,13 @@ int main(int argc, char** argv) try {
   };
 
   // ---- timed phases --------------------------------------------------------------------------
-  std::vector<double> t_prepare, t_layer, t_expert;
+  std::vector<PhaseTime> t_prepare, t_layer, t_expert;
   std::uint64_t steps_prepare = 0, steps_layer = 0, steps_expert = 0;
   std::size_t layer_runs = 0, expert_runs = 0;
   nlohmann::json sample;
   for (int rep = 0; rep <= a.repeats; ++rep) {  // rep 0 is the warm-up
     engine.reset_steps();
-    t0 = Clock::now();
+    Stopwatch watch;
     // Clean and noised runs of all facts, each as one engine call (what CaseTracer::prepare does
     // per fact; the engine's own batching of cases is a sibling issue).
     std::vector<TracedCase> cases(F);
@@ -250,7 +282,7 @@ int main(int argc, char** argv) try {
       std::vector<StreamOutput> noised = engine.run(specs);
       for (int f = 0; f < F; ++f) cases[f].noised.push_back(std::move(noised[f]));
     }
-    const double tp = seconds_since(t0);
+    const PhaseTime tp = watch.elapsed();
     steps_prepare = engine.layer_token_steps();
 
     std::vector<Condition> lconds;
@@ -261,9 +293,9 @@ int main(int argc, char** argv) try {
     for (int f = 0; f < F; ++f)
       for (int l = 0; l < Lb; ++l) runs.push_back({&cases[f], 0, &lconds[static_cast<std::size_t>(f) * Lb + l]});
     engine.reset_steps();
-    t0 = Clock::now();
+    watch = Stopwatch();
     const std::vector<float> dl = tracer.evaluate(runs, PatchMode::FastPath);
-    const double tl = seconds_since(t0);
+    const PhaseTime tl = watch.elapsed();
     steps_layer = engine.layer_token_steps();
     layer_runs = runs.size();
 
@@ -280,14 +312,15 @@ int main(int argc, char** argv) try {
     runs.clear();
     for (std::size_t i = 0; i < econds.size(); ++i) runs.push_back({&cases[econd_fact[i]], 0, &econds[i]});
     engine.reset_steps();
-    t0 = Clock::now();
+    watch = Stopwatch();
     const std::vector<float> de = tracer.evaluate(runs, PatchMode::FastPath);
-    const double te = seconds_since(t0);
+    const PhaseTime te = watch.elapsed();
     steps_expert = engine.layer_token_steps();
     expert_runs = runs.size();
 
-    std::cerr << (rep == 0 ? "warm-up" : "repeat " + std::to_string(rep)) << ": prepare " << tp << " s, layer sweep "
-              << tl << " s (" << layer_runs << " runs), expert sweep " << te << " s (" << expert_runs << " runs)\n";
+    std::cerr << (rep == 0 ? "warm-up" : "repeat " + std::to_string(rep)) << ": prepare " << tp.wall << " s (CPU " << tp.cpu
+              << " s), layer sweep " << tl.wall << " s (CPU " << tl.cpu << " s, " << layer_runs
+              << " runs), expert sweep " << te.wall << " s (CPU " << te.cpu << " s, " << expert_runs << " runs)\n";
     if (rep == 0) {
       sample["clean_contrast_fact0"] = cases[0].clean.contrast;
       sample["noised_contrast_fact0"] = cases[0].noised[0].contrast;
@@ -302,7 +335,7 @@ int main(int argc, char** argv) try {
   }
 
   // ---- scaling to full depth, FLOPs --------------------------------------------------------------
-  const double tp = median(t_prepare), tl = median(t_layer), te = median(t_expert);
+  const double tp = median(walls(t_prepare)), tl = median(walls(t_layer)), te = median(walls(t_expert));
   const double depth = static_cast<double>(Lf) / Lb;
   // Fast-path work of a layer sweep grows as sum_l (L - l) = L(L+1)/2; of one layer's expert sweep
   // as the layers after it; clean and noised runs linearly.
@@ -313,8 +346,16 @@ int main(int argc, char** argv) try {
   const double fl_prepare = fps * steps_prepare, fl_layer = fps * steps_layer, fl_expert = fps * steps_expert;
   const double peak = a.peak_tflops * 1e12;
 
-  const double layer_fact_s = (tp * depth + tl * layer_scale) / F;
-  const double expert_fact_s = (tp * depth + te * expert_scale) / F;
+  // Per fact at full depth, for every repeat, in wall and in CPU seconds; then median and min.
+  std::vector<double> layer_wall, layer_cpu, expert_wall, expert_cpu;
+  for (std::size_t r = 0; r < t_prepare.size(); ++r) {
+    const PhaseTime& p = t_prepare[r];
+    layer_wall.push_back((p.wall * depth + t_layer[r].wall * layer_scale) / F);
+    layer_cpu.push_back((p.cpu * depth + t_layer[r].cpu * layer_scale) / F);
+    expert_wall.push_back((p.wall * depth + t_expert[r].wall * expert_scale) / F);
+    expert_cpu.push_back((p.cpu * depth + t_expert[r].cpu * expert_scale) / F);
+  }
+  const double layer_fact_s = median(layer_wall), expert_fact_s = median(expert_wall);
   const double layer_fact_flops = (fl_prepare * depth + fl_layer * layer_scale) / F;
   const double expert_fact_flops = (fl_prepare * depth + fl_expert * expert_scale) / F;
 
@@ -349,6 +390,12 @@ int main(int argc, char** argv) try {
                      {"tflops_expert_sweep", (fl_prepare + fl_expert) / (tp + te) / 1e12}};
   out["per_fact_full_depth"] = {{"layer_sweep_s", layer_fact_s},
                                 {"expert_sweep_s", expert_fact_s},
+                                {"layer_sweep_s_min", minimum(layer_wall)},
+                                {"expert_sweep_s_min", minimum(expert_wall)},
+                                {"layer_sweep_cpu_s", median(layer_cpu)},
+                                {"expert_sweep_cpu_s", median(expert_cpu)},
+                                {"layer_sweep_cpu_s_min", minimum(layer_cpu)},
+                                {"expert_sweep_cpu_s_min", minimum(expert_cpu)},
                                 {"layer_sweep_flop", layer_fact_flops},
                                 {"expert_sweep_flop", expert_fact_flops},
                                 {"layer_sweep_flop_floor_s", layer_fact_flops / peak},
@@ -368,8 +415,8 @@ int main(int argc, char** argv) try {
     out["weight_bytes_full_depth_estimate"] = embed + per_layer * Lf;
   }
   std::cout << out.dump(2) << std::endl;
-  std::cerr << "per fact at " << Lf << " layers: layer sweep " << layer_fact_s << " s, expert sweep " << expert_fact_s
-            << " s; FLOP floors " << layer_fact_flops / peak << " s / " << expert_fact_flops / peak << " s\n";
+  std::cerr << "per fact at " << Lf << " layers: layer sweep " << layer_fact_s << " s (CPU " << median(layer_cpu)
+            << " s), expert sweep " << expert_fact_s << " s (CPU " << median(expert_cpu) << " s); FLOP floors " << layer_fact_flops / peak << " s / " << expert_fact_flops / peak << " s\n";
   return 0;
 } catch (const std::exception& e) {
   std::cerr << "moetrace_gpu_sweep_bench: " << e.what() << "\n";

@@ -11,10 +11,12 @@ per-expert loop with index_add_. Tracing is ROME-style, with forward hooks, one 
   layer sweep: rows clean, noised and one restored row per layer of the REAL model (L + 2 rows); the
     embedding hook adds the fact's noise to the subject tokens of every non-clean row, the MoE hook of
     layer l copies the clean row's MoE output at the final position into the rows restoring l
-    (row r restores bench layer (r - 2) mod B). Time scaled by L / B.
+    (row r restores bench layer (r - 2) mod B).
   expert sweep (one layer, the middle one): rows clean, noised and one per clean-routed expert of the
     final position (top-k); the hook adds w_clean(e) E_e(u_clean) - w_own(e) E_e(u_own) at the final
-    position (the expert's update restored, as moetrace's Experts site). Scaled by L / B.
+    position (the expert's update restored, as moetrace's Experts site).
+  Scaling to the real depth L: the batch already has the real number of rows, so the layers' time
+  scales by L / B and the LM head's (final position, every row; timed apart) does not scale.
 
 Two commands:
   write: a random checkpoint with the real layer widths (hub layout and names, bf16, real vocabulary,
@@ -299,6 +301,7 @@ class Model(torch.nn.Module):
         self.layers = torch.nn.ModuleList(Layer(w, l, cfg) for l in range(cfg["num_hidden_layers"]))
         self.norm = RMSNorm(w["model.norm.weight"], cfg["rms_norm_eps"])
         self.lm_head = w["lm_head.weight"]
+        self.head_wall_s, self.head_cpu_s = 0.0, 0.0  # time spent in the LM head, summed over calls
         hd = cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
         self.inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
 
@@ -312,7 +315,11 @@ class Model(torch.nn.Module):
         mask = torch.full((t, t), torch.finfo(x.dtype).min, dtype=x.dtype).triu(1)[None, None]
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
-        return F.linear(self.norm(x[:, -1]), self.lm_head)
+        t, c = time.perf_counter(), time.process_time()
+        logits = F.linear(self.norm(x[:, -1]), self.lm_head)
+        self.head_wall_s += time.perf_counter() - t
+        self.head_cpu_s += time.process_time() - c
+        return logits
 
 
 # ---- ROME-style tracing ------------------------------------------------------------------------
@@ -462,25 +469,37 @@ def cmd_run(args):
             fn = dict(layer_sweep=layer_sweep, expert_sweep=expert_sweep)[name]
             d = fn(0)  # warm-up, and the contrasts checked against moetrace
             sample[name + "_contrasts_fact0"] = d.tolist()
-            times, cpu = [], []
+            times, cpu, full, full_cpu, head = [], [], [], [], []
             for f in range(1, 1 + args.facts):
+                hw, hc = model.head_wall_s, model.head_cpu_s
                 t, c = time.perf_counter(), time.process_time()
                 fn(f)
                 times.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
+                hw, hc = model.head_wall_s - hw, model.head_cpu_s - hc
+                head.append(hw)
+                # layers scale with depth, the LM head (same rows at any depth) does not
+                full.append((times[-1] - hw) * L / B + hw)
+                full_cpu.append((cpu[-1] - hc) * L / B + hc)
             results[name] = dict(median_s=statistics.median(times), min_s=min(times),
                                  cpu_median_s=statistics.median(cpu), cpu_min_s=min(cpu),
+                                 full_median_s=statistics.median(full), full_min_s=min(full),
+                                 full_cpu_median_s=statistics.median(full_cpu), full_cpu_min_s=min(full_cpu),
+                                 head_median_s=statistics.median(head),
                                  rows=(L + 2) if name == "layer_sweep" else (k + 2))
-            log(f"{name}: median {statistics.median(times):.2f} s, min {min(times):.2f} s per fact at {B} layers")
+            log(f"{name}: median {statistics.median(times):.2f} s, min {min(times):.2f} s per fact at {B} layers "
+                f"(LM head {statistics.median(head):.2f} s); at {L} layers: median "
+                f"{statistics.median(full):.1f} s, CPU {statistics.median(full_cpu):.1f} s")
     out = dict(side="peer", arch=pj.get("arch"), torch=torch.__version__, threads=torch.get_num_threads(),
                precision=args.precision, openblas_core=openblas_core(),
                openblas_coretype_inherited=INHERITED_OPENBLAS_CORETYPE, bench_layers=B, full_layers=L, tokens=T,
                facts=args.facts,
                per_fact_measured={n: r["median_s"] for n, r in results.items()},
-               per_fact_full_depth={n: r["median_s"] * L / B for n, r in results.items()},
-               per_fact_full_depth_min={n: r["min_s"] * L / B for n, r in results.items()},
-               cpu_per_fact_full_depth={n: r["cpu_median_s"] * L / B for n, r in results.items()},
-               cpu_per_fact_full_depth_min={n: r["cpu_min_s"] * L / B for n, r in results.items()},
+               per_fact_lm_head={n: r["head_median_s"] for n, r in results.items()},
+               per_fact_full_depth={n: r["full_median_s"] for n, r in results.items()},
+               per_fact_full_depth_min={n: r["full_min_s"] for n, r in results.items()},
+               cpu_per_fact_full_depth={n: r["full_cpu_median_s"] for n, r in results.items()},
+               cpu_per_fact_full_depth_min={n: r["full_cpu_min_s"] for n, r in results.items()},
                batch_rows={n: r["rows"] for n, r in results.items()}, sample=sample)
     print(json.dumps(out, indent=2))
 
