@@ -5,7 +5,14 @@ oneDNN and Eigen rows. The libraries are Debian's packages (not dependencies of 
 
   OpenBLAS  libopenblas0-pthread   /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0   --api cblas
   BLIS      libblis4-openmp        /usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4            --api cblas
-  libxsmm   libxsmm1               /usr/lib/x86_64-linux-gnu/libxsmm.so.1                        --api xsmm
+  libxsmm   libxsmm-dev (static only; make a loadable library from the archive, with the BLAS it
+            falls back to for large products:
+              gcc -shared -o /tmp/libxsmm_probe.so -Wl,--whole-archive /usr/lib/libxsmm.a \
+                  -Wl,--no-whole-archive -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas -lpthread -ldl -lm)
+                                   /tmp/libxsmm_probe.so                                         --api xsmm
+
+Debian's BLIS 0.9.0 picks its kernels by CPU model and takes CPUs it does not know for `generic`
+(BLIS_ARCH_DEBUG=1 prints the choice); BLIS_ARCH_TYPE overrides it.
 
 Shapes (float32, row-major, C = X W^T as moetrace's `linear`): the 2048^3 product (the practical
 peak the issue defines) and Qwen3-30B-A3B's q_proj (W 4096 x 2048) at 16, 256 and 4096 rows. The
