@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "protocols/report.h"
+#include "protocols/report_provenance_format.h"
 
 namespace moetrace {
 namespace {
@@ -43,13 +44,7 @@ std::string expert_list(const std::vector<LocalizeExpert>& v, std::size_t limit 
 
 void print_header(const LocalizeReportData& d, std::ostream& out) {
   fmt::print(out, "moetrace report: {} (localize)\n", d.path);
-  fmt::print(out, "  model {}  (backend {}, {} rank(s), commit {})\n", d.model_path, d.backend, d.ranks, d.git_commit);
-  if (!d.config_path.empty())
-    fmt::print(out, "  config {}{}\n", d.config_path,
-               d.working_directory.empty() ? "" : fmt::format("  (run in {})", d.working_directory));
-  for (const RunRecord& r : d.history)
-    fmt::print(out, "  {:<6} {}  on {} with {} rank(s): {}\n", r.kind, r.time_utc, r.host, r.ranks, r.command_line);
-  if (!d.completed) fmt::print(out, "  NOTE: the run has not completed; tables show what is there\n");
+  print_report_provenance(d.provenance, out);
   fmt::print(out, "  {} layers x {} experts (top-{} routing); bucket {} (match {}); contrast {} of {} ({}), "
                   "selection {}; bootstrap over {}s\n",
              d.layers, d.experts, d.top_k, d.bucket, d.match, d.method, d.statistic, d.direction, d.selection,
@@ -238,17 +233,7 @@ void write_localize_report_json(const LocalizeReportData& d, std::ostream& out) 
   json j;
   j["format"] = "moetrace-localize-report/1";
   j["file"] = d.path;
-  json history = json::array();
-  for (const RunRecord& r : d.history)
-    history.push_back({{"kind", r.kind}, {"command_line", r.command_line}, {"host", r.host},
-                       {"working_directory", r.working_directory}, {"config_path", r.config_path},
-                       {"time_utc", r.time_utc}, {"ranks", r.ranks}, {"moetrace_version", r.moetrace_version},
-                       {"git_commit", r.git_commit}});
-  j["provenance"] = {{"model_path", d.model_path}, {"backend", d.backend}, {"ranks", d.ranks},
-                     {"git_commit", d.git_commit}, {"moetrace_version", d.moetrace_version},
-                     {"created_utc", d.created_utc}, {"command_line", d.command_line},
-                     {"config_path", d.config_path}, {"working_directory", d.working_directory},
-                     {"completed", d.completed}, {"history", history}};
+  j["provenance"] = report_provenance_json(d.provenance);
   j["run"] = {{"layers", d.layers},       {"experts", d.experts},     {"top_k", d.top_k},
               {"statistic", d.statistic}, {"method", d.method},       {"direction", d.direction},
               {"selection", d.selection}, {"bucket", d.bucket},       {"match", d.match},

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
+#include "protocols/report_provenance_format.h"
+
 namespace moetrace {
 namespace {
 
@@ -107,13 +109,7 @@ void print_report(const std::string& path, std::ostream& out) { print_report(rea
 
 void print_report(const ReportData& d, std::ostream& out) {
   fmt::print(out, "moetrace report: {}\n", d.path);
-  fmt::print(out, "  model {}  (backend {}, {} rank(s), commit {})\n", d.model_path, d.backend, d.ranks, d.git_commit);
-  if (!d.config_path.empty())
-    fmt::print(out, "  config {}{}\n", d.config_path,
-               d.working_directory.empty() ? "" : fmt::format("  (run in {})", d.working_directory));
-  for (const RunRecord& r : d.history)
-    fmt::print(out, "  {:<6} {}  on {} with {} rank(s): {}\n", r.kind, r.time_utc, r.host, r.ranks, r.command_line);
-  if (!d.completed) fmt::print(out, "  NOTE: the run has not completed; tables show what is there\n");
+  print_report_provenance(d.provenance, out);
   if (!d.has_cases) {
     fmt::print(out, "  no cases yet\n");
     return;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "protocols/report.h"
+#include "protocols/report_provenance_format.h"
 
 namespace moetrace {
 namespace {
@@ -75,17 +76,7 @@ void write_report_json(const ReportData& d, std::ostream& out) {
   json j;
   j["format"] = "moetrace-report/1";
   j["file"] = d.path;
-  json history = json::array();
-  for (const RunRecord& r : d.history)
-    history.push_back({{"kind", r.kind}, {"command_line", r.command_line}, {"host", r.host},
-                       {"working_directory", r.working_directory}, {"config_path", r.config_path},
-                       {"time_utc", r.time_utc}, {"ranks", r.ranks}, {"moetrace_version", r.moetrace_version},
-                       {"git_commit", r.git_commit}});
-  j["provenance"] = {{"model_path", d.model_path}, {"backend", d.backend}, {"ranks", d.ranks},
-                     {"git_commit", d.git_commit}, {"moetrace_version", d.moetrace_version},
-                     {"created_utc", d.created_utc}, {"command_line", d.command_line},
-                     {"config_path", d.config_path}, {"working_directory", d.working_directory},
-                     {"completed", d.completed}, {"history", history}};
+  j["provenance"] = report_provenance_json(d.provenance);
   int disc = 0, val = 0;
   for (const CaseRow& c : d.cases) (c.split == 0 ? disc : val)++;
   j["cases"] = {{"usable", d.cases.size()}, {"discovery", disc}, {"validation", val},

@@ -25,7 +25,7 @@ class Reader {
 
   LocalizeReportData read() {
     d_.path = f_.path();
-    read_provenance();
+    d_.provenance = read_report_provenance(f_);
     if (!h_.exists(L::kRoot)) h5::fail_damaged(d_.path, std::string("group '") + L::kRoot + "'", "it is missing: not a localize results file");
     read_attrs();
     read_questions();
@@ -35,7 +35,6 @@ class Reader {
     read_summaries();
     read_unrelated();
     rank_top_experts();
-    d_.history = read_run_history(f_);
     return std::move(d_);
   }
 
@@ -75,20 +74,6 @@ class Reader {
     return v;
   }
 
-  void read_provenance() {
-    const std::string prov = layout::kProvenance;
-    d_.model_path = attr_or(h_, prov, "model_path");
-    d_.backend = attr_or(h_, prov, "backend");
-    d_.git_commit = attr_or(h_, prov, "git_commit");
-    d_.moetrace_version = attr_or(h_, prov, "moetrace_version");
-    d_.created_utc = attr_or(h_, prov, "created_utc");
-    d_.command_line = attr_or(h_, prov, "command_line");
-    d_.config_path = attr_or(h_, prov, "config_path");
-    d_.working_directory = attr_or(h_, prov, "working_directory");
-    d_.ranks = h_.exists(prov) && h_.has_attr(prov, "ranks") ? h_.attr_int(prov, "ranks") : 1;
-    d_.completed = h_.exists(prov) && h_.has_attr(prov, "completed");
-  }
-
   void read_attrs() {
     const std::string r = L::kRoot;
     constexpr std::int64_t kMax = 1 << 20;  // far beyond any model; keeps layers * experts in range
@@ -109,7 +94,7 @@ class Reader {
     if (d_.languages.empty()) damaged(L::kLanguages, "no language");
     d_.question_ids = h_.read_strings(L::kQuestionIds);
     // The split is written once the questions are asked: absent from an unfinished run's file.
-    if (h_.exists(L::kQuestionSplit) || d_.completed || h_.exists(L::kContrast)) {
+    if (h_.exists(L::kQuestionSplit) || d_.provenance.completed || h_.exists(L::kContrast)) {
       d_.question_split = ints(L::kQuestionSplit, 0, 1);
       if (d_.question_split.size() != d_.question_ids.size())
         damaged(L::kQuestionSplit, fmt::format("{} values for {} question ids", d_.question_split.size(), d_.question_ids.size()));

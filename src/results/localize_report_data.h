@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "results/report_provenance.h"
 #include "results/results_file.h"
-#include "results/run_history.h"
 
 namespace moetrace {
 
@@ -60,12 +60,7 @@ struct LocalizeCurvePoint {
 
 struct LocalizeReportData {
   std::string path;
-  // provenance
-  std::string model_path, backend, git_commit, moetrace_version, created_utc, command_line, config_path,
-      working_directory;
-  std::int64_t ranks = 1;
-  bool completed = false;
-  std::vector<RunRecord> history;
+  ReportProvenance provenance;
   // /localize attributes
   std::int64_t layers = 0, experts = 0, top_k = 0;
   std::string statistic, method, direction, selection, bucket, match, bootstrap_unit;

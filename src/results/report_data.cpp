@@ -160,21 +160,8 @@ ReportData read_report_data(const std::string& path, bool case_texts) {
   h5::File& h = f.h5();
   ReportData d;
   d.path = path;
-  const std::string prov = layout::kProvenance;
-  d.model_path = attr_or(h, prov, "model_path");
-  d.backend = attr_or(h, prov, "backend");
-  d.git_commit = attr_or(h, prov, "git_commit");
-  d.moetrace_version = attr_or(h, prov, "moetrace_version");
-  d.created_utc = attr_or(h, prov, "created_utc");
-  d.command_line = attr_or(h, prov, "command_line");
-  d.config_path = attr_or(h, prov, "config_path");
-  d.working_directory = attr_or(h, prov, "working_directory");
-  d.ranks = h.attr_int(prov, "ranks");
-  d.completed = h.has_attr(prov, "completed");
-  if (!h.exists(std::string(layout::kCases) + "/case_id")) {
-    d.history = read_run_history(f);
-    return d;
-  }
+  d.provenance = read_report_provenance(f);
+  if (!h.exists(std::string(layout::kCases) + "/case_id")) return d;
   d.has_cases = true;
   const CaseTable cases = f.read_cases(layout::kCases);
   d.records_seen = h.has_attr(layout::kCases, "records_seen") ? h.attr_int(layout::kCases, "records_seen") : 0;
@@ -201,7 +188,6 @@ ReportData read_report_data(const std::string& path, bool case_texts) {
   read_experts_by_layer(f, d);
   read_robustness(f, d);
   read_case_rows(f, d, case_texts, cases);
-  d.history = read_run_history(f);
   return d;
 }
 

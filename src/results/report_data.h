@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "results/report_provenance.h"
 #include "results/results_file.h"
-#include "results/run_history.h"
 
 namespace moetrace {
 
@@ -53,12 +53,7 @@ struct CaseRow {
 
 struct ReportData {
   std::string path;
-  // provenance
-  std::string model_path, backend, git_commit, moetrace_version, created_utc, command_line, config_path,
-      working_directory;
-  std::int64_t ranks = 1;
-  bool completed = false;
-  std::vector<RunRecord> history;
+  ReportProvenance provenance;
   // cases
   bool has_cases = false;
   std::int64_t records_seen = 0;

@@ -2,7 +2,9 @@
 // docs/localize.md "Results file" is written here with the ResultsFile API (random values from a
 // seeded generator), then the reader must return exactly what was written, the text, JSON and CSV
 // of `moetrace report` must show those values, a missing or contradictory dataset must be exit 2
-// naming it, and tools/plot_results.py must draw its three figures.
+// naming it, and tools/plot_results.py must draw its three figures. The provenance both file kinds
+// share (a tracing file of `moetrace run` and a localize file) goes through one reader and one
+// rendering: checked here on both kinds, with absent and damaged attributes.
 #define BOOST_TEST_MODULE localize_report
 #include <boost/test/unit_test.hpp>
 
@@ -11,14 +13,21 @@
 #include <random>
 #include <map>
 #include <set>
+#include <sstream>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "protocols/localize_report.h"
 #include "protocols/report.h"
+#include "protocols/report_provenance_format.h"
 #include "results/localize_layout.h"
 #include "results/localize_report_data.h"
+#include "results/report_data.h"
+#include "results/report_provenance.h"
 #include "results/results_file.h"
+#include "results/run_history.h"
 #include "support/cli_runner.h"
 #include "util/error.h"
 #include "support/test_paths.h"
@@ -71,20 +80,26 @@ SummaryRecord record(std::mt19937& g, const std::string& name, double shift = 0)
   return s;
 }
 
+// Provenance as a run writes it (version 0.1.0, commit abc1234, backend cpu).
+Provenance test_provenance(const std::string& command_line, const std::string& config_path,
+                           const std::string& model_path, int ranks) {
+  Provenance p;
+  p.moetrace_version = "0.1.0";
+  p.git_commit = "abc1234";
+  p.command_line = command_line;
+  p.config_path = config_path;
+  p.model_path = model_path;
+  p.backend = "cpu";
+  p.ranks = ranks;
+  return p;
+}
+
 Written write_file(const fs::path& path, const Damage& damage = {}) {
   std::mt19937 g(20261201);
   std::uniform_real_distribution<double> u(0, 1);
   Written w;
   ResultsFile f(path.string(), ResultsFile::Mode::Create);
-  Provenance p;
-  p.moetrace_version = "0.1.0";
-  p.git_commit = "abc1234";
-  p.command_line = "moetrace localize test.toml";
-  p.config_path = "/abs/test.toml";
-  p.model_path = "/models/tiny";
-  p.backend = "cpu";
-  p.ranks = 2;
-  f.write_provenance(p);
+  f.write_provenance(test_provenance("moetrace localize test.toml", "/abs/test.toml", "/models/tiny", 2));
   f.set_attr(layout::kProvenance, "protocol", std::string("localize"));
   if (!damage.unfinished) f.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
   auto unless_omitted = [&](const std::string& name, auto&& write) {
@@ -306,8 +321,8 @@ BOOST_AUTO_TEST_CASE(the_reader_returns_what_the_file_holds) {
   const Written& w = x.w;
   const LocalizeReportData d = read_localize_report_data(x.file.string());
   BOOST_TEST(is_localize_file(x.file.string()));
-  BOOST_TEST(d.completed);
-  BOOST_TEST(d.ranks == 2);
+  BOOST_TEST(d.provenance.completed);
+  BOOST_TEST(d.provenance.ranks == 2);
   BOOST_TEST(d.layers == kLayers);
   BOOST_TEST(d.experts == kExperts);
   BOOST_TEST(d.top_k == kTopK);
@@ -484,7 +499,7 @@ BOOST_AUTO_TEST_CASE(an_unfinished_run_shows_what_is_there) {
   const fs::path dir = fresh_temp_dir("localize-report-unfinished");
   const Written w = write_file(dir / "u.h5", {"", false, true});
   const LocalizeReportData d = read_localize_report_data((dir / "u.h5").string());
-  BOOST_TEST(!d.completed);
+  BOOST_TEST(!d.provenance.completed);
   BOOST_TEST(d.question_split.empty());
   BOOST_TEST(!d.has_contrast);
   BOOST_TEST(d.conditions.empty());
@@ -529,4 +544,207 @@ BOOST_AUTO_TEST_CASE(the_plotting_script_draws_the_three_localize_figures) {
     BOOST_TEST((fs::exists(png) && fs::file_size(png) > 10000), png << " missing or empty");
     BOOST_TEST(has(slurp(log), png.string()), slurp(log));
   }
+}
+
+namespace {
+
+// Two history records as `moetrace run` and a `--resume` append them.
+std::vector<RunRecord> two_records() {
+  std::vector<RunRecord> v(2);
+  v[0] = {"run", "moetrace run a.toml --out r.h5", "node-a", "/work/a", "/work/a/a.toml", "2026-12-01T10:00:00Z",
+          "0.1.0", "abc1234", 4};
+  v[1] = {"resume", "moetrace run a.toml --out r.h5 --resume", "node-b", "/work/b", "/work/a/a.toml",
+          "2026-12-01T11:00:00Z", "0.1.1", "def5678-dirty", 1};
+  return v;
+}
+
+// A tracing file as `moetrace run` leaves it before its first case: /provenance only (no /localize).
+void write_tracing_provenance(const fs::path& path, const std::vector<RunRecord>& history) {
+  ResultsFile f(path.string(), ResultsFile::Mode::Create);
+  Provenance p = test_provenance("moetrace run a.toml --out r.h5", "/work/a/a.toml", "/models/demo", 4);
+  p.config_text = "[model]\n";
+  p.created_utc = "2026-12-01T10:00:00Z";
+  f.write_provenance(p);
+  f.set_attr(layout::kProvenance, "working_directory", std::string("/work/a"));
+  for (const RunRecord& r : history) append_run_record(f, r);
+  f.flush();
+}
+
+// A file holding only the attributes of /provenance given (strings "x", integers as given).
+void write_bare_provenance(const fs::path& path, const std::map<std::string, std::int64_t>& ints,
+                           const std::vector<std::string>& strings) {
+  ResultsFile f(path.string(), ResultsFile::Mode::Create);
+  for (const auto& [k, v] : ints) f.set_attr(layout::kProvenance, k, v);
+  for (const std::string& k : strings) f.set_attr(layout::kProvenance, k, std::string("x"));
+  f.flush();
+}
+
+ReportProvenance read_provenance_of(const fs::path& path) {
+  ResultsFile f(path.string(), ResultsFile::Mode::Read);
+  return read_report_provenance(f);
+}
+
+void check_history(const std::vector<RunRecord>& got, const std::vector<RunRecord>& want) {
+  BOOST_TEST_REQUIRE(got.size() == want.size());
+  for (std::size_t k = 0; k < want.size(); ++k) {
+    BOOST_TEST(got[k].kind == want[k].kind);
+    BOOST_TEST(got[k].command_line == want[k].command_line);
+    BOOST_TEST(got[k].host == want[k].host);
+    BOOST_TEST(got[k].working_directory == want[k].working_directory);
+    BOOST_TEST(got[k].time_utc == want[k].time_utc);
+    BOOST_TEST(got[k].git_commit == want[k].git_commit);
+    BOOST_TEST(got[k].ranks == want[k].ranks);
+  }
+}
+
+std::string provenance_text(const ReportProvenance& p) {
+  std::ostringstream s;
+  print_report_provenance(p, s);
+  return s.str();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(one_provenance_reader_serves_tracing_and_localize_files) {
+  const fs::path dir = fresh_temp_dir("report-provenance");
+  const fs::path tracing = dir / "tracing.h5";
+  const std::vector<RunRecord> history = two_records();
+  write_tracing_provenance(tracing, history);
+  BOOST_TEST(!is_localize_file(tracing.string()));
+
+  const ReportProvenance t = read_provenance_of(tracing);
+  BOOST_TEST(t.model_path == "/models/demo");
+  BOOST_TEST(t.backend == "cpu");
+  BOOST_TEST(t.git_commit == "abc1234");
+  BOOST_TEST(t.moetrace_version == "0.1.0");
+  BOOST_TEST(t.created_utc == "2026-12-01T10:00:00Z");
+  BOOST_TEST(t.command_line == "moetrace run a.toml --out r.h5");
+  BOOST_TEST(t.config_path == "/work/a/a.toml");
+  BOOST_TEST(t.working_directory == "/work/a");
+  BOOST_TEST(t.ranks == 4);
+  BOOST_TEST(!t.completed);
+  check_history(t.history, history);
+  // The tracing report holds what the one reader returns.
+  const ReportData rd = read_report_data(tracing.string());
+  BOOST_TEST(!rd.has_cases);
+  BOOST_TEST(rd.provenance.model_path == t.model_path);
+  BOOST_TEST(rd.provenance.ranks == t.ranks);
+  check_history(rd.provenance.history, history);
+
+  // The localize fixture: its provenance as written, no working directory, no history.
+  const Fixture& x = fixture();
+  const ReportProvenance l = read_provenance_of(x.file);
+  BOOST_TEST(l.model_path == "/models/tiny");
+  BOOST_TEST(l.command_line == "moetrace localize test.toml");
+  BOOST_TEST(l.config_path == "/abs/test.toml");
+  BOOST_TEST(l.working_directory.empty());
+  BOOST_TEST(l.ranks == 2);
+  BOOST_TEST(l.completed);
+  BOOST_TEST(l.history.empty());
+  const LocalizeReportData ld = read_localize_report_data(x.file.string());
+  BOOST_TEST(ld.provenance.model_path == l.model_path);
+  BOOST_TEST(ld.provenance.ranks == l.ranks);
+  BOOST_TEST(ld.provenance.completed);
+
+  // Both reports print the same block under their own title line.
+  std::ostringstream tracing_text, localize_text;
+  print_report(rd, tracing_text);
+  print_localize_report(ld, localize_text);
+  BOOST_TEST(tracing_text.str().rfind(fmt::format("moetrace report: {}\n{}", tracing.string(), provenance_text(t)), 0) == 0u,
+             tracing_text.str());
+  BOOST_TEST(localize_text.str().rfind(fmt::format("moetrace report: {} (localize)\n{}", x.file.string(),
+                                                   provenance_text(l)), 0) == 0u,
+             localize_text.str());
+  BOOST_TEST(has(tracing_text.str(), "no cases yet"), tracing_text.str());
+}
+
+BOOST_AUTO_TEST_CASE(the_provenance_text_and_json_show_what_is_recorded) {
+  ReportProvenance p;
+  p.model_path = "/m";
+  p.backend = "cuda";
+  p.ranks = 8;
+  p.git_commit = "c0ffee";
+  p.config_path = "/c.toml";
+  p.working_directory = "/w";
+  p.history = two_records();
+  std::string text = provenance_text(p);
+  BOOST_TEST(has(text, "  model /m  (backend cuda, 8 rank(s), commit c0ffee)\n"), text);
+  BOOST_TEST(has(text, "  config /c.toml  (run in /w)\n"), text);
+  BOOST_TEST(has(text, "  run    2026-12-01T10:00:00Z  on node-a with 4 rank(s): moetrace run a.toml --out r.h5\n"), text);
+  BOOST_TEST(has(text, "  resume 2026-12-01T11:00:00Z  on node-b with 1 rank(s): "), text);
+  BOOST_TEST(has(text, "NOTE: the run has not completed"), text);
+  p.working_directory.clear();
+  p.completed = true;
+  text = provenance_text(p);
+  BOOST_TEST(has(text, "  config /c.toml\n"), text);
+  BOOST_TEST(!has(text, "run in"), text);
+  BOOST_TEST(!has(text, "NOTE"), text);
+  p.config_path.clear();  // absent: no config line at all
+  BOOST_TEST(!has(provenance_text(p), "config"), provenance_text(p));
+
+  const auto j = report_provenance_json(p);
+  std::vector<std::string> keys;
+  for (const auto& item : j.items()) keys.push_back(item.key());
+  BOOST_TEST(keys == (std::vector<std::string>{"model_path", "backend", "ranks", "git_commit", "moetrace_version",
+                                               "created_utc", "command_line", "config_path", "working_directory",
+                                               "completed", "history"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(j["ranks"] == 8);
+  BOOST_TEST(j["config_path"] == "");
+  BOOST_TEST(j["completed"] == true);
+  BOOST_TEST_REQUIRE(j["history"].size() == 2u);
+  BOOST_TEST(j["history"][1]["kind"] == "resume");
+  BOOST_TEST(j["history"][1]["git_commit"] == "def5678-dirty");
+  BOOST_TEST(j["history"][0]["ranks"] == 4);
+  // The exports carry exactly this object.
+  const Fixture& x = fixture();
+  const auto e = nlohmann::ordered_json::parse(report(x.file, {"--format", "json"}));
+  BOOST_TEST(e["provenance"].dump() == report_provenance_json(read_provenance_of(x.file)).dump());
+}
+
+BOOST_AUTO_TEST_CASE(absent_provenance_strings_are_empty_and_a_missing_or_bad_ranks_is_exit_2) {
+  const fs::path dir = fresh_temp_dir("report-provenance-damaged");
+  // Only the attributes every results file must have: the rest is absent, not an error.
+  const fs::path bare = dir / "bare.h5";
+  write_bare_provenance(bare, {{"ranks", 3}}, {"config_text", "moetrace_version"});
+  const ReportProvenance p = read_provenance_of(bare);
+  BOOST_TEST(p.moetrace_version == "x");
+  BOOST_TEST(p.model_path.empty());
+  BOOST_TEST(p.config_path.empty());
+  BOOST_TEST(p.git_commit.empty());
+  BOOST_TEST(p.ranks == 3);
+  BOOST_TEST(!p.completed);
+  BOOST_TEST(p.history.empty());
+  const std::string text = report(bare, {});
+  BOOST_TEST(has(text, "  model   (backend , 3 rank(s), commit )\n"), text);
+  BOOST_TEST(!has(text, "  config"), text);
+  BOOST_TEST(has(text, "no cases yet"), text);
+
+  // Missing or below 1: exit 2 naming the file and the attribute, from both report readers.
+  for (const auto& [name, ints, what] :
+       {std::tuple{"no_ranks.h5", std::map<std::string, std::int64_t>{}, std::string("'ranks' is missing")},
+        std::tuple{"zero_ranks.h5", std::map<std::string, std::int64_t>{{"ranks", 0}}, std::string("below 1")},
+        std::tuple{"negative_ranks.h5", std::map<std::string, std::int64_t>{{"ranks", -2}}, std::string("below 1")}}) {
+    const fs::path file = dir / name;
+    write_bare_provenance(file, ints, {"config_text", "moetrace_version"});
+    BOOST_CHECK_THROW(read_provenance_of(file), InputError);
+    BOOST_CHECK_THROW(read_report_data(file.string()), InputError);
+    const std::string out = report(file, {}, 2);
+    BOOST_TEST(has(out, file.string()), out);
+    BOOST_TEST(has(out, "ranks"), out);
+    BOOST_TEST(has(out, what), out);
+  }
+
+  // A history that lists a record the file lacks: exit 2 naming it, for a localize file as well.
+  const fs::path loc = dir / "history.h5";
+  write_file(loc);
+  {
+    ResultsFile f(loc.string(), ResultsFile::Mode::Resume);
+    append_run_record(f, two_records()[0]);
+    f.set_attr(std::string(layout::kProvenance) + "/history", "records", static_cast<std::int64_t>(2));
+    f.flush();
+  }
+  BOOST_CHECK_THROW(read_localize_report_data(loc.string()), InputError);
+  const std::string out = report(loc, {}, 2);
+  BOOST_TEST(has(out, "/provenance/history/1"), out);
 }
