@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The parsers of hostile input (checkpoints, config.json, tokenizer.json, run configs, CounterFact)
+# The parsers of hostile input (checkpoints, config.json, tokenizer.json, run configs, CounterFact,
+# localize's questions.jsonl and its answer normalisation of arbitrary UTF-8)
 # under AddressSanitizer + UndefinedBehaviorSanitizer: a separate build (gcc, CUDA off) of only the
 # CLI and the parser tests, which then run with UBSan aborting on its first finding. Called by
 # tools/test.sh (and so by CI); budgeted at 6-8 minutes on 2 cores from a clean build (docs/fuzzing.md).
@@ -7,7 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${MOETRACE_SANITIZE_BUILD_DIR:-$root/build-sanitize}"
-tests=(test_model_hostile_inputs tokenizer_unit_test test_pipeline_inputs)
+tests=(test_model_hostile_inputs tokenizer_unit_test test_pipeline_inputs test_localize_data test_localize_match)
 flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DMOETRACE_CUDA=OFF \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
