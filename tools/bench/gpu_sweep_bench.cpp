@@ -5,9 +5,10 @@
 //    every layer (fast path), all facts' conditions batched together;
 //  - the expert sweep of one layer: each clean-routed expert of the final position restored alone;
 // and report TFLOP/s achieved and the FLOP floor, scaled from the bench model's layers to the real
-// model's depth. Prints one JSON object on stdout (progress on stderr). It also runs on the CPU
-// backends (--backend cpu / cpu-bf16, tools/bench/cpu_vs_peer.sh); prompts.json may name a raw
-// float32 noise file ("noise_file": facts x subject tokens x hidden) so that both sides add the same noise.
+// model's depth, in wall seconds and in process CPU seconds (the CPU comparison's measure).
+// Prints one JSON object on stdout (progress on stderr). It also runs on the CPU backends
+// (--backend cpu / cpu-bf16, tools/bench/cpu_vs_peer.sh); prompts.json may name a raw float32 noise
+// file ("noise_file": facts x subject tokens x hidden) so that both sides add the same noise.
 //
 //   moetrace_gpu_sweep_bench --model DIR [--backend cuda-bf16] [--prompts DIR/prompts.json]
 //       [--full-layers 48] [--facts 64] [--batch-rows 8192] [--repeats 3] [--peak-tflops 745]
@@ -258,8 +259,8 @@ int main(int argc, char** argv) try {
   for (int rep = 0; rep <= a.repeats; ++rep) {  // rep 0 is the warm-up
     engine.reset_steps();
     Stopwatch watch;
-    // Clean and noised runs of all facts, each as one engine call (what CaseTracer::prepare does
-    // per fact; the engine's own batching of cases is a sibling issue).
+    // Clean and noised runs of all facts, each as one engine call (as the pipeline prepares a chunk
+    // of cases, `[execution] chunk`).
     std::vector<TracedCase> cases(F);
     {
       std::vector<StreamSpec> specs(F);
