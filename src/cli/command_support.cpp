@@ -11,8 +11,9 @@
 
 namespace moetrace::cli {
 
-bool start_ranks(Communicator& world, int ep) {
+bool start_ranks(Communicator& world, int ep, const std::string& stop_file) {
   install_stop_handlers();
+  watch_stop_file(stop_file);
   const int N = world.size(), R = ep;
   if (N % R != 0)
     fail_all(world, "--ep {} must divide the number of MPI ranks {} (N/R expert-parallel groups of R ranks)", R, N);
@@ -77,14 +78,18 @@ std::unique_ptr<RowExecutor> make_row_executor(Communicator& world, Communicator
                                                ResultsFile& results, int chunk_tokens, double progress_every_s,
                                                double checkpoint_every_s) {
   // Between chunks: save on schedule; a stop signal ends the run with everything computed so far saved.
-  auto checkpoint = [&results, checkpoint_every_s] { results.flush_if_due(checkpoint_every_s); };
+  // The test pause point "chunk" (util/stop_signal.h): after the save, before the check for a stop.
+  auto checkpoint = [&results, checkpoint_every_s] {
+    results.flush_if_due(checkpoint_every_s);
+    test_pause_point("chunk");
+  };
   if (world.size() == 1)
     return std::make_unique<LocalRowExecutor>(results, chunk_tokens, progress_every_s, [&results, checkpoint] {
+      checkpoint();
       if (stop_requested()) {
         results.flush();
         throw StopRequested();
       }
-      checkpoint();
     });
   return std::make_unique<DistributedRowExecutor>(world, group, leaders, results, chunk_tokens, progress_every_s, checkpoint);
 }

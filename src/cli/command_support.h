@@ -14,10 +14,16 @@
 
 namespace moetrace::cli {
 
-// The start every protocol command shares: stop-signal handlers installed, --ep R checked against
-// the rank count N (an InputError on every rank unless R divides N), log lines from the writing rank
-// only (the others keep warnings and errors). Returns whether this is the writing rank (world rank 0).
-bool start_ranks(Communicator& world, int ep);
+// The start every protocol command shares: stop-signal handlers installed and --stop-file watched
+// (util/stop_signal.h), --ep R checked against the rank count N (an InputError on every rank unless R
+// divides N), log lines from the writing rank only (the others keep warnings and errors). Returns
+// whether this is the writing rank (world rank 0).
+bool start_ranks(Communicator& world, int ep, const std::string& stop_file);
+
+// The help text of --stop-file, the same for every command that has it.
+inline constexpr const char* kStopFileHelp =
+    "FILE: stop as on SIGUSR1 (save, exit 75) once FILE exists; the Slurm scripts create it on their stop "
+    "signal (a file there at the start stops the run at its first check: remove a stale one first)";
 
 // results/<config name>.h5
 std::string default_output(const std::string& config);

@@ -28,6 +28,7 @@ struct LocalizeCommandOptions {
   std::string config, out;
   bool resume = false;
   int ep = 1;
+  std::string stop_file;  // --stop-file, empty: none
 };
 
 // The model's own end-of-sequence ids (generation_config.json or config.json "eos_token_id",
@@ -69,7 +70,7 @@ localize::LocalizeOptions protocol_options(const LocalizeConfig& c, const ModelC
 }
 
 void run(const LocalizeCommandOptions& o, Communicator& world) {
-  const bool writer = start_ranks(world, o.ep);
+  const bool writer = start_ranks(world, o.ep, o.stop_file);
   const int N = world.size(), R = o.ep;
 
   const LocalizeConfig config = on_every_rank(world, [&] {
@@ -141,8 +142,8 @@ void register_localize_command(CLI::App& app) {
       "On a cluster: `mpirun -np N moetrace localize CONFIG --ep R` (R divides N); rank 0 hands out pairs,\n"
       "gathers rows and alone writes the file. Results do not depend on N, R or [run] chunk_tokens.\n\n"
       "Exit codes: 0 done; 2 bad input (the message names the file and key or record), a damaged results\n"
-      "file, or --out locked by another run; 75 stopped by SIGTERM/SIGUSR1/SIGINT after saving (rerun with\n"
-      "--resume).\n\n"
+      "file, or --out locked by another run; 75 stopped by SIGTERM/SIGUSR1/SIGINT or --stop-file after\n"
+      "saving (rerun with --resume); a stop after the last result is saved ends the run as done (0).\n\n"
       "Example:\n"
       "  moetrace localize configs/demo_localize.toml --out results/demo_localize.h5");
   cmd->add_option("CONFIG", o->config, "localize configuration (.toml)")->required();
@@ -151,6 +152,7 @@ void register_localize_command(CLI::App& app) {
   cmd->add_option("--ep", o->ep, "expert-parallel group size R under mpirun (R ranks share every layer's experts)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--stop-file", o->stop_file, kStopFileHelp);
   cmd->callback([o] {
     auto world = make_world_communicator();
     run_or_abort(*world, [&] { run(*o, *world); });

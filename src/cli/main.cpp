@@ -36,11 +36,13 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { moetrace::configure_logging(log_level); });
   try {
     app.parse(argc, argv);
+    // Done: every result saved. A stop signal from here on ends the run as done (exit 0).
+    moetrace::test_pause_point("done");
   } catch (const CLI::ParseError& e) {
     // --help and --version end with 0; a bad command line is bad input: exit 2, as documented.
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const moetrace::StopRequested& e) {
-    std::fprintf(stderr, "moetrace: %s (signal %d)\n", e.what(), moetrace::stop_signal_number());
+    std::fprintf(stderr, "moetrace: %s (%s)\n", e.what(), moetrace::stop_reason().c_str());
     return moetrace::kExitStopped;
   } catch (const moetrace::InputError& e) {
     std::fprintf(stderr, "moetrace: error: %s\n", e.what());

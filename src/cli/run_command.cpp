@@ -32,7 +32,8 @@ struct RunOptions {
   std::string config, out;
   bool resume = false;
   int ep = 1;
-  std::string shard;  // "i/n", empty: every case
+  std::string shard;      // "i/n", empty: every case
+  std::string stop_file;  // --stop-file, empty: none
 };
 
 // --shard i/n: 0 <= i < n, both decimal integers in range.
@@ -83,7 +84,7 @@ void report_engine_work(const CaseTracer& tracer, const PipelineSummary& s) {
 }
 
 void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& world) {
-  const bool writer = start_ranks(world, o.ep);
+  const bool writer = start_ranks(world, o.ep, o.stop_file);
   const int N = world.size(), R = o.ep;
 
   const RunConfig config = on_every_rank(world, [&] {
@@ -174,8 +175,9 @@ void register_run_command(CLI::App& app) {
       "per-case stage; a final `--resume` without --shard on the merged file finishes the run, bit-identical\n"
       "to one uninterrupted run (docs/distribution.md).\n\n"
       "Exit codes: 0 done; 2 bad input (the message says what and where), a damaged results file, or --out\n"
-      "locked by another run (<out>.lock names its host and PID); 75 stopped by SIGTERM/SIGUSR1/SIGINT\n"
-      "after saving (rerun with --resume).\n\n"
+      "locked by another run (<out>.lock names its host and PID); 75 stopped by SIGTERM/SIGUSR1/SIGINT or\n"
+      "--stop-file after saving (rerun with --resume). A stop that arrives after the last result is saved\n"
+      "ends the run as done (0).\n\n"
       "Examples:\n"
       "  moetrace run configs/demo.toml --out results/demo.h5 && moetrace report results/demo.h5\n"
       "  mpirun -np 8 moetrace run configs/mixtral-8x7b.toml --ep 2 --out results/mixtral.h5 --resume\n"
@@ -187,6 +189,7 @@ void register_run_command(CLI::App& app) {
   cmd->add_option("--ep", o->ep, "expert-parallel group size R under mpirun (R ranks share every layer's experts)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--stop-file", o->stop_file, kStopFileHelp);
   cmd->add_option("--shard", o->shard,
                   "i/n: only cases i, i+n, ... up to the first step that needs every case (0 <= i < n)");
   cmd->callback([o] {

@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <fstream>
-#include <thread>
 
 #include <hdf5.h>
 #include <nlohmann/json.hpp>
@@ -278,15 +277,13 @@ BOOST_AUTO_TEST_CASE(a_damaged_results_file_is_never_resumed) {
 
 BOOST_AUTO_TEST_CASE(a_second_run_on_the_same_output_fails_at_once_naming_the_holder) {
   const fs::path out = ws().dir / "locked.h5";
-  // The whole demo data set with 8 noise samples: a run of several seconds. Once it holds the lock it
-  // is stopped (SIGSTOP), so it keeps holding it however fast the machine is.
+  // The first run is held at its first chunk (a test pause point, util/stop_signal.h), long after it
+  // took the lock, so it keeps holding it however fast or loaded the machine is.
   const fs::path config = ws().write_config("slow.toml", "[heatmap]\ncases = 8\n[noise]\nsamples = 8\n",
                                             (source_dir() / "demo/counterfact_demo.json").string());
-  Process first = spawn(moetrace_command({"run", config.string(), "--out", out.string()}), ws().dir / "first.log");
-  // Wait until the first run holds the lock (it writes its host and PID into it).
-  for (int i = 0; i < 600 && slurp(out.string() + ".lock").find("pid") == std::string::npos; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  kill(first.pid, SIGSTOP);
+  Process first = spawn(moetrace_command({"run", config.string(), "--out", out.string()}, pause_env("chunk", 1)),
+                        ws().dir / "first.log");
+  BOOST_TEST_REQUIRE(wait_for_pauses(ws().dir / "first.log", 1, 600000), slurp(ws().dir / "first.log"));
   const std::string holder = slurp(out.string() + ".lock");
   BOOST_TEST_REQUIRE(holder.find("pid " + std::to_string(first.pid)) != std::string::npos, holder);
   const auto t0 = std::chrono::steady_clock::now();

@@ -70,6 +70,7 @@ std::string config_text(const std::string& extra_run = "") {
 
 struct Workspace {
   fs::path dir, config, reference;
+  long chunks = 0;  // chunk pause points (util/stop_signal.h) a run of the config passes
   Workspace() {
     dir = fresh_temp_dir("localize-command");
     write_questions(dir / "questions.jsonl", 0, kQuestions);
@@ -77,8 +78,12 @@ struct Workspace {
     config = write("localize.toml", config_text("chunk_tokens = 24\n"));
     reference = dir / "reference.h5";
     const fs::path log = dir / "reference.log";
-    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", config.string(), "--out", reference.string()}), log) == 0,
+    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", config.string(), "--out", reference.string()},
+                                                   pause_env("chunk", 0)),
+                                  log) == 0,
                        slurp(log));
+    chunks = pause_points_passed(log, "chunk");
+    BOOST_TEST_REQUIRE(chunks >= 3, slurp(log));
   }
   fs::path write(const std::string& name, const std::string& text) const {
     std::ofstream(dir / name) << text;
@@ -261,9 +266,10 @@ BOOST_AUTO_TEST_CASE(bad_config_and_data_are_exit_2_naming_the_key_or_record) {
 BOOST_AUTO_TEST_CASE(a_run_killed_with_sigkill_and_resumed_is_bit_identical) {
   const Workspace& w = ws();
   const fs::path out = w.dir / "killed.h5", log = w.dir / "killed.log";
-  Process p = spawn(moetrace_command({"localize", w.config.string(), "--out", out.string()}), log);
-  // Once the asked table is saved and the conditions run: kill mid-stage.
-  const bool reached = wait_for_log(log, "contrast:", 120000);
+  // Held two thirds of the way through its chunks (after that chunk's save), then killed.
+  Process p = spawn(moetrace_command({"localize", w.config.string(), "--out", out.string()}, pause_env("chunk", 2 * w.chunks / 3)),
+                    log);
+  const bool reached = wait_for_pauses(log, 1, 600000);
   kill(p.pid, SIGKILL);
   p.wait();
   BOOST_TEST_REQUIRE(reached, slurp(log));
@@ -276,15 +282,26 @@ BOOST_AUTO_TEST_CASE(a_run_killed_with_sigkill_and_resumed_is_bit_identical) {
 BOOST_AUTO_TEST_CASE(sigterm_saves_exits_75_and_resumes_bit_identical) {
   const Workspace& w = ws();
   const fs::path out = w.dir / "stopped.h5", log = w.dir / "stopped.log";
-  Process p = spawn(moetrace_command({"localize", w.config.string(), "--out", out.string()}), log);
-  const bool reached = wait_for_log(log, "contrast:", 120000);
+  Process p = spawn(moetrace_command({"localize", w.config.string(), "--out", out.string()}, pause_env("chunk", w.chunks / 2)), log);
+  const bool reached = wait_for_pauses(log, 1, 600000);
   kill(p.pid, SIGTERM);
   const int rc = p.wait();
   BOOST_TEST_REQUIRE(reached, slurp(log));
-  BOOST_TEST((rc == 75 || rc == 0), "exit " << rc << ": " << slurp(log));
-  if (rc == 75)
-    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", w.config.string(), "--out", out.string(), "--resume"}), log) == 0,
-                       slurp(log));
+  BOOST_TEST_REQUIRE(rc == 75, "exit " << rc << ": " << slurp(log));
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", w.config.string(), "--out", out.string(), "--resume"}), log) == 0,
+                     slurp(log));
+  expect_identical(w.reference, out);
+}
+
+BOOST_AUTO_TEST_CASE(a_stop_after_the_last_save_ends_the_run_as_done) {
+  const Workspace& w = ws();
+  const fs::path out = w.dir / "done.h5", log = w.dir / "done.log";
+  Process p = spawn(moetrace_command({"localize", w.config.string(), "--out", out.string()}, pause_env("done", 1)), log);
+  const bool reached = wait_for_pauses(log, 1, 600000);
+  kill(p.pid, SIGUSR1);
+  const int rc = p.wait();
+  BOOST_TEST_REQUIRE(reached, slurp(log));
+  BOOST_TEST_REQUIRE(rc == 0, "exit " << rc << ": " << slurp(log));
   expect_identical(w.reference, out);
 }
 

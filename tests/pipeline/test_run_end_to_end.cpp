@@ -1,6 +1,8 @@
 // `moetrace run` end to end on the demo model, through the CLI as a user runs it: localisation is
-// found, a run killed with SIGKILL or stopped with SIGTERM and resumed gives exactly the results of
-// an uninterrupted run (every stage, the case scan and robustness reruns included), results do not
+// found, a run killed with SIGKILL or stopped with SIGTERM or its stop file and resumed gives exactly
+// the results of an uninterrupted run (every stage, the case scan and robustness reruns included), a
+// stop after the last save ends the run as done; every kill and signal lands at a pause point of the
+// run (MOETRACE_TEST_PAUSE), never after a fixed sleep. Results do not
 // depend on the chunk size, a resumed finished run does no engine work, and existing or damaged
 // results files are never overwritten.
 #define BOOST_TEST_MODULE run_end_to_end
@@ -8,10 +10,8 @@
 
 #include <signal.h>
 
-#include <chrono>
+#include <algorithm>
 #include <fstream>
-#include <random>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -82,14 +82,20 @@ long condition_steps(const std::string& log) {
   return std::stol(log.substr(k + key.size()));
 }
 
+constexpr int kPauseTimeoutMs = 600000;  // reaching a pause point: a bound for a hang, not a timing
+
 struct Reference {
   fs::path dir, config, results;
+  long chunks = 0;  // chunk pause points (util/stop_signal.h) the run passes
   Reference() {
     dir = fresh_temp_dir("e2e");
     config = write_config(dir);
     results = dir / "reference.h5";
-    const int rc = run_to_end(moetrace_command({"run", config.string(), "--out", results.string()}), dir / "reference.log");
+    const int rc = run_to_end(moetrace_command({"run", config.string(), "--out", results.string()}, pause_env("chunk", 0)),
+                              dir / "reference.log");
     BOOST_TEST_REQUIRE(rc == 0, slurp(dir / "reference.log"));
+    chunks = pause_points_passed(dir / "reference.log", "chunk");
+    BOOST_TEST_REQUIRE(chunks >= 4, slurp(dir / "reference.log"));
   }
 };
 
@@ -121,19 +127,19 @@ BOOST_AUTO_TEST_CASE(the_demo_localises_a_layer_and_an_expert) {
 }
 
 BOOST_AUTO_TEST_CASE(a_run_killed_with_sigkill_and_resumed_matches_the_uninterrupted_run) {
+  // Killed while held a third and two thirds of the way through its chunks (after the last one's save).
   const Reference& r = reference();
-  std::mt19937 rng(std::random_device{}());
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    const fs::path out = r.dir / fmt::format("killed{}.h5", attempt);
-    const fs::path log = r.dir / fmt::format("killed{}.log", attempt);
-    Process p = spawn(moetrace_command({"run", r.config.string(), "--out", out.string()}), log);
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(300, 2500)(rng)));
+  for (const long k : {r.chunks / 3, 2 * r.chunks / 3}) {
+    const fs::path out = r.dir / fmt::format("killed{}.h5", k);
+    const fs::path log = r.dir / fmt::format("killed{}.log", k);
+    Process p = spawn(moetrace_command({"run", r.config.string(), "--out", out.string()}, pause_env("chunk", k)), log);
+    const bool paused = wait_for_pauses(log, 1, kPauseTimeoutMs);
     kill(p.pid, SIGKILL);
-    p.wait();
-    // Resume until done; a kill before the first snapshot leaves no file: then start afresh.
-    const auto args = fs::exists(out) ? std::vector<std::string>{"run", r.config.string(), "--out", out.string(), "--resume"}
-                                      : std::vector<std::string>{"run", r.config.string(), "--out", out.string()};
-    BOOST_TEST_REQUIRE(run_to_end(moetrace_command(args), log) == 0, slurp(log));
+    BOOST_TEST_REQUIRE(paused, "the run never reached its pause point:\n" << slurp(log));
+    BOOST_TEST(p.wait() == 128 + SIGKILL);
+    BOOST_TEST_REQUIRE(fs::exists(out), "the rows saved before the kill are on disk");
+    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", r.config.string(), "--out", out.string(), "--resume"}), log) == 0,
+                       slurp(log));
     BOOST_TEST(!fs::exists(out.string() + ".tmp"));
     expect_identical(r.results, out);
   }
@@ -142,21 +148,54 @@ BOOST_AUTO_TEST_CASE(a_run_killed_with_sigkill_and_resumed_matches_the_uninterru
 BOOST_AUTO_TEST_CASE(sigterm_saves_exits_75_and_resumes_to_the_same_results) {
   const Reference& r = reference();
   const fs::path out = r.dir / "stopped.h5", log = r.dir / "stopped.log";
-  Process p = spawn(moetrace_command({"run", r.config.string(), "--out", out.string()}), log);
-  // The stop handlers are installed before the run logs its inputs: signal only after that line,
-  // then a little later, so that the stop lands inside the stages (or, on a fast machine, after).
-  const bool started = wait_for_log(log, "CounterFact records from", 120000);
-  if (started) std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  Process p = spawn(moetrace_command({"run", r.config.string(), "--out", out.string()}, pause_env("chunk", r.chunks / 2)), log);
+  const bool paused = wait_for_pauses(log, 1, kPauseTimeoutMs);
   kill(p.pid, SIGTERM);
-  BOOST_TEST_REQUIRE(started, "the run never logged its inputs:\n" << slurp(log));
+  BOOST_TEST_REQUIRE(paused, "the run never reached its pause point:\n" << slurp(log));
   const int rc = p.wait();
-  BOOST_TEST((rc == 75 || rc == 0), "exit code " << rc << "\n" << slurp(log));
-  if (rc == 75) {
-    BOOST_TEST(slurp(log).find("--resume") != std::string::npos);
-    BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", r.config.string(), "--out", out.string(), "--resume"}), log) == 0,
-                       slurp(log));
-  }
+  BOOST_TEST_REQUIRE(rc == 75, "exit code " << rc << "\n" << slurp(log));
+  BOOST_TEST(slurp(log).find("--resume") != std::string::npos);
+  BOOST_TEST(slurp(log).find("signal " + std::to_string(SIGTERM)) != std::string::npos, slurp(log));
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", r.config.string(), "--out", out.string(), "--resume"}), log) == 0,
+                     slurp(log));
   expect_identical(r.results, out);
+}
+
+BOOST_AUTO_TEST_CASE(the_stop_file_stops_the_run_and_a_stop_after_the_last_save_ends_it_as_done) {
+  const Reference& r = reference();
+  // The stop file, created while the run is held between two chunks: saved, exit 75, then resumed.
+  const fs::path out = r.dir / "stopfile.h5", log = r.dir / "stopfile.log", stop = r.dir / "stopfile.stop";
+  Process p = spawn(moetrace_command({"run", r.config.string(), "--out", out.string(), "--stop-file", stop.string()},
+                                     pause_env("chunk", r.chunks / 2)),
+                    log);
+  const bool paused = wait_for_pauses(log, 1, kPauseTimeoutMs);
+  std::ofstream(stop) << "stop\n";
+  BOOST_TEST_REQUIRE(paused, "the run never reached its pause point:\n" << slurp(log));
+  BOOST_TEST_REQUIRE(p.wait() == 75, slurp(log));
+  BOOST_TEST(slurp(log).find("stop file " + stop.string()) != std::string::npos, slurp(log));
+  fs::remove(stop);
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", r.config.string(), "--out", out.string(), "--resume"}), log) == 0,
+                     slurp(log));
+  expect_identical(r.results, out);
+
+  // A stop (SIGTERM, SIGUSR1, SIGINT, the stop file) once the last result is saved: exit 0, complete.
+  for (const int sig : {SIGTERM, SIGUSR1, SIGINT, 0}) {
+    BOOST_TEST_CONTEXT((sig ? "signal " + std::to_string(sig) : std::string("stop file"))) {
+      const fs::path done = r.dir / fmt::format("done{}.h5", sig), done_log = r.dir / fmt::format("done{}.log", sig);
+      Process q = spawn(moetrace_command({"run", r.config.string(), "--out", done.string(), "--stop-file", stop.string()},
+                                         pause_env("done", 1)),
+                        done_log);
+      const bool held = wait_for_pauses(done_log, 1, kPauseTimeoutMs);
+      if (sig)
+        kill(q.pid, sig);
+      else
+        std::ofstream(stop) << "stop\n";
+      BOOST_TEST_REQUIRE(held, "the run never reached its pause point:\n" << slurp(done_log));
+      BOOST_TEST_REQUIRE(q.wait() == 0, slurp(done_log));
+      fs::remove(stop);
+      expect_identical(r.results, done);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(existing_and_damaged_results_are_never_overwritten) {
@@ -249,7 +288,7 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_chunk_size_and_a_finished_run_
 }
 
 BOOST_AUTO_TEST_CASE(every_stage_resumes_after_sigkill_to_the_same_results) {
-  // Kills spread over the whole run (scan, sweeps, controls, heat maps, robustness scans and sweeps);
+  // Kills spread over the whole run's chunks (scan, sweeps, controls, heat maps, robustness scans and sweeps);
   // each resumed run must end with the uninterrupted run's file and never recompute a stored row: its
   // patched-condition work is at most the whole run's, and less for a kill late in the run. (Engine
   // calls are no measure: a resumed stage prepares its remaining cases again, which the uninterrupted
@@ -257,19 +296,24 @@ BOOST_AUTO_TEST_CASE(every_stage_resumes_after_sigkill_to_the_same_results) {
   const fs::path dir = fresh_temp_dir("kills");
   const fs::path config = write_full_config(dir, "run.toml", 70);
   const fs::path ref = dir / "ref.h5", ref_log = dir / "ref.log";
-  const auto t0 = std::chrono::steady_clock::now();
-  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", config.string(), "--out", ref.string()}), ref_log) == 0,
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"run", config.string(), "--out", ref.string()}, pause_env("chunk", 0)),
+                                ref_log) == 0,
                      slurp(ref_log));
-  const int total_ms = static_cast<int>(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  const long chunks = pause_points_passed(ref_log, "chunk");
   const long all_calls = engine_calls(slurp(ref_log)), all_conditions = condition_steps(slurp(ref_log));
   BOOST_TEST_REQUIRE(all_conditions > 0, slurp(ref_log));
+  BOOST_TEST_REQUIRE(chunks >= 8, slurp(ref_log));
   for (double at : {0.15, 0.4, 0.65, 0.9}) {
+    // Held at that fraction of the run's chunks (after the last one's save), then killed.
+    const long k = std::max(1L, static_cast<long>(at * static_cast<double>(chunks)));
     const fs::path out = dir / fmt::format("killed{}.h5", at), log = dir / fmt::format("killed{}.log", at);
-    Process p = spawn(moetrace_command({"run", config.string(), "--out", out.string()}), log);
-    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(at * total_ms)));
+    Process p = spawn(moetrace_command({"run", config.string(), "--out", out.string()}, pause_env("chunk", k)), log);
+    const bool paused = wait_for_pauses(log, 1, kPauseTimeoutMs);
     kill(p.pid, SIGKILL);
     p.wait();
+    BOOST_TEST_REQUIRE(paused, "the run never reached chunk " << k << " of " << chunks << ":\n" << slurp(log));
     const bool resumed = fs::exists(out);
+    BOOST_TEST(resumed, "the rows saved before the kill at chunk " << k << " are on disk");
     const auto args = resumed ? std::vector<std::string>{"run", config.string(), "--out", out.string(), "--resume"}
                               : std::vector<std::string>{"run", config.string(), "--out", out.string()};
     BOOST_TEST_REQUIRE(run_to_end(moetrace_command(args), log) == 0, slurp(log));
@@ -279,7 +323,7 @@ BOOST_AUTO_TEST_CASE(every_stage_resumes_after_sigkill_to_the_same_results) {
                                     << " condition steps");
     BOOST_TEST(conditions >= 0, slurp(log));
     BOOST_TEST(conditions <= all_conditions);
-    if (resumed && at > 0.8) BOOST_TEST(conditions < all_conditions);
+    if (at > 0.8) BOOST_TEST(conditions < all_conditions);
     expect_identical(ref, out);
   }
 }

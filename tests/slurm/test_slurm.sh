@@ -18,6 +18,9 @@
 #      one shard of the first array is stopped with USR1 (exit 75, requeued, resumed): every job and
 #      array task completes, each step starts after the one it depends on has ended, the shards stop
 #      where documented, and the final merged results are bit-identical to job 1's.
+# Jobs 2, 3 and the shard of 5 are stopped while moetrace is held at a pause point (MOETRACE_TEST_PAUSE
+# with a mark file, util/stop_signal.h: the requeued or resubmitted run passes it), never after
+# waiting for a log line, so the stop always lands inside the run however loaded the machine is.
 # Every daemon it started is stopped by PID on exit, whatever happens. Exits 77 (skipped) only where
 # Slurm cannot run at all (no packages and no apt-get, not root, daemons that do not start).
 #
@@ -89,15 +92,28 @@ submit() { sbatch --parsable "$@" | cut -d';' -f1; }
 common=(--cpus-per-task=1 --time=30)
 finished=(COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY BOOT_FAIL DEADLINE PREEMPTED)
 
-# Waits until the job's log shows the layer sweep done (or the job ended), then signals its batch shell.
-stop_after_layer_sweep() {  # job log signal
-  for _ in $(seq 1500); do
-    grep -q "selected layer" "$2" 2>/dev/null && break
-    [[ " ${finished[*]} " == *" $(job_state "$1") "* ]] && break
+# Half the chunks of a run of the workload (util/stop_signal.h, "count" mode): where jobs 2 and 3 are held.
+MOETRACE_TEST_PAUSE=chunk:count "$moetrace" run "$work/workload.toml" --out "$work/count.h5" >"$work/count.log" 2>&1 ||
+  echo "FAILED: the counting run of the workload (log: $work/count.log)" >&2
+chunks="$(grep -c "test pause point chunk passed" "$work/count.log")"
+half=$((chunks / 2 > 0 ? chunks / 2 : 1))
+cluster_log "a run of the workload passes $chunks chunk pause points; jobs 2 and 3 are held at chunk $half"
+
+# Waits until a moetrace process of the job has created the pause mark (it is held there), or the job
+# ended, then sends the signal to the job's batch shell (the mark file names the job, for array tasks).
+stop_at_pause() {  # mark signal -> the job id signalled
+  local job=""
+  for _ in $(seq 3000); do
+    [[ -s "$1" ]] && { job="$(sed -n 's/.* job \([0-9]*\).*/\1/p' "$1")"; break; }
     sleep 0.2
   done
-  scancel --signal="$3" --batch "$1"
-  cluster_log "job $1: $3 sent to the batch shell"
+  [[ -n "$job" ]] || { echo "no moetrace process reached its pause point ($1)" >&2; echo none; return; }
+  scancel --signal="$2" --batch "$job"
+  cluster_log "job $job: $2 sent to the batch shell (held at $(cat "$1"))"
+  echo "$job"
+}
+pause_env() {  # mark -> the --export additions that hold a run at chunk $half once
+  echo "MOETRACE_TEST_PAUSE=chunk:$half,MOETRACE_TEST_PAUSE_MARK=$1"
 }
 
 # Releases a job that requeued itself from Slurm's requeue hold (BeginTime, 120 s by default), once it
@@ -117,11 +133,11 @@ a=$(submit "${common[@]}" --job-name=sweep-a --output="$work/a.log" \
   --export=ALL,CONFIG="$work/workload.toml",OUT="$work/a.h5" slurm/sweep.sbatch)
 cluster_log "job $a: sweep.sbatch"
 
-# 2. The same, stopped with USR1 to the batch shell once the layer sweep is done.
+# 2. The same, stopped with USR1 to the batch shell while held half way through its chunks.
 b=$(submit "${common[@]}" --job-name=sweep-b --output="$work/b.log" \
-  --export=ALL,CONFIG="$work/workload.toml",OUT="$work/b.h5" slurm/sweep.sbatch)
+  --export=ALL,CONFIG="$work/workload.toml",OUT="$work/b.h5,$(pause_env "$work/b.pause")" slurm/sweep.sbatch)
 cluster_log "job $b: sweep.sbatch, to be stopped"
-stop_after_layer_sweep "$b" "$work/b.log" USR1
+stop_at_pause "$work/b.pause" USR1 >/dev/null
 # The job exits 75 and requeues itself; Slurm holds a requeued job (BeginTime, 120 s): release it early.
 release_requeued "$b"
 check "job $b requeued itself (Restarts=$(job_field "$b" Restarts))" test "$(job_field "$b" Restarts)" -ge 1
@@ -132,12 +148,12 @@ check "job $b requeued itself (Restarts=$(job_field "$b" Restarts))" test "$(job
 mpi_job() {
   submit --nodes=1 --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 --gpus-per-node=0 --time=30 \
     --job-name=mpi-c --output="$work/c.log" \
-    --export=ALL,CONFIG="$work/workload.toml",OUT="$work/c.h5",EP=1,OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    --export=ALL,CONFIG="$work/workload.toml",OUT="$work/c.h5",EP=1,OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1,"$(pause_env "$work/c.pause")" \
     slurm/qwen3-30b-a3b.sbatch
 }
 c=$(mpi_job)
 cluster_log "job $c: qwen3-30b-a3b.sbatch, 2 ranks, to be stopped"
-stop_after_layer_sweep "$c" "$work/c.log" TERM
+stop_at_pause "$work/c.pause" TERM >/dev/null
 
 # 4. A chain: a sweep, then a report job that depends on it.
 d1=$(submit "${common[@]}" --job-name=chain-1 --output="$work/d1.log" \
@@ -148,22 +164,20 @@ cluster_log "jobs $d1 -> $d2: chain (afterok)"
 
 # 5. A staged study: slurm/chain.sh with 2 shards per stage (the options go to every sbatch).
 chain_dir="$work/chain"
-chain_jobs="$(CONFIG="$work/workload.toml" OUT_DIR="$chain_dir" SHARDS=2 bash slurm/chain.sh "${common[@]}")" ||
+# The first shard task that reaches its first chunk is held there (the mark names it) and stopped.
+chain_jobs="$(CONFIG="$work/workload.toml" OUT_DIR="$chain_dir" SHARDS=2 MOETRACE_TEST_PAUSE=chunk:1 \
+  MOETRACE_TEST_PAUSE_MARK="$work/chain.pause" bash slurm/chain.sh "${common[@]}")" ||
   echo "FAILED: slurm/chain.sh did not submit the chain" >&2
 declare -A chain=()
 while read -r step id; do [[ -n "$step" ]] && chain[$step]="$id"; done <<<"$chain_jobs"
 cluster_log "staged chain: $(tr '\n' ' ' <<<"$chain_jobs")"
 chain_steps=(stage1-shards stage1-merge stage2-shards stage2-merge stage3-shards stage3-merge final report)
-# Task 0 of the first array is stopped with USR1 once moetrace runs (it has installed its signal
-# handlers when it logs the records): it saves, exits 75 and requeues itself; the merge waits for it.
-shard0="${chain[stage1-shards]:-none}_0" shard0_log="$chain_dir/logs/stage1.shard0.log"
-for _ in $(seq 1500); do
-  grep -q "CounterFact records" "$shard0_log" 2>/dev/null && break
-  [[ " ${finished[*]} " == *" $(job_state "$shard0") "* ]] && break
-  sleep 0.2
-done
-scancel --signal=USR1 --batch "$shard0"
-cluster_log "job $shard0 (stage 1, shard 0): USR1 sent to the batch shell"
+# The held shard task of the first array is stopped with USR1: it saves, exits 75 and requeues
+# itself; the merge waits for it.
+shard0="$(stop_at_pause "$work/chain.pause" USR1)"
+shard0_task="$(sed -n 's/.* task \([0-9]*\).*/\1/p' "$work/chain.pause" 2>/dev/null)"
+shard0_log="$chain_dir/logs/stage1.shard${shard0_task:-0}.log"
+cluster_log "job $shard0 (stage 1, shard ${shard0_task:-?}): USR1 sent to the batch shell"
 release_requeued "$shard0"
 
 job_wait "$c" "${finished[@]}" 900 || true
@@ -265,12 +279,12 @@ for k in $(seq 1 $((${#chain_steps[@]} - 1))); do
   step="${chain_steps[$k]}" prev="${chain_steps[$((k - 1))]}"
   check "chain $step started after $prev ended (afterok)" starts_after "${chain[$step]:-none}" "${chain[$prev]:-none}"
 done
-check "chain stage 1 shard 0 (job $shard0) requeued itself after USR1 (Restarts=$(job_field "$shard0" Restarts))" \
+check "chain stage 1 shard ${shard0_task:-?} (job $shard0) requeued itself after USR1 (Restarts=$(job_field "$shard0" Restarts))" \
   test "$(job_field "$shard0" Restarts)" -ge 1
 check "job $shard0's log shows moetrace exiting 75" \
   grep -q "moetrace exited with status 75" "$shard0_log"
 check "job $shard0's log shows the requeue" grep -q "requeueing job" "$shard0_log"
-check "job $shard0's log shows the shard resuming its file" grep -q "resuming $chain_dir/stage1.shard0.h5" "$shard0_log"
+check "job $shard0's log shows the shard resuming its file" grep -q "resuming $chain_dir/stage1.shard${shard0_task:-0}.h5" "$shard0_log"
 stops=("the layer selection" "the expert selection" "the statistics")
 for stage in 1 2 3; do
   for i in 0 1; do

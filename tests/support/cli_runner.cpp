@@ -39,31 +39,65 @@ Process spawn(const std::vector<std::string>& argv, const std::filesystem::path&
 
 int run_to_end(const std::vector<std::string>& argv, const std::filesystem::path& log) { return spawn(argv, log).wait(); }
 
-std::vector<std::string> moetrace_command(const std::vector<std::string>& args) {
-  std::vector<std::string> v{moetrace_binary().string()};
+std::vector<std::string> moetrace_command(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  std::vector<std::string> v;
+  if (!env.empty()) v.push_back("/usr/bin/env");
+  v.insert(v.end(), env.begin(), env.end());
+  v.push_back(moetrace_binary().string());
   v.insert(v.end(), args.begin(), args.end());
   return v;
 }
 
-std::vector<std::string> mpirun_command(int ranks, const std::vector<std::string>& args) {
+std::vector<std::string> mpirun_command(int ranks, const std::vector<std::string>& args,
+                                        const std::vector<std::string>& env) {
   std::vector<std::string> v{"mpirun", "-np", std::to_string(ranks), "--oversubscribe", "-x", "OMP_NUM_THREADS",
-                             "-x", "OMPI_MCA_mpi_yield_when_idle", moetrace_binary().string()};
+                             "-x", "OMPI_MCA_mpi_yield_when_idle"};
+  for (const std::string& e : env) v.insert(v.end(), {"-x", e});
+  v.push_back(moetrace_binary().string());
   v.insert(v.end(), args.begin(), args.end());
   return v;
+}
+
+std::vector<std::string> pause_env(const std::string& point, long k, const std::filesystem::path& mark) {
+  std::vector<std::string> env{"MOETRACE_TEST_PAUSE=" + point + ":" + (k == 0 ? std::string("count") : std::to_string(k))};
+  if (!mark.empty()) env.push_back("MOETRACE_TEST_PAUSE_MARK=" + mark.string());
+  return env;
+}
+
+namespace {
+long count_occurrences(const std::string& text, const std::string& what) {
+  long n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+}  // namespace
+
+long pause_points_passed(const std::filesystem::path& log, const std::string& point) {
+  return count_occurrences(slurp(log), "moetrace: test pause point " + point + " passed ");
+}
+
+bool wait_for_pauses(const std::filesystem::path& log, int count, int timeout_ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (count_occurrences(slurp(log), "moetrace: test pause at ") < count) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+std::vector<int> pids_matching(const std::string& pattern) {
+  std::vector<int> pids;
+  if (FILE* f = popen(("pgrep -f '" + pattern + "'").c_str(), "r")) {
+    int pid = 0;
+    while (std::fscanf(f, "%d", &pid) == 1) pids.push_back(pid);
+    pclose(f);
+  }
+  return pids;
 }
 
 std::string slurp(const std::filesystem::path& p) {
   std::ifstream in(p);
   return {std::istreambuf_iterator<char>(in), {}};
-}
-
-bool wait_for_log(const std::filesystem::path& log, const std::string& text, int timeout_ms) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < until) {
-    if (slurp(log).find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return slurp(log).find(text) != std::string::npos;
 }
 
 namespace {
