@@ -72,6 +72,9 @@ for a in "${archs[@]}"; do
   [[ -f "$model/prompts.json" ]] || peer_py "$here/tools/peer/cpu_peer.py" write --arch "$a" --layers "$l" "${ex[@]}" --out "$model" >&2
   if [[ $reuse_peer == 1 && -s "$work/$t.peer.json" ]]; then
     echo "== $t: peer: reusing $work/$t.peer.json" >&2
+  # a kept peer JSON counts only with a passed BLAS floor check (not one from before the check existed)
+  "$py" -c 'import json, sys; b = json.load(open(sys.argv[1])).get("blas") or {}; sys.exit(0 if b.get("accepted") else 1)' \
+      "$work/$t.peer.json" || { echo "cpu_vs_peer.sh: refused: $work/$t.peer.json has no passed BLAS floor check: run again without --reuse-peer" >&2; exit 2; }
   else
     echo "== $t: peer (torch, float32, $threads threads)" >&2
     peer_py "$here/tools/peer/cpu_peer.py" run --model "$model" --facts "$peer_facts" --threads "$threads" > "$work/$t.peer.json" \

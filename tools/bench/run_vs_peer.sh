@@ -143,6 +143,9 @@ PY
 
 if [[ $reuse_peer == 1 && -s "$work/peer.json" ]]; then
   echo "== peer: reusing $work/peer.json" >&2
+  # a kept peer JSON counts only with a passed BLAS floor check (not one from before the check existed)
+  "$py" -c 'import json, sys; b = json.load(open(sys.argv[1])).get("blas") or {}; sys.exit(0 if b.get("accepted") else 1)' \
+    "$work/peer.json" || { echo "run_vs_peer.sh: refused: $work/peer.json has no passed BLAS floor check: run again without --reuse-peer" >&2; exit 2; }
 else
   echo "== peer (torch, float32, 1 thread, $peer_facts timed facts after a warm-up)" >&2
   LD_LIBRARY_PATH="$peer_ld" /usr/bin/time -v "$py" "$here/tools/peer/cpu_peer.py" run --model "$model" \

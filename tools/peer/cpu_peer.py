@@ -571,6 +571,14 @@ def cmd_run(args):
     print(json.dumps(out, indent=2))
 
 
+def floor_fraction(text):
+    """--blas-floor: a share of OpenBLAS's rate in (0, 1]; 0 or less would accept any BLAS."""
+    v = float(text)
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: the floor is a share of OpenBLAS's rate, in (0, 1]")
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -597,7 +605,7 @@ def main():
     c.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     c.add_argument("--openblas-coretype", help="OpenBLAS kernels (default: the best for this CPU)")
     for p in (r, c):
-        p.add_argument("--blas-floor", type=float, default=blas_probe.FLOOR_FRACTION, metavar="FRACTION",
+        p.add_argument("--blas-floor", type=floor_fraction, default=blas_probe.FLOOR_FRACTION, metavar="FRACTION",
                        help="refuse when the peer's BLAS reaches less than FRACTION of OpenBLAS's own kernel "
                             "(default %(default)s)")
         p.add_argument("--blas-reference", default=blas_probe.OPENBLAS_LIB, metavar="LIB",

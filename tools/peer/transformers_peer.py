@@ -210,6 +210,14 @@ def gemm_check(fraction, inner=50, samples=5):
                 floor_fraction=fraction, floor_tflops=floor, accepted=ok, reason=reason)
 
 
+def floor_fraction(text):
+    """--gemm-floor: a share of the device's peak in (0, 1]; 0 or less would accept any rate."""
+    v = float(text)
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: the floor is a share of the device's peak, in (0, 1]")
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=sorted(SHAPES), default="qwen3")
@@ -222,7 +230,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="save the model, config.json and prompts.json here (for moetrace)")
     ap.add_argument("--prompts", type=int, default=64, help="prompts written to prompts.json")
-    ap.add_argument("--gemm-floor", type=float, default=blas_probe.GPU_FLOOR_FRACTION, metavar="FRACTION",
+    ap.add_argument("--gemm-floor", type=floor_fraction, default=blas_probe.GPU_FLOOR_FRACTION, metavar="FRACTION",
                     help="refuse when the device's bf16 product reaches less than FRACTION of its dense bf16 "
                          "peak (default %(default)s)")
     args = ap.parse_args()
