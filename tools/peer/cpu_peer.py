@@ -18,17 +18,31 @@ per-expert loop with index_add_. Tracing is ROME-style, with forward hooks, one 
   Scaling to the real depth L: the batch already has the real number of rows, so the layers' time
   scales by L / B and the LM head's (final position, every row; timed apart) does not scale.
 
-Two commands:
+Three commands:
   write: a random checkpoint with the real layer widths (hub layout and names, bf16, real vocabulary,
          config.json), prompts.json (token ids, subject spans, real depth) and noise.f32 (the noise of
          every fact), loaded by both sides; nothing is held in memory but one tensor at a time.
-  run:   loads that folder (float32 or bf16 weights), times the sweeps, prints one JSON object.
+  run:   checks the BLAS floor (below), loads that folder (float32 or bf16 weights), times the sweeps,
+         prints one JSON object (the BLAS check under "blas").
+  blas-check: the BLAS floor check alone (seconds); prints its JSON; exit 2 when refused.
+
+The BLAS floor (docs/benchmarks.md, "The peers' BLAS floor"): torch multiplies with whatever
+libblas.so.3 the loader finds; on a machine with only Debian's reference BLAS (libblas3, which
+python3-torch pulls in) the peer is ~50x slower and moetrace would show a false lead. Before timing
+anything, `run` times the peer's own 512 x 2048 x 2048 float32 product (torch.matmul, --threads;
+OpenBLAS's own thread pool is set to the same count), names the library whose sgemm_ torch calls and
+its OpenBLAS core, and measures OpenBLAS's own kernel for this CPU on the same product
+(tools/bench/blas_probe.py --floor-reference: cblas_sgemm of --blas-reference, the best core for
+this CPU, same threads, in a fresh process). Below --blas-floor (0.5) x that reference it refuses:
+exit 2, the reason on stderr, nothing on stdout. The drivers (tools/bench/cpu_vs_peer.sh,
+run_vs_peer.sh) install libopenblas0-pthread and put it first on LD_LIBRARY_PATH.
 
 OpenBLAS: Debian's 0.3.21 picks its kernels by CPU model (or by OPENBLAS_CORETYPE, which these machines'
 environment sets to Haswell, i.e. AVX2 kernels) and can take an AVX-512 machine for an older core. The
 script sets OPENBLAS_CORETYPE from /proc/cpuinfo (Cooperlake where the CPU has AVX512_BF16, SkylakeX
 where it has AVX-512F; --openblas-coretype NAME overrides) before torch loads the library, and
-reports the inherited value and the core OpenBLAS uses.
+reports the inherited value and the core of the OpenBLAS that torch really runs (openblas_get_corename
+of the library that provides the sgemm_ libtorch_cpu calls).
 """
 import argparse
 import json
@@ -41,27 +55,15 @@ import sys
 import time
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import blas_probe  # noqa: E402  (tools/bench/blas_probe.py: the BLAS floor, OpenBLAS's reference rate)
 
 
 def _openblas_coretype():
     """--openblas-coretype NAME, else the best core for this CPU (None: let OpenBLAS detect)."""
     if "--openblas-coretype" in sys.argv[:-1]:
         return sys.argv[sys.argv.index("--openblas-coretype") + 1]
-    flags = _cpu_flags()
-    if "avx512_bf16" in flags:
-        return "Cooperlake"
-    if "avx512f" in flags:
-        return "SkylakeX"
-    return None
+    return blas_probe.best_openblas_coretype()
 
 
 INHERITED_OPENBLAS_CORETYPE = os.environ.get("OPENBLAS_CORETYPE")
@@ -367,16 +369,80 @@ def contrasts(model, ids, true_id, foil_id):
     return logits[:, true_id] - logits[:, foil_id]
 
 
-def openblas_core():
-    import ctypes
-    for lib in ("libopenblas.so.0", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"):
-        try:
-            f = ctypes.CDLL(lib).openblas_get_corename
-            f.restype = ctypes.c_char_p
-            return f().decode()
-        except (OSError, AttributeError):
-            continue
-    return "unknown"
+def set_blas_threads(threads):
+    """torch.set_num_threads sets OpenMP's threads; OpenBLAS (pthread build) keeps its own pool: give
+    it the same count, on every OpenBLAS this process maps (libtorch_cpu loads libblas.so.3 at import)."""
+    torch.set_num_threads(threads)
+    with open("/proc/self/maps") as fh:
+        libs = blas_probe.mapped_blas(fh.read())
+    for path in libs:
+        if blas_probe.openblas_info(path):
+            import ctypes
+            ctypes.CDLL(path).openblas_set_num_threads(threads)
+    return libs
+
+
+def blas_check(args):
+    """The peer's own BLAS on the floor product (torch.matmul in this process, float32, its threads)
+    against OpenBLAS's own kernel for this CPU (tools/bench/blas_probe.py --floor-reference, a fresh
+    process); a dict for the JSON, 'accepted' False when the peer is below the floor."""
+    libs = set_blas_threads(args.threads)
+    m, n, k = blas_probe.FLOOR_SHAPE
+    gen = torch.Generator().manual_seed(0)
+    x, wt = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen).t()
+    with torch.inference_mode():
+        rates = blas_probe.time_rate(lambda: torch.matmul(x, wt), 2.0 * m * n * k)
+    with open("/proc/self/maps") as fh:
+        torch_lib = blas_probe.mapped_library(fh.read(), "libtorch_cpu")
+    provider = blas_probe.sgemm_provider(torch_lib) if torch_lib else None  # what torch's sgemm_ calls
+    info = blas_probe.openblas_info(provider) if provider else None
+    ref = blas_probe.reference_in_subprocess(args.threads, args.blas_reference)
+    peer = max(rates)
+    if "error" in ref:
+        ok, floor, reason = False, None, f"no OpenBLAS reference to hold the peer against: {ref['error']}"
+    else:
+        ok, floor, reason = blas_probe.floor_verdict(peer, ref["gflops_best"], args.blas_floor)
+    return dict(shape=list(blas_probe.FLOOR_SHAPE), peer_gflops=peer, peer_gflops_median=statistics.median(rates),
+                torch_threads=torch.get_num_threads(), sgemm_library=provider and os.path.realpath(provider),
+                mapped_blas=libs, openblas_core=info["core"] if info else None,
+                openblas_threads=info["threads"] if info else None,
+                reference=ref, floor_fraction=args.blas_floor, floor_gflops=floor, accepted=ok, reason=reason)
+
+
+def threads_txt(n):
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
+def blas_summary(c):
+    """One line: the peer's GFLOP/s, its library and the OpenBLAS reference."""
+    lib = c["sgemm_library"] or "sgemm_ not found"
+    core = f"OpenBLAS core {c['openblas_core']}, {threads_txt(c['openblas_threads'])}" if c["openblas_core"] \
+        else "not OpenBLAS"
+    ref = c["reference"]
+    ref_txt = (f"OpenBLAS reference {ref['gflops_best']:.1f} GFLOP/s (core {ref['core']}, {threads_txt(ref['threads'])})"
+               if "error" not in ref else "no OpenBLAS reference")
+    return (f"peer BLAS: {c['peer_gflops']:.1f} GFLOP/s on {'x'.join(map(str, c['shape']))} float32 "
+            f"(torch.matmul, {threads_txt(c['torch_threads'])}; sgemm_ from {lib}, {core}); {ref_txt}")
+
+
+def require_blas_floor(args):
+    """blas_check, logged; exit 2 with the reason when the peer's BLAS is below the floor."""
+    c = blas_check(args)
+    log(blas_summary(c))
+    if not c["accepted"]:
+        log(f"cpu_peer.py: refusing to measure the peer: {c['reason']}. A comparison against it would report a "
+            f"false lead. Install libopenblas0-pthread and put {blas_probe.OPENBLAS_DIR} first on LD_LIBRARY_PATH "
+            f"(tools/bench/cpu_vs_peer.sh and run_vs_peer.sh do both).")
+        sys.exit(2)
+    return c
+
+
+def cmd_blas_check(args):
+    c = blas_check(args)
+    log(blas_summary(c))
+    log(("accepted: " if c["accepted"] else "refused: ") + c["reason"])
+    print(json.dumps(c, indent=2))
+    sys.exit(0 if c["accepted"] else 2)
 
 
 def cmd_write(args):
@@ -413,7 +479,7 @@ def cmd_write(args):
 
 
 def cmd_run(args):
-    torch.set_num_threads(args.threads)
+    blas = require_blas_floor(args)
     with open(os.path.join(args.model, "config.json")) as fh:
         cfg = json.load(fh)
     with open(os.path.join(args.model, "prompts.json")) as fh:
@@ -491,7 +557,8 @@ def cmd_run(args):
                 f"(LM head {statistics.median(head):.2f} s); at {L} layers: median "
                 f"{statistics.median(full):.1f} s, CPU {statistics.median(full_cpu):.1f} s")
     out = dict(side="peer", arch=pj.get("arch"), torch=torch.__version__, threads=torch.get_num_threads(),
-               precision=args.precision, openblas_core=openblas_core(),
+               precision=args.precision, blas=blas,
+               openblas_core=blas["openblas_core"] or f"none ({blas['sgemm_library']})",
                openblas_coretype_inherited=INHERITED_OPENBLAS_CORETYPE, bench_layers=B, full_layers=L, tokens=T,
                facts=args.facts,
                per_fact_measured={n: r["median_s"] for n, r in results.items()},
@@ -502,6 +569,14 @@ def cmd_run(args):
                cpu_per_fact_full_depth_min={n: r["full_cpu_min_s"] for n, r in results.items()},
                batch_rows={n: r["rows"] for n, r in results.items()}, sample=sample)
     print(json.dumps(out, indent=2))
+
+
+def floor_fraction(text):
+    """--blas-floor: a share of OpenBLAS's rate in (0, 1]; 0 or less would accept any BLAS."""
+    v = float(text)
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: the floor is a share of OpenBLAS's rate, in (0, 1]")
+    return v
 
 
 def main():
@@ -526,8 +601,17 @@ def main():
     r.add_argument("--precision", choices=["f32", "bf16"], default="f32")
     r.add_argument("--sweeps", default="layer_sweep,expert_sweep")
     r.add_argument("--openblas-coretype", help="OpenBLAS kernels (default: the best for this CPU)")
+    c = sub.add_parser("blas-check", help="only the BLAS floor check of `run`; prints JSON, exit 2 when refused")
+    c.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    c.add_argument("--openblas-coretype", help="OpenBLAS kernels (default: the best for this CPU)")
+    for p in (r, c):
+        p.add_argument("--blas-floor", type=floor_fraction, default=blas_probe.FLOOR_FRACTION, metavar="FRACTION",
+                       help="refuse when the peer's BLAS reaches less than FRACTION of OpenBLAS's own kernel "
+                            "(default %(default)s)")
+        p.add_argument("--blas-reference", default=blas_probe.OPENBLAS_LIB, metavar="LIB",
+                       help="the OpenBLAS whose cblas_sgemm is the reference (default %(default)s)")
     args = ap.parse_args()
-    cmd_write(args) if args.cmd == "write" else cmd_run(args)
+    {"write": cmd_write, "run": cmd_run, "blas-check": cmd_blas_check}[args.cmd](args)
 
 
 if __name__ == "__main__":

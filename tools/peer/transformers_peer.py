@@ -21,6 +21,13 @@ It saves the random weights (safetensors) and config.json, plus prompts.json (to
 spans, noise scale, real depth), so that moetrace_gpu_sweep_bench loads the SAME model and prompts.
 Prints one JSON object on stdout.
 
+The GEMM floor (docs/benchmarks.md, "The peers' BLAS floor"): before building the model it times the
+peer's own 512 x 2048 x 2048 bf16 product on the device (torch.matmul, i.e. cuBLAS; CUDA events over
+50 back-to-back products, best of 5) and holds it against --gemm-floor (0.05) x the device's dense
+bf16 peak (tools/bench/blas_probe.py: GPU_BF16_PEAK_TFLOPS, by device name). Below the floor it
+refuses: exit 2, the reason on stderr, nothing on stdout. A device with no known peak is measured and
+printed, with no floor. The JSON holds the check under "gemm".
+
 Runs on the GPU machine (PyTorch 2.11, transformers 5.17); nothing is downloaded.
 """
 import argparse
@@ -31,6 +38,9 @@ import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import blas_probe  # noqa: E402  (tools/bench/blas_probe.py: the floor product and the GPU floor)
 
 SHAPES = {
     # name: (config class, kwargs at real depth, real depth)
@@ -174,6 +184,40 @@ def forward_contrasts(model, ids, true_id, foil_id):
     return (last[:, true_id] - last[:, foil_id])
 
 
+def gemm_check(fraction, inner=50, samples=5):
+    """The peer's own bf16 product of the floor shape on the device, in TFLOP/s (CUDA events around
+    `inner` back-to-back products, best of `samples`), against the device's floor."""
+    m, n, k = blas_probe.FLOOR_SHAPE
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+    wt = torch.randn(n, k, device="cuda", dtype=torch.bfloat16, generator=gen).t()
+    for _ in range(5):
+        torch.matmul(x, wt)
+    torch.cuda.synchronize()
+    rates = []
+    for _ in range(samples):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(inner):
+            torch.matmul(x, wt)
+        end.record()
+        end.synchronize()
+        rates.append(2.0 * m * n * k * inner / (start.elapsed_time(end) / 1e3) / 1e12)
+    dev = torch.cuda.get_device_name(0)
+    ok, floor, reason = blas_probe.gpu_floor_verdict(dev, max(rates), fraction)
+    return dict(shape=list(blas_probe.FLOOR_SHAPE), dtype="bfloat16", device=dev, peer_tflops=max(rates),
+                peer_tflops_median=statistics.median(rates), peak_tflops=blas_probe.gpu_peak_tflops(dev),
+                floor_fraction=fraction, floor_tflops=floor, accepted=ok, reason=reason)
+
+
+def floor_fraction(text):
+    """--gemm-floor: a share of the device's peak in (0, 1]; 0 or less would accept any rate."""
+    v = float(text)
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: the floor is a share of the device's peak, in (0, 1]")
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=sorted(SHAPES), default="qwen3")
@@ -186,8 +230,17 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="save the model, config.json and prompts.json here (for moetrace)")
     ap.add_argument("--prompts", type=int, default=64, help="prompts written to prompts.json")
+    ap.add_argument("--gemm-floor", type=floor_fraction, default=blas_probe.GPU_FLOOR_FRACTION, metavar="FRACTION",
+                    help="refuse when the device's bf16 product reaches less than FRACTION of its dense bf16 "
+                         "peak (default %(default)s)")
     args = ap.parse_args()
 
+    gemm = gemm_check(args.gemm_floor)
+    log(f"peer GEMM: {gemm['peer_tflops']:.1f} TFLOP/s on {'x'.join(map(str, gemm['shape']))} bf16 (torch.matmul) "
+        f"on {gemm['device']}; " + ("accepted: " if gemm["accepted"] else "refused: ") + gemm["reason"])
+    if not gemm["accepted"]:
+        log("transformers_peer.py: refusing to measure the peer: a comparison against it would report a false lead")
+        sys.exit(2)
     import transformers
     dev = torch.cuda.get_device_name(0)
     t0 = time.perf_counter()
@@ -276,6 +329,7 @@ def main():
     tr.close()
 
     out = dict(side="peer", arch=args.arch, device=dev, torch=torch.__version__, transformers=transformers.__version__,
+               gemm=gemm,
                bench_layers=B, full_layers=L, tokens=T, subject=[s0, s1], positions=args.positions,
                facts=args.facts, peak_memory_bytes=torch.cuda.max_memory_allocated(),
                per_fact_measured={n: r["median_s"] for n, r in results.items()},
