@@ -54,8 +54,14 @@ std::string parent_of(const std::string& path) {
 }
 
 // Errors are reported by moetrace's own messages; HDF5's stack dump would only repeat them.
+// HDF5's clean-up at exit is turned off (before anything initialises the library): HDF5 1.10
+// crashes there (SIGSEGV in H5F__close_cb) on a file whose close failed, such as merge's output on
+// a full disk, turning an exit 2 into a signal. Every file is closed by its Handle anyway.
 struct SilenceHdf5 {
-  SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+  SilenceHdf5() {
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  }
 };
 const SilenceHdf5 silence_hdf5;
 
@@ -122,7 +128,7 @@ class SnapshotTemp {
  public:
   explicit SnapshotTemp(std::string dest) : dest_(std::move(dest)), path_(dest_ + ".tmp") {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail(errno);
+    if (fd_ < 0) fail_input("cannot write the snapshot {}: {}", path_, std::strerror(errno));
   }
   SnapshotTemp(const SnapshotTemp&) = delete;
   SnapshotTemp& operator=(const SnapshotTemp&) = delete;
@@ -150,7 +156,7 @@ class SnapshotTemp {
   }
 
  private:
-  [[noreturn]] void fail(int error) const {
+  [[noreturn]] void fail(int error) const {  // the destructor removes the temporary
     fail_input("cannot write the snapshot {}: {} (it is removed; {} keeps the last complete snapshot, if any)",
                path_, std::strerror(error), dest_);
   }
