@@ -66,7 +66,8 @@ void register_replay_command(CLI::App& app) {
       "(ids, subject, true_id/foil_id, noise, deactivate/experts) and writes every dataset the engine\n"
       "computes under the same names and shapes: clean/* (logits, hidden, attn_out, moe_out, router_logits,\n"
       "topk_idx, topk_w, attribute contrast), trace/* (corrupted and every restoration) and\n"
-      "deactivate/logits_last.\n\n"
+      "deactivate/logits_last. A non-finite output (weights that overflow float32) is exit 2 naming the\n"
+      "model, the fixture and the dataset; nothing is written.\n\n"
       "Expert parallelism: with --ep R under `mpirun -np R`, the experts of every layer are split into R\n"
       "contiguous blocks, one per rank (uneven counts allowed); attention, norms and embeddings are\n"
       "replicated. The output is bit-identical for every R; rank 0 writes it and logs.\n\n"
@@ -140,7 +141,13 @@ void register_replay_command(CLI::App& app) {
             return f;
           });
       std::vector<FactOutputs> outputs;
-      for (const FixtureFact& fact : facts) outputs.push_back(replay_fact(engine, fact, ro));
+      for (const FixtureFact& fact : facts) {
+        outputs.push_back(replay_fact(engine, fact, ro));
+        on_every_rank(comm, [&] {
+          require_finite_outputs(outputs.back(), opts->model, opts->in);
+          return 0;
+        });
+      }
       std::string write_error;
       if (rank == 0) {
         try {

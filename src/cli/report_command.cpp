@@ -1,10 +1,15 @@
 // `moetrace report`: print the paper-style tables of a results file, or export them as JSON / CSV.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
 #include <iostream>
 #include <map>
 
 #include "cli/commands.h"
 #include "protocols/localize_report.h"
 #include "protocols/report.h"
+#include "util/error.h"
 #include "util/input_file.h"
 
 namespace moetrace::cli {
@@ -23,21 +28,28 @@ const std::map<std::string, CsvTable> kTracingTables{{"cases", CsvTable::Cases},
                                                      {"summaries", CsvTable::Summaries},
                                                      {"experts_by_layer", CsvTable::ExpertsByLayer}};
 
+// Writes the report to standard output and checks that it arrived: a write that failed there (a
+// full disk, /dev/full) is exit 2 naming the output, never exit 0 with the report lost. errno is
+// taken from the failed write itself (a stream that failed earlier writes nothing more).
+void write_to_stdout(const std::function<void(std::ostream&)>& write) {
+  errno = 0;
+  write(std::cout);
+  std::cout.flush();
+  const int error = errno;
+  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout))
+    fail_input("cannot write the report to standard output{}", error ? fmt::format(": {}", std::strerror(error)) : "");
+}
+
 // A localize file (`moetrace localize`): its own tables (docs/report.md "Localisation files").
 void report_localize(const ReportOptions& o) {
   const LocalizeReportData data = read_localize_report_data(o.path);
-  switch (o.format) {
-    case Format::Text: print_localize_report(data, std::cout); break;
-    case Format::Json: write_localize_report_json(data, std::cout); break;
-    case Format::Csv: {
-      const auto table = parse_localize_csv_table(o.table.empty() ? "buckets" : o.table);
-      if (!table)
-        throw CLI::ValidationError("--table", o.table + " is not a table of a localize file (buckets, experts, "
-                                              "effects, languages, curve, contrast)");
-      write_localize_report_csv(data, *table, std::cout);
-      break;
-    }
-  }
+  if (o.format == Format::Text) return write_to_stdout([&](std::ostream& out) { print_localize_report(data, out); });
+  if (o.format == Format::Json) return write_to_stdout([&](std::ostream& out) { write_localize_report_json(data, out); });
+  const auto table = parse_localize_csv_table(o.table.empty() ? "buckets" : o.table);
+  if (!table)
+    throw CLI::ValidationError("--table", o.table + " is not a table of a localize file (buckets, experts, "
+                                          "effects, languages, curve, contrast)");
+  write_to_stdout([&](std::ostream& out) { write_localize_report_csv(data, *table, out); });
 }
 
 }  // namespace
@@ -59,7 +71,9 @@ void register_report_command(CLI::App& app) {
       "controls, with intervals and a verdict), accuracy per language, turned-right shares, the effect-vs-N\n"
       "curve and specificity; its CSV tables: buckets (default), experts, effects, languages, curve, contrast.\n\n"
       "Examples:\n  moetrace report results/demo.h5\n  moetrace report results/demo.h5 --format json > demo.json\n"
-      "  moetrace report results/demo.h5 --format csv --table summaries > summaries.csv");
+      "  moetrace report results/demo.h5 --format csv --table summaries > summaries.csv\n\n"
+      "Exit 2 for a missing, damaged or non-results file, and when the report cannot be written to\n"
+      "standard output (a full disk): the message names the file or the output.");
   cmd->add_option("RESULTS", o->path, "results file (.h5)")->required();
   cmd->add_option("--format", o->format, "text (default), json or csv")
       ->transform(CLI::CheckedTransformer(std::map<std::string, Format>{{"text", Format::Text}, {"json", Format::Json},
@@ -80,11 +94,13 @@ void register_report_command(CLI::App& app) {
       table = t->second;
     }
     const ReportData data = read_report_data(o->path, o->format != Format::Text);
-    switch (o->format) {
-      case Format::Text: print_report(data, std::cout); break;
-      case Format::Json: write_report_json(data, std::cout); break;
-      case Format::Csv: write_report_csv(data, table, std::cout); break;
-    }
+    write_to_stdout([&](std::ostream& out) {
+      switch (o->format) {
+        case Format::Text: print_report(data, out); break;
+        case Format::Json: write_report_json(data, out); break;
+        case Format::Csv: write_report_csv(data, table, out); break;
+      }
+    });
   });
 }
 

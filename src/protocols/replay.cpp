@@ -1,5 +1,7 @@
 #include "protocols/replay.h"
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "util/error.h"
@@ -129,6 +131,19 @@ FactOutputs replay_fact(Engine& engine, const FixtureFact& fact, const ReplayOpt
     out.floats.push_back({"deactivate/logits_last", {static_cast<std::size_t>(V)}, engine.run({d}).front().logits});
   }
   return out;
+}
+
+void require_finite_outputs(const FactOutputs& out, const std::string& model, const std::string& fixture) {
+  auto fail = [&](const std::string& what, double value) {
+    fail_input("{}: replaying {} gives a non-finite value ({}) in {}/{}: the checkpoint's weights overflow float32 "
+               "arithmetic (finite but extreme values, such as the largest bf16); nothing is written",
+               model, fixture, value, out.group, what);
+  };
+  for (const NamedArray& a : out.floats) {
+    const auto bad = std::find_if(a.data.begin(), a.data.end(), [](float v) { return !std::isfinite(v); });
+    if (bad != a.data.end()) fail(fmt::format("{} (element {})", a.name, bad - a.data.begin()), *bad);
+  }
+  if (!std::isfinite(out.contrast)) fail("clean@contrast", out.contrast);
 }
 
 }  // namespace moetrace

@@ -12,6 +12,12 @@ struct ReplayOptions {
 
 FactOutputs replay_fact(Engine& engine, const FixtureFact& fact, const ReplayOptions& options);
 
+// Outputs that are not finite are never written as results: an InputError naming the model, the
+// fixture and the first non-finite dataset of the fact (`<group>/<name>`, element and value), or
+// its clean contrast. Finite weights can still overflow float32 (e.g. an lm_head of values near
+// the largest bf16), which the loader's NaN/Inf scan of the weights cannot see.
+void require_finite_outputs(const FactOutputs& out, const std::string& model, const std::string& fixture);
+
 // The restoration conditions of the fixture's trace datasets, in dataset order.
 struct TraceLayout {
   std::string name;                 // e.g. "trace/heat_moe"

@@ -48,12 +48,16 @@ std::array<char, kHeaderBytes> header(std::uint64_t size, std::uint32_t body_crc
   return h;
 }
 
-// CRC-32 and size of the bytes of `path` from kBlockBytes to the end.
+// The size of `path` and the CRC-32 of its bytes from kBlockBytes to the end (of none when the
+// file is shorter than the block: a file cut inside its seal reports its real size).
 std::pair<std::uint64_t, std::uint32_t> body_of(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) fail_input("cannot read {}", path);
-  in.seekg(static_cast<std::streamoff>(kBlockBytes));
+  const std::streamoff end = in.tellg();
+  if (end < 0) fail_input("cannot read {}", path);
   std::uint32_t crc = crc_start();
+  if (static_cast<std::uint64_t>(end) <= kBlockBytes) return {static_cast<std::uint64_t>(end), crc};
+  in.seekg(static_cast<std::streamoff>(kBlockBytes));
   std::uint64_t size = kBlockBytes;
   std::vector<char> buf(1 << 20);
   while (in) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <cstring>
 #include <sstream>
+#include <utility>
 
 #include <zlib.h>
 
@@ -53,8 +54,14 @@ std::string parent_of(const std::string& path) {
 }
 
 // Errors are reported by moetrace's own messages; HDF5's stack dump would only repeat them.
+// HDF5's clean-up at exit is turned off (before anything initialises the library): HDF5 1.10
+// crashes there (SIGSEGV in H5F__close_cb) on a file whose close failed, such as merge's output on
+// a full disk, turning an exit 2 into a signal. Every file is closed by its Handle anyway.
 struct SilenceHdf5 {
-  SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+  SilenceHdf5() {
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  }
 };
 const SilenceHdf5 silence_hdf5;
 
@@ -114,6 +121,50 @@ bool has_fletcher32(hid_t dataset) {
   unsigned config = 0;
   return H5Pget_filter_by_id2(dcpl.id(), H5Z_FILTER_FLETCHER32, &flags, &nelmts, values, sizeof name, name, &config) >= 0;
 }
+
+// A snapshot of `dest` being written to `dest.tmp`: removed unless renamed into place, so a write
+// that fails (a full disk, an I/O error) or throws leaves no partial `<out>.tmp` behind.
+class SnapshotTemp {
+ public:
+  explicit SnapshotTemp(std::string dest) : dest_(std::move(dest)), path_(dest_ + ".tmp") {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail_input("cannot write the snapshot {}: {}", path_, std::strerror(errno));
+  }
+  SnapshotTemp(const SnapshotTemp&) = delete;
+  SnapshotTemp& operator=(const SnapshotTemp&) = delete;
+  ~SnapshotTemp() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!renamed_) ::unlink(path_.c_str());
+  }
+  void write(const char* data, std::size_t n) {
+    for (std::size_t done = 0; done < n;) {
+      const ssize_t w = ::write(fd_, data + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) fail(errno);
+      done += static_cast<std::size_t>(w);
+    }
+  }
+  // fsync, close and rename over `dest`.
+  void commit() {
+    const int fd = std::exchange(fd_, -1);
+    const bool synced = ::fsync(fd) == 0;
+    const int e = errno;
+    if (::close(fd) != 0 || !synced) fail(synced ? errno : e);
+    if (std::rename(path_.c_str(), dest_.c_str()) != 0)
+      fail_input("cannot replace {} with {}: {}", dest_, path_, std::strerror(errno));
+    renamed_ = true;
+  }
+
+ private:
+  [[noreturn]] void fail(int error) const {  // the destructor removes the temporary
+    fail_input("cannot write the snapshot {}: {} (it is removed; {} keeps the last complete snapshot, if any)",
+               path_, std::strerror(error), dest_);
+  }
+
+  std::string dest_, path_;
+  int fd_ = -1;
+  bool renamed_ = false;
+};
 
 }  // namespace
 
@@ -375,7 +426,10 @@ void File::apply(journal::PayloadReader& op) {
 
 void File::flush() {
   if (!snapshot_) {
-    MOETRACE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_);
+    // A file on disk (merge's output): HDF5 writes it here, and a full disk is bad input, not a bug.
+    errno = 0;
+    if (H5Fflush(file_.id(), H5F_SCOPE_GLOBAL) < 0)
+      fail_input("cannot write {}: {}", path_, errno ? std::strerror(errno) : "HDF5 could not write it to disk");
     return;
   }
   // Nothing changed since the snapshot on disk: it is already this file.
@@ -412,29 +466,10 @@ void File::flush_image() {
   // it (results/file_seal.h). A resumed file of an older version has no user block and stays unsealed.
   std::vector<char> block;
   if (userblock_of(file_.id(), path_) == seal::kBlockBytes) block = seal::seal_block(image.data(), image.size());
-  const std::string tmp = path_ + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail_input("cannot write {}: {}", tmp, std::strerror(errno));
-  for (std::size_t w = 0; w < block.size();) {
-    const ssize_t n = ::write(fd, block.data() + w, block.size() - w);
-    if (n < 0) {
-      ::close(fd);
-      fail_input("cannot write {}: {}", tmp, std::strerror(errno));
-    }
-    w += static_cast<std::size_t>(n);
-  }
-  std::size_t written = 0;
-  while (written < image.size()) {
-    const ssize_t n = ::write(fd, image.data() + written, image.size() - written);
-    if (n < 0) {
-      ::close(fd);
-      fail_input("cannot write {}: {}", tmp, std::strerror(errno));
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) fail_input("cannot sync {}: {}", tmp, std::strerror(errno));
-  if (std::rename(tmp.c_str(), path_.c_str()) != 0)
-    fail_input("cannot replace {} with {}: {}", path_, tmp, std::strerror(errno));
+  SnapshotTemp tmp(path_);
+  tmp.write(block.data(), block.size());
+  tmp.write(image.data(), image.size());
+  tmp.commit();
   // The snapshot holds everything: the journal goes (a crash before this leaves a journal whose
   // base is the previous snapshot, ignored on resume).
   Journal& j = *journal_;

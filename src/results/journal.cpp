@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <string_view>
 
 #include <zlib.h>
 
@@ -77,6 +78,64 @@ bool all_zero(const std::string& s, std::size_t from) {
   return std::all_of(s.begin() + static_cast<std::ptrdiff_t>(from), s.end(), [](char c) { return c == 0; });
 }
 
+// Whether a whole record header (its magic and a matching header checksum) starts anywhere in
+// s[from, end): what tells a damaged record with records after it from a damaged last one, whose
+// size field cannot be trusted to say where it ends.
+bool record_header_after(const std::string& s, std::size_t from) {
+  const std::string_view v(s);
+  for (std::size_t at = v.find(std::string_view(kRecordMagic, 4), from);
+       at != std::string_view::npos && at + kRecordHeaderBytes <= s.size();
+       at = v.find(std::string_view(kRecordMagic, 4), at + 1))
+    if (get_u32(s.data() + at + 16) == crc32_of(s.data() + at, 16)) return true;
+  return false;
+}
+
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "a special file";
+}
+
+[[noreturn]] void fail_not_regular(const std::string& path, mode_t mode) {
+  struct stat link;
+  const bool symlink = ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode);
+  fail_input("{} is not a regular file ({}{}): a checkpoint journal must be one. Move it away to resume from the "
+             "last full snapshot ({}) alone", path, symlink ? "a symbolic link to " : "", file_kind(mode),
+             path.substr(0, path.size() - 8));
+}
+
+// The bytes of a journal known to exist: only a regular file is read (a directory, a FIFO, a
+// socket, a device, or a link to one is an InputError before anything blocks), through one
+// descriptor, and no more than the size it had when opened.
+std::string read_regular_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) fail_input("cannot read the checkpoint journal {}: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {  // replaced since stat(2)
+    ::close(fd);
+    fail_not_regular(path, st.st_mode);
+  }
+  std::string s(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < s.size()) {
+    const ssize_t n = ::pread(fd, s.data() + got, s.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      fail_input("cannot read the checkpoint journal {}: {}", path, std::strerror(e));
+    }
+    if (n == 0) break;  // shortened since fstat
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  s.resize(got);
+  return s;
+}
+
 }  // namespace
 
 std::uint32_t crc32_of(const void* data, std::size_t n, std::uint32_t start) {
@@ -131,12 +190,13 @@ void Writer::remove() {
 ReadResult read(const std::string& path, const Base& base) {
   ReadResult r;
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return r;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return r;  // no journal (or a dangling link, removed with the next snapshot)
+    fail_input("cannot read the checkpoint journal {}: {}", path, std::strerror(errno));
+  }
   r.present = true;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_input("cannot read the checkpoint journal {}", path);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail_input("cannot read the checkpoint journal {}", path);
+  if (!S_ISREG(st.st_mode)) fail_not_regular(path, st.st_mode);  // before open(2) could block on a FIFO
+  const std::string s = read_regular_file(path);
   // Created by one write of header + first record: a short or zero-filled header is a torn creation.
   if (s.size() < kHeaderBytes || all_zero(s, 0)) {
     r.dropped_bytes = s.size();
@@ -157,8 +217,9 @@ ReadResult read(const std::string& path, const Base& base) {
     const bool header_ok = left >= kRecordHeaderBytes && std::memcmp(h, kRecordMagic, 4) == 0 &&
                            get_u32(h + 16) == crc32_of(h, 16);
     if (!header_ok) {
-      // A record is appended by one write: a torn one is a prefix (or, after a power loss, zeros).
-      if (left < kRecordHeaderBytes || all_zero(s, pos)) break;
+      // A record is appended by one write: a torn one is a prefix (or, after a power loss, zeros);
+      // a damaged header hides the record's size, so records follow only if a whole header does.
+      if (!record_header_after(s, pos + 1)) break;
       fail_input("{}: checkpoint journal record {} (at byte {}) is damaged (its header checksum does not match) and "
                  "records follow it: the journal cannot be trusted. Move it away to resume from the last full "
                  "snapshot ({}) alone", path, record, pos, path.substr(0, path.size() - 8));
@@ -167,7 +228,7 @@ ReadResult read(const std::string& path, const Base& base) {
     if (n > left - kRecordHeaderBytes) break;  // torn: cut off by the end of the file
     const char* payload = h + kRecordHeaderBytes;
     if (get_u32(h + 12) != crc32_of(payload, n)) {
-      if (n == left - kRecordHeaderBytes) break;  // the last record: torn or damaged, dropped
+      if (!record_header_after(s, pos + kRecordHeaderBytes + n)) break;  // the last record: damaged, dropped
       fail_input("{}: checkpoint journal record {} (at byte {}) is damaged (its checksum does not match) and records "
                  "follow it: the journal cannot be trusted. Move it away to resume from the last full snapshot ({}) "
                  "alone", path, record, pos, path.substr(0, path.size() - 8));

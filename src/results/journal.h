@@ -56,8 +56,10 @@ struct ReadResult {
   std::uint64_t good_bytes = 0;        // bytes up to the end of the last valid record
 };
 // Reads the valid records of `path` continuing `base`. A torn or damaged LAST record is dropped
-// (dropped_bytes > 0); a damaged record followed by others is an InputError naming the file and
-// the record (number and byte offset).
+// (dropped_bytes > 0): bytes after it that hold no whole record header (magic and header CRC) are
+// part of it. A damaged record followed by others is an InputError naming the file and the record
+// (number and byte offset); so is a `path` that is not a regular file (a directory, FIFO, socket,
+// device, or a link to one), refused before it is opened. Reads at most the file's size.
 ReadResult read(const std::string& path, const Base& base);
 
 // Building and parsing payloads (bounds-checked: a short payload is an InputError naming `what`).

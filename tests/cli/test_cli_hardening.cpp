@@ -5,15 +5,21 @@
 #include <boost/test/unit_test.hpp>
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <bit>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
+#include <functional>
 
 #include <hdf5.h>
 #include <nlohmann/json.hpp>
 
+#include "results/journal.h"
 #include "support/cli_runner.h"
+#include "support/safetensors_writer.h"
 #include "support/test_paths.h"
 
 namespace fs = std::filesystem;
@@ -301,4 +307,178 @@ BOOST_AUTO_TEST_CASE(a_second_run_on_the_same_output_fails_at_once_naming_the_ho
   BOOST_TEST(rc == 0, log);
   BOOST_TEST(log.find(".tmp") != std::string::npos, "the removal is reported: " << log);
   BOOST_TEST(!fs::exists(out.string() + ".tmp"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 25: hostile inputs that still broke the exit-code contract.
+
+namespace {
+
+// A finished run's results file (written once), copied to `name` in the workspace.
+fs::path copy_of_finished_run(const std::string& name) {
+  static const fs::path finished = [] {
+    const fs::path p = ws().dir / "finished.h5";
+    std::string out;
+    fs::remove(p);
+    BOOST_TEST_REQUIRE(ws().run({"run", ws().config.string(), "--out", p.string()}, out) == 0, out);
+    return p;
+  }();
+  const fs::path to = ws().dir / name;
+  fs::remove(to);
+  fs::remove(to.string() + ".journal");
+  fs::copy_file(finished, to);
+  return to;
+}
+
+// Bytes of a fixed pseudo-random sequence (xorshift), for "random bytes appended".
+std::string noise_bytes(std::size_t n) {
+  std::string s(n, '\0');
+  std::uint64_t x = 0x243F6A8885A308D3ull;
+  for (auto& c : s) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x >> 56);
+  }
+  return s;
+}
+
+void append_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary | std::ios::app) << bytes;
+}
+
+// A tmpfs of `size` mounted on a fresh folder (root only), filled up by a file so that no data
+// block is left: writes there fail with ENOSPC. `mounted` is false where mounting is not permitted.
+struct FullDisk {
+  fs::path dir = fresh_temp_dir("full-disk");
+  bool mounted = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=256k") == 0;
+  FullDisk() {
+    if (!mounted) return;
+    std::ofstream fill(dir / "filler", std::ios::binary);
+    const std::string block(4096, 'x');
+    for (int i = 0; i < 1024 && fill.write(block.data(), block.size()); ++i) fill.flush();
+  }
+  ~FullDisk() {
+    if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_journal_that_is_not_a_regular_file_is_exit_2_on_resume) {
+  // A directory (once exit 3 from basic_filebuf), a FIFO (once a hang), a link to /dev/zero (once a
+  // read without bound).
+  const fs::path out = copy_of_finished_run("journal_special.h5");
+  const fs::path journal = out.string() + ".journal";
+  const std::string before = slurp(out);
+  fs::create_directory(journal);
+  expect_exit_2({"run", ws().config.string(), "--out", out.string(), "--resume"},
+                {journal.string(), "is not a regular file", "a directory"});
+  fs::remove(journal);
+  BOOST_TEST_REQUIRE(mkfifo(journal.c_str(), 0644) == 0);
+  expect_exit_2({"run", ws().config.string(), "--out", out.string(), "--resume"},
+                {journal.string(), "is not a regular file", "a FIFO"});
+  fs::remove(journal);
+  fs::create_symlink("/dev/zero", journal);
+  expect_exit_2({"run", ws().config.string(), "--out", out.string(), "--resume"},
+                {journal.string(), "is not a regular file", "a symbolic link to a character device"});
+  fs::remove(journal);
+  BOOST_TEST((slurp(out) == before), "the results file is left as it was");
+  // `merge` reads the journal of an input the same way.
+  fs::create_directory(journal);
+  expect_exit_2({"merge", out.string(), copy_of_finished_run("journal_special_2.h5").string(), "--out",
+                 (ws().dir / "merged_special.h5").string()}, {journal.string(), "is not a regular file"});
+  fs::remove(journal);
+}
+
+BOOST_AUTO_TEST_CASE(a_damaged_last_journal_record_is_dropped_and_the_run_resumes) {
+  // Journals of empty records (a checkpoint with no changes) continuing a finished run's file.
+  auto journal_of = [](const fs::path& out, int records) {
+    moetrace::journal::Writer w(out.string() + ".journal");
+    for (int i = 0; i < records; ++i) w.append(moetrace::journal::base_of_file(out.string()), "");
+    return fs::path(out.string() + ".journal");
+  };
+  constexpr std::size_t kFirstRecord = 24, kRecord = 20;
+  struct Damage {
+    const char* what;
+    std::function<void(const fs::path&)> apply;
+  };
+  const std::vector<Damage> last_record_damage{
+      {"100 random bytes appended", [](const fs::path& j) { append_bytes(j, noise_bytes(100)); }},
+      {"magic", [](const fs::path& j) { overwrite(j, kFirstRecord + kRecord, "X"); }},
+      {"size", [](const fs::path& j) { overwrite(j, kFirstRecord + kRecord + 4, "\x07"); }},
+      {"payload CRC", [](const fs::path& j) { overwrite(j, kFirstRecord + kRecord + 12, "\x01"); }},
+      {"header CRC", [](const fs::path& j) { overwrite(j, kFirstRecord + kRecord + 16, "\x01"); }},
+  };
+  for (const Damage& d : last_record_damage) {
+    BOOST_TEST_CONTEXT(d.what) {
+      const fs::path out = copy_of_finished_run("journal_tail.h5");
+      d.apply(journal_of(out, 2));
+      std::string log;
+      BOOST_TEST(ws().run({"run", ws().config.string(), "--out", out.string(), "--resume"}, log) == 0, log);
+      BOOST_TEST(log.find("dropped a torn or damaged last record") != std::string::npos, log);
+      BOOST_TEST(!fs::exists(out.string() + ".journal"));
+    }
+  }
+  // The same damage with a whole record after it is still exit 2 naming the record.
+  const fs::path out = copy_of_finished_run("journal_middle.h5");
+  const fs::path j = journal_of(out, 3);
+  overwrite(j, kFirstRecord + kRecord, "X");
+  expect_exit_2({"run", ws().config.string(), "--out", out.string(), "--resume"},
+                {j.string(), "record 2", "records follow it"});
+}
+
+BOOST_AUTO_TEST_CASE(a_results_file_cut_inside_its_seal_reports_its_real_size) {
+  for (const std::uintmax_t size : {32u, 100u, 511u}) {
+    const fs::path cut = copy_of_finished_run("cut.h5");
+    fs::resize_file(cut, size);
+    expect_exit_2({"report", cut.string()}, {"cut.h5", "it has " + std::to_string(size) + " bytes where"});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_report_that_cannot_be_written_is_exit_2) {
+  if (!fs::exists("/dev/full")) {
+    BOOST_TEST_MESSAGE("skipped: no /dev/full");
+    return;
+  }
+  const fs::path results = copy_of_finished_run("report_full.h5");
+  for (const std::vector<std::string> format : {std::vector<std::string>{}, {"--format", "json"},
+                                                {"--format", "csv"}}) {
+    std::vector<std::string> argv{"/bin/sh", "-c", "exec \"$0\" \"$@\" > /dev/full", moetrace_binary().string(),
+                                  "report", results.string()};
+    argv.insert(argv.end(), format.begin(), format.end());
+    const fs::path log = ws().dir / "report_full.log";
+    fs::remove(log);
+    const int rc = run_to_end(argv, log);
+    const std::string out = slurp(log);
+    BOOST_TEST(rc == 2, "exit " << rc << ": " << out);
+    BOOST_TEST(out.find("cannot write the report to standard output: No space left on device") != std::string::npos,
+               out);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_snapshot_on_a_full_disk_is_exit_2_and_leaves_no_tmp) {
+  FullDisk disk;
+  if (!disk.mounted) {
+    BOOST_TEST_MESSAGE("skipped: mounting a tmpfs is not permitted here");
+    return;
+  }
+  const fs::path out = disk.dir / "o.h5";
+  expect_exit_2({"run", ws().config.string(), "--out", out.string()},
+                {"o.h5.tmp", "No space left on device"});
+  BOOST_TEST(!fs::exists(out.string() + ".tmp"));
+  BOOST_TEST(!fs::exists(out.string() + ".lock"));
+}
+
+BOOST_AUTO_TEST_CASE(replay_refuses_non_finite_outputs_of_finite_weights) {
+  // Every lm_head weight the largest finite bf16: the weights load, the logits overflow to -inf.
+  ModelFolder m = ModelFolder::read(fixtures_dir() / "qwen3moe-tiny");
+  StTensor& head = m.at("lm_head.weight");
+  head = StTensor::from_float(head.name, head.dtype, head.shape,
+                              std::vector<float>(static_cast<std::size_t>(head.numel()),
+                                                 std::bit_cast<float>(std::uint32_t{0x7F7F0000})));
+  const fs::path model = m.write(ws().dir / "huge-lm-head");
+  const fs::path out = ws().dir / "huge-lm-head.replay.h5";
+  expect_exit_2({"replay", "--model", model.string(), "--in", (fixtures_dir() / "qwen3moe-tiny.golden.h5").string(),
+                 "--out", out.string()},
+                {model.string(), "qwen3moe-tiny.golden.h5", "facts/0/clean/logits", "non-finite"});
+  BOOST_TEST(!fs::exists(out), "nothing is written");
 }

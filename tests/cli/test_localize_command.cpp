@@ -12,6 +12,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <fstream>
@@ -457,4 +458,21 @@ BOOST_AUTO_TEST_CASE(routing_at_generated_tokens_and_the_eos_ids) {
   const auto eos_outcome = g.read_double("/localize/asked/outcome").data;
   BOOST_TEST(eos_outcome[3] == double(first));
   BOOST_TEST(eos_outcome[4] == 0.0);
+}
+
+// Issue 25: `localize --resume` reads its journal through the same code as `run`: a journal that is
+// not a regular file is exit 2 naming it (a FIFO once hung, a link to /dev/zero read without bound).
+BOOST_AUTO_TEST_CASE(a_journal_that_is_not_a_regular_file_is_exit_2_on_resume) {
+  const Workspace& w = ws();
+  const fs::path out = w.dir / "special-journal.h5", journal = out.string() + ".journal";
+  fs::remove(out);
+  fs::copy_file(w.reference, out);
+  BOOST_TEST_REQUIRE(mkfifo(journal.c_str(), 0644) == 0);
+  expect_exit_2({"localize", w.config.string(), "--out", out.string(), "--resume"},
+                {journal.string(), "is not a regular file", "a FIFO"});
+  fs::remove(journal);
+  fs::create_symlink("/dev/zero", journal);
+  expect_exit_2({"localize", w.config.string(), "--out", out.string(), "--resume"},
+                {journal.string(), "is not a regular file", "a symbolic link to a character device"});
+  fs::remove(journal);
 }

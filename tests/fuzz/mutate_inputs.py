@@ -3,7 +3,8 @@
 
 Each target input (safetensors header and data, config.json, tokenizer.json, a CounterFact file,
 a run config, a fixture file given to `replay`, a results file given to `report` and
-`run --resume`, a `localize` config and question file) is mutated with a fixed seed: random byte flips, truncations and insertions, and
+`run --resume`, a `localize` config and question file, a checkpoint journal given to `run --resume`,
+a results file cut short, weights that overflow float32, `report` writing to /dev/full) is mutated with a fixed seed: random byte flips, truncations and insertions, and
 targeted mutations (huge or negative integers, NaN, wrong types, duplicate keys, overlapping
 safetensors offsets, damaged HDF5 chunks). Every mutant is run with a timeout and an address-space
 limit, and must end with
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import h5py
 import numpy as np
@@ -344,6 +346,103 @@ class Workload:
         return check
 
 
+# ---- issue 25: journals, report output, cut results files, overflowing weights ------------------
+# (a separate block: each target is (name, count, fn(rng, folder) -> (kind, problem)))
+
+def journal_bytes(base_path, payloads):
+    """A well-formed checkpoint journal continuing the file at base_path (docs/results.md)."""
+    data = open(base_path, "rb").read()
+    head = b"MTJRNL01" + struct.pack("<QI", len(data), zlib.crc32(data))
+    out = head + struct.pack("<I", zlib.crc32(head))
+    for p in payloads:
+        rec = b"MTRC" + struct.pack("<QI", len(p), zlib.crc32(p))
+        out += rec + struct.pack("<I", zlib.crc32(rec)) + p
+    return out
+
+
+def issue25_targets(w):
+    def journal(r, d):
+        """--resume with a journal that is not a regular file, or whose last record is damaged."""
+        p = os.path.join(d, "resume.h5")
+        shutil.copy(w.results, p)
+        j = p + ".journal"
+        kind = r.choice(["directory", "fifo", "dev-zero", "dir-link", "last-header", "appended", "bytes"])
+        if kind == "directory":
+            os.mkdir(j)
+        elif kind == "fifo":
+            os.mkfifo(j)
+        elif kind == "dev-zero":
+            os.symlink("/dev/zero", j)
+        elif kind == "dir-link":
+            os.symlink(d, j)
+        else:
+            records = r.randint(1, 3)
+            data = bytearray(journal_bytes(p, [b""] * records))
+            last = len(data) - 20
+            if kind == "last-header":  # magic, size, payload CRC or header CRC of the last record
+                data[last + r.choice([0, 1, 4, 5, 11, 12, 16, 19])] ^= 1 << r.randrange(8)
+            elif kind == "appended":
+                data += bytes(r.randrange(256) for _ in range(r.choice([1, 19, 20, 100, 4096])))
+            else:
+                data, k = byte_mutation(r, bytes(data))
+                kind += "-" + k
+            open(j, "wb").write(data)
+        rc, t = w.run(["run", w.config, "--out", p, "--resume"])
+
+        def resumed_equals_reference():
+            bad = same_values(w.reference, read_all(p))
+            return f"exit 0 after --resume but {bad[:4]} differ from the undamaged run" if bad else None
+        return kind, w.expect(rc, t, ["resume.h5.journal"], resumed_equals_reference)
+
+    def report_output(r, d):
+        """`report > /dev/full`: the lost output must not be exit 0."""
+        fmt = r.choice([[], ["--format", "json"], ["--format", "csv"]])
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([w.run.binary, "--log-level", "warn", "report", w.results] + fmt, stdout=full,
+                               stderr=subprocess.PIPE, timeout=TIMEOUT_S, preexec_fn=limit_resources, env=w.run.env)
+        out = p.stderr.decode("utf-8", "replace")
+        if p.returncode == 2 and "standard output" in out:
+            return " ".join(fmt) or "text", None
+        return " ".join(fmt) or "text", f"exit {p.returncode}: {out.strip()[-600:]}"
+
+    def results_cut(r, d):
+        """A results file cut short, often inside its 512-byte seal: the message gives the real size."""
+        size = r.choice([r.randint(32, 511), r.randint(512, os.path.getsize(w.results) - 1)])
+        p = os.path.join(d, "cut.h5")
+        open(p, "wb").write(open(w.results, "rb").read()[:size])
+        rc, t = w.run(["report", p])
+        if rc == 2 and f"it has {size} bytes" not in t:
+            return f"{size} bytes", f"exit 2 without the real size {size}: {t.strip()[-600:]}"
+        return f"{size} bytes", w.expect(rc, t, ["cut.h5"])
+
+    def overflowing_weights(r, d):
+        """Finite weights whose products overflow float32: never exit 0 with non-finite outputs."""
+        m = os.path.join(d, "model")
+        os.makedirs(m)
+        for f in os.listdir(w.tiny_model):
+            os.symlink(os.path.join(w.tiny_model, f), os.path.join(m, f))
+        data = bytearray(open(os.path.join(w.tiny_model, "model.safetensors"), "rb").read())
+        n = struct.unpack("<Q", data[:8])[0]
+        header = json.loads(data[8:8 + n])
+        name = r.choice(["lm_head.weight", "model.norm.weight"])
+        a, b = header[name]["data_offsets"]
+        value = r.choice([b"\x7f\x7f", b"\x7f\xff", b"\x00\x7f"])  # bf16 max, -max, 2^127
+        data[8 + n + a:8 + n + b] = value * ((b - a) // 2)
+        os.unlink(os.path.join(m, "model.safetensors"))
+        open(os.path.join(m, "model.safetensors"), "wb").write(data)
+        out = os.path.join(d, "out.h5")
+        args = ["replay", "--model", m, "--in", w.fixture_in, "--out", out]
+        if r.random() < 0.5:
+            args.insert(1, "--clean-only")
+        rc, t = w.run(args)
+        return f"{name}={value.hex()}", w.expect(rc, t, [m], w.replay_sane(out))
+
+    return [("journal", 20, journal), ("report>/dev/full", 3, report_output), ("results-cut", 10, results_cut),
+            ("overflowing-weights", 8, overflowing_weights)]
+
+# ---- end of the issue 25 block ------------------------------------------------------------------
+
+
 def make_mutants(w, rng, scale):
     """(target, kind, callable) triples; the callable writes its mutant into a folder and runs it."""
     mutants = []
@@ -535,6 +634,8 @@ def make_mutants(w, rng, scale):
         return kind + (" strict" if strict else ""), w.expect(rc, o, ["questions.jsonl"], w.localize_sane(out))
 
     add("results.h5", 30, results)
+    for target, count, fn in issue25_targets(w):  # journals, report output, cut files, overflow
+        add(target, count, fn)
     add("localize.toml", 30, localize_config)
     add("questions.jsonl", 30, questions)
     # Interleaved, so that a run cut by the time budget still covers every target.

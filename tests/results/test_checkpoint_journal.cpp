@@ -6,6 +6,9 @@
 #define BOOST_TEST_MODULE checkpoint_journal
 #include <boost/test/unit_test.hpp>
 
+#include <sys/mount.h>
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -282,4 +285,140 @@ BOOST_AUTO_TEST_CASE(merge_refuses_an_input_whose_journal_holds_checkpoints) {
   BOOST_TEST(!fs::exists(t.journal));
   const MergeSummary s = merge_results({t.out.string(), t.ref.string()}, merged.string());
   BOOST_TEST(s.rows_done == 10u);
+}
+
+// Issue 25: the header of the LAST record damaged (magic, size, CRCs) or bytes appended after the
+// last record were exit 2 "records follow it" although none follow. Dropped like a torn record.
+BOOST_AUTO_TEST_CASE(a_damaged_header_of_the_last_record_is_dropped_like_a_torn_one) {
+  for (const std::uintmax_t at : {0u, 6u, 13u, 17u}) {  // magic, size, payload CRC, header CRC
+    BOOST_TEST_CONTEXT("byte " << at << " of the last record's header") {
+      Files t("journal-damaged-last-header");
+      t.write_journaled_and_die();
+      const auto offsets = record_offsets(t.journal);
+      BOOST_TEST_REQUIRE(offsets.size() == 3u);
+      flip_byte(t.journal, offsets[2] + at);
+      {
+        ResultsFile f(t.out.string(), ResultsFile::Mode::Resume);
+        BOOST_TEST(f.checkpoint_stats().replayed_records == 2u);
+        const auto done = f.done_rows("/m");
+        for (std::size_t r = 0; r < done.size(); ++r) BOOST_TEST(done[r] == (r < 7), "row " << r);
+        write_changes(f, [&] { f.checkpoint(); }, 2);
+        f.flush();
+      }
+      BOOST_TEST(!fs::exists(t.journal));
+      t.expect_same_as_ref();
+    }
+  }
+  // 100 bytes after the last whole record (no record header among them): all three replayed.
+  Files t("journal-appended");
+  t.write_journaled_and_die();
+  {
+    std::ofstream j(t.journal, std::ios::binary | std::ios::app);
+    std::uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 100; ++i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      j.put(static_cast<char>(x >> 56));
+    }
+  }
+  {
+    ResultsFile f(t.out.string(), ResultsFile::Mode::Resume);
+    BOOST_TEST(f.checkpoint_stats().replayed_records == 3u);
+  }
+  t.expect_same_as_ref();
+}
+
+// Issue 25: a journal that is not a regular file was exit 3 (a directory), a hang (a FIFO) or a
+// read without bound (a link to /dev/zero): now an InputError naming it, before it is opened.
+BOOST_AUTO_TEST_CASE(a_journal_that_is_not_a_regular_file_is_an_input_error_naming_it) {
+  Files t("journal-special");
+  const std::string before = test::slurp(t.out);
+  auto expect_refused = [&](const std::string& kind) {
+    const std::string msg = test::input_error_of([&] { ResultsFile f(t.out.string(), ResultsFile::Mode::Resume); });
+    BOOST_TEST(msg.find(t.journal.string() + " is not a regular file") != std::string::npos, msg);
+    BOOST_TEST(msg.find(kind) != std::string::npos, msg);
+    fs::remove(t.journal);
+  };
+  fs::create_directory(t.journal);
+  expect_refused("(a directory)");
+  BOOST_TEST_REQUIRE(mkfifo(t.journal.c_str(), 0644) == 0);
+  expect_refused("(a FIFO)");
+  fs::create_symlink("/dev/zero", t.journal);
+  expect_refused("(a symbolic link to a character device)");
+  fs::create_symlink(t.dir, t.journal);
+  expect_refused("(a symbolic link to a directory)");
+  BOOST_TEST((test::slurp(t.out) == before), "the results file is left as it was");
+  // A link to a regular journal is read as the journal.
+  t.write_journaled_and_die();
+  fs::rename(t.journal, t.dir / "elsewhere.journal");
+  fs::create_symlink(t.dir / "elsewhere.journal", t.journal);
+  {
+    ResultsFile f(t.out.string(), ResultsFile::Mode::Resume);
+    BOOST_TEST(f.checkpoint_stats().replayed_records == 3u);
+  }
+  t.expect_same_as_ref();
+}
+
+namespace {
+
+// A tmpfs of 256 KiB on a fresh folder (root only); `mounted` is false where that is not permitted.
+struct SmallDisk {
+  fs::path dir = test::fresh_temp_dir("small-disk");
+  bool mounted = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=256k") == 0;
+  ~SmallDisk() {
+    if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
+  }
+};
+
+}  // namespace
+
+// Issue 25: a snapshot whose write failed (a full disk) left `<out>.tmp` behind. Now the failure
+// is an InputError naming the temporary, which is removed; `<out>` keeps the last snapshot.
+BOOST_AUTO_TEST_CASE(a_snapshot_that_does_not_fit_on_the_disk_leaves_no_tmp) {
+  SmallDisk disk;
+  if (!disk.mounted) {
+    BOOST_TEST_MESSAGE("skipped: mounting a tmpfs is not permitted here");
+    return;
+  }
+  const fs::path out = disk.dir / "out.h5";
+  write_base(out, 16, 16);  // a few KiB: fits
+  const std::string before = test::slurp(out);
+  {
+    ResultsFile f(out.string(), ResultsFile::Mode::Resume);
+    f.ensure_matrix("/big", {1024, kWidth});  // 512 KiB of values that do not compress: does not fit
+    for (std::size_t r = 0; r < 1024; ++r) f.write_row("/big", r, row_values(r, 3));
+    const std::string msg = test::input_error_of([&] { f.flush(); });
+    BOOST_TEST(msg.find(out.string() + ".tmp") != std::string::npos, msg);
+    BOOST_TEST(msg.find("No space left on device") != std::string::npos, msg);
+    BOOST_TEST(!fs::exists(out.string() + ".tmp"));
+  }
+  BOOST_TEST((test::slurp(out) == before), "the last complete snapshot stays");
+}
+
+// `moetrace merge` writes OUT.tmp too: a merge that does not fit leaves nothing behind either.
+BOOST_AUTO_TEST_CASE(a_merge_that_does_not_fit_on_the_disk_leaves_no_tmp) {
+  SmallDisk disk;
+  if (!disk.mounted) {
+    BOOST_TEST_MESSAGE("skipped: mounting a tmpfs is not permitted here");
+    return;
+  }
+  const fs::path dir = test::fresh_temp_dir("merge-big"), full = dir / "full.h5", empty = dir / "empty.h5";
+  write_base(full, 2048, 2048);  // 1 MiB of rows that do not compress
+  write_base(empty, 2048, 0);
+  // The first input is copied to OUT.tmp (the copy fails), or the rows of the second are added to it.
+  for (const auto& inputs : {std::vector<std::string>{full.string(), empty.string()},
+                             std::vector<std::string>{empty.string(), full.string()}}) {
+    BOOST_TEST_CONTEXT("first input " << inputs[0]) {
+      const fs::path out = disk.dir / "merged.h5";
+      try {
+        merge_results(inputs, out.string());
+        BOOST_ERROR("the merge fitted on a 256 KiB disk");
+      } catch (const InputError& e) {
+        BOOST_TEST_MESSAGE(e.what());
+      } catch (const fs::filesystem_error& e) {  // exit 2 too (src/cli/main.cpp)
+        BOOST_TEST_MESSAGE(e.what());
+      }
+      BOOST_TEST(!fs::exists(out.string() + ".tmp"));
+      BOOST_TEST(!fs::exists(out));
+    }
+  }
 }

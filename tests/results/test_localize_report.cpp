@@ -748,3 +748,23 @@ BOOST_AUTO_TEST_CASE(absent_provenance_strings_are_empty_and_a_missing_or_bad_ra
   const std::string out = report(loc, {}, 2);
   BOOST_TEST(has(out, "/provenance/history/1"), out);
 }
+
+// Issue 25: a report lost on its way to standard output (a full disk) was exit 0; now exit 2
+// naming the output, for a localize file as for a tracing file (tests/cli/test_cli_hardening.cpp).
+BOOST_AUTO_TEST_CASE(a_report_that_cannot_be_written_is_exit_2) {
+  if (!fs::exists("/dev/full")) {
+    BOOST_TEST_MESSAGE("skipped: no /dev/full");
+    return;
+  }
+  for (const std::vector<std::string> format : {std::vector<std::string>{}, {"--format", "json"},
+                                                {"--format", "csv"}}) {
+    std::vector<std::string> argv{"/bin/sh", "-c", "exec \"$0\" \"$@\" > /dev/full", moetrace_binary().string(),
+                                  "report", fixture().file.string()};
+    argv.insert(argv.end(), format.begin(), format.end());
+    const fs::path log = fixture().dir / "full.log";
+    fs::remove(log);
+    const int rc = run_to_end(argv, log);
+    BOOST_TEST(rc == 2, "exit " << rc << ": " << slurp(log));
+    BOOST_TEST(has(slurp(log), "cannot write the report to standard output: No space left on device"), slurp(log));
+  }
+}
