@@ -49,7 +49,12 @@ void screen_questions(const LocalizeConfig& c, const ModelConfig& mc, const Toke
                       const std::filesystem::path& path) {
   const localize::PromptLimits limits{c.max_new_tokens, mc.max_position_embeddings, c.add_special_tokens, c.answer_prefix};
   const std::size_t before = qs.skipped.total();
-  localize::skip_questions(qs, localize::screen_prompts(tokenizer, qs, limits), c.strict, path.string());
+  const std::vector<localize::LateProblem> problems = localize::screen_prompts(tokenizer, qs, limits);
+  if (!c.strict && problems.size() == qs.questions.size())  // one per question: none left, the config is the likelier cause
+    fail_input("{}: no question this model can ask (the first, line {}: {}); see {}: [ask] max_new_tokens = {}, [templates] "
+               "and the model's {} positions", path.string(), qs.questions[problems[0].question].line, problems[0].message,
+               c.source_path.string(), c.max_new_tokens, mc.max_position_embeddings);
+  localize::skip_questions(qs, problems, c.strict, path.string());
   if (qs.skipped.total() > before)
     spdlog::warn("{}: {} more question(s) skipped, which the model cannot ask ({})", path.string(), qs.skipped.total() - before,
                  qs.skipped.summary());

@@ -146,6 +146,9 @@ BOOST_AUTO_TEST_CASE(prompts_longer_than_the_model_positions_are_caught_before_a
   std::string text = slurp(w.config("mnt.toml", plain));
   text.replace(text.find("max_new_tokens = 3"), 18, "max_new_tokens = 64");
   expect_exit_2(w.write("mnt.toml", text), {"mnt.toml", "[ask] max_new_tokens = 64", "64 positions"});
+  // Room for a short prompt but for none of the demo's: the question file and the config key.
+  text.replace(text.find("max_new_tokens = 64"), 19, "max_new_tokens = 60");
+  expect_exit_2(w.write("mnt60.toml", text), {"plain.jsonl", "no question this model can ask", "mnt60.toml", "[ask] max_new_tokens = 60"});
 }
 
 BOOST_AUTO_TEST_CASE(top_n_and_curve_n_are_fitted_to_the_model_before_any_stage) {
