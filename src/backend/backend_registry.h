@@ -11,6 +11,11 @@
 
 namespace moetrace {
 
+// InputError naming `what` (e.g. "run.toml: [model] backend") unless `name` is one of the names
+// below, a CUDA name optionally with ":<device>", and this build has its backend. Does not look for
+// a GPU (make_backend does); a config loader calls it before anything is loaded.
+void check_backend_name(const std::string& name, const std::string& what);
+
 // Throws InputError for an unknown name, for a CUDA name in a build without the CUDA backend and
 // when no usable GPU is present.
 std::unique_ptr<Backend> make_backend(const std::string& name);

@@ -44,6 +44,23 @@ localize::QuestionSet read_question_file(const LocalizeConfig& c, const std::fil
   return localize::read_questions(path, load, fmt::format("{}: [data] {} = {}", c.source_path.string(), key, path.string()));
 }
 
+// Questions the model cannot ask (no prompt token, a prompt too long for its positions, an answer
+// of no token) are skipped and counted, or with strict = true exit 2 naming the file and record.
+void screen_questions(const LocalizeConfig& c, const ModelConfig& mc, const Tokenizer& tokenizer, localize::QuestionSet& qs,
+                      const std::filesystem::path& path) {
+  const localize::PromptLimits limits{c.max_new_tokens, mc.max_position_embeddings, c.add_special_tokens, c.answer_prefix};
+  const std::size_t before = qs.skipped.total();
+  const std::vector<localize::LateProblem> problems = localize::screen_prompts(tokenizer, qs, limits);
+  if (!c.strict && problems.size() == qs.questions.size())  // one per question: none left, the config is the likelier cause
+    fail_input("{}: no question this model can ask (the first, line {}: {}); see {}: [ask] max_new_tokens = {}, [templates] "
+               "and the model's {} positions", path.string(), qs.questions[problems[0].question].line, problems[0].message,
+               c.source_path.string(), c.max_new_tokens, mc.max_position_embeddings);
+  localize::skip_questions(qs, problems, c.strict, path.string());
+  if (qs.skipped.total() > before)
+    spdlog::warn("{}: {} more question(s) skipped, which the model cannot ask ({})", path.string(), qs.skipped.total() - before,
+                 qs.skipped.summary());
+}
+
 localize::LocalizeOptions protocol_options(const LocalizeConfig& c, const ModelConfig& mc) {
   localize::LocalizeOptions o;
   o.ask.max_new_tokens = c.max_new_tokens;
@@ -73,15 +90,16 @@ void run(const LocalizeCommandOptions& o, Communicator& world) {
   const bool writer = start_ranks(world, o.ep, o.stop_file);
   const int N = world.size(), R = o.ep;
 
-  const LocalizeConfig config = on_every_rank(world, [&] {
+  LocalizeConfig config = on_every_rank(world, [&] {
     LocalizeConfig c = load_localize_config(o.config);
+    check_backend_name(c.backend, c.source_path.string() + ": [model] backend");
     check_localize_inputs(c);
     return c;
   });
   std::optional<OutputLock> lock;  // held by the writing rank until the run ends
   const std::string out = prepare_output_on_writer(world, writer, o.out, o.config, o.resume, lock);
 
-  const auto questions = on_every_rank(world, [&] { return read_question_file(config, config.questions_path, "questions"); });
+  auto questions = on_every_rank(world, [&] { return read_question_file(config, config.questions_path, "questions"); });
   spdlog::info("{} questions in {} languages from {} ({})", questions.questions.size(), questions.languages.size(),
                config.questions_path.string(), questions.skipped.summary());
   std::optional<localize::QuestionSet> unrelated;
@@ -89,13 +107,14 @@ void run(const LocalizeCommandOptions& o, Communicator& world) {
     unrelated = on_every_rank(world, [&] { return read_question_file(config, config.unrelated_path, "unrelated"); });
   ModelWeights weights = on_every_rank(world, [&] { return load_model(config.model_path); });
   const ModelConfig& mc = weights.config;
-  // Checks that need the model, before any work: the random controls draw, per layer, as many
-  // other experts as are chosen there.
-  if (config.selection == localize::ExpertSelection::PerLayer && 2 * config.top_n > mc.num_experts)
-    fail_all(world, "{}: [contrast] top_n = {} with selection = \"per_layer\": at most {} (half of the model's {} experts "
-             "per layer), so that the random layer-matched controls have experts to draw from",
-             config.source_path.string(), config.top_n, mc.num_experts / 2, mc.num_experts);
   const auto tokenizer = on_every_rank(world, [&] { return std::make_shared<Tokenizer>(Tokenizer::from_path(config.tokenizer_path)); });
+  // Checks that need the model and tokenizer, before any stage runs (docs/config.md).
+  on_every_rank(world, [&] {
+    fit_localize_config_to_model(config, mc, *tokenizer);
+    screen_questions(config, mc, *tokenizer, questions, config.questions_path);
+    if (unrelated) screen_questions(config, mc, *tokenizer, *unrelated, config.unrelated_path);
+    return true;
+  });
 
   // N/R groups of R consecutive ranks; each group holds every expert once, sharded in blocks.
   auto group = world.split(world.rank() / R);

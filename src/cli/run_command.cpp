@@ -89,6 +89,7 @@ void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& worl
 
   const RunConfig config = on_every_rank(world, [&] {
     RunConfig c = load_run_config(o.config);
+    check_backend_name(c.backend, c.source_path.string() + ": [model] backend");
     check_run_inputs(c);
     return c;
   });

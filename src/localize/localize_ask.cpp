@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
+
+#include <fmt/format.h>
 
 #include "util/error.h"
 
@@ -155,6 +158,39 @@ std::vector<AskedPair> ask_questions(Engine& engine, const Tokenizer& tokenizer,
     p.routing = std::move(r.routing);
   }
   return out;
+}
+
+namespace {
+
+// The first problem of one entry (its message without file and line), or none when it can be asked.
+std::optional<LateProblem> entry_problem(const Tokenizer& tokenizer, const LanguageEntry& e, const std::string& language,
+                                         const PromptLimits& limits) {
+  const std::size_t n = tokenizer.encode_ids(e.prompt, limits.add_special_tokens).size();
+  if (n == 0)
+    return LateProblem{0, RecordProblem::EmptyQuestion, fmt::format("language '{}': the prompt encodes to no token", language)};
+  if (limits.max_positions > 0 && n + static_cast<std::size_t>(limits.max_new_tokens) > static_cast<std::size_t>(limits.max_positions))
+    return LateProblem{0, RecordProblem::TooLong,
+                       fmt::format("language '{}': the prompt is {} tokens; with [ask] max_new_tokens = {} that is more than "
+                                   "the model's {} positions (max_position_embeddings)",
+                                   language, n, limits.max_new_tokens, limits.max_positions)};
+  for (std::size_t i = 0; i < e.answers.size(); ++i)
+    if (tokenizer.encode_ids(limits.answer_prefix + e.answers[i], false).empty())
+      return LateProblem{0, RecordProblem::EmptyAnswer, fmt::format("language '{}': answer {} encodes to no token", language, i)};
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<LateProblem> screen_prompts(const Tokenizer& tokenizer, const QuestionSet& qs, const PromptLimits& limits) {
+  std::vector<LateProblem> problems;
+  for (std::size_t q = 0; q < qs.questions.size(); ++q)
+    for (std::size_t l = 0; l < qs.languages.size(); ++l)
+      if (auto p = entry_problem(tokenizer, qs.questions[q].entries[l], qs.languages[l], limits)) {
+        p->question = q;
+        problems.push_back(std::move(*p));
+        break;
+      }
+  return problems;
 }
 
 ContrastPair to_contrast_pair(const QuestionSet& qs, const AskedPair& p, RoutingStatistic stat) {

@@ -88,6 +88,22 @@ std::vector<AskedPair> ask_questions(Engine& engine, const Tokenizer& tokenizer,
                                      const std::vector<std::pair<std::size_t, std::size_t>>& pairs,
                                      const AskOptions& options);
 
+// What a prompt must fit: the model's positions (max_position_embeddings; 0: no limit) hold the
+// prompt's tokens plus max_new_tokens.
+struct PromptLimits {
+  int max_new_tokens = 16;
+  int max_positions = 0;
+  bool add_special_tokens = true;
+  std::string answer_prefix = " ";
+};
+
+// Tokenizes every entry's prompt and answers before anything is asked, and lists the questions
+// that cannot be asked, in question order (one per question, its first language with a problem):
+// a prompt of no token (EmptyQuestion), a prompt whose tokens plus max_new_tokens exceed
+// max_positions (TooLong), an answer of no token after answer_prefix (EmptyAnswer). The loader's
+// skip_questions (localize_data.h) removes them or, with strict, names the first.
+std::vector<LateProblem> screen_prompts(const Tokenizer& tokenizer, const QuestionSet& questions, const PromptLimits& limits);
+
 // The pair as contrast input: question id, language, bucket and the chosen routing matrix.
 ContrastPair to_contrast_pair(const QuestionSet& questions, const AskedPair& pair, RoutingStatistic stat);
 

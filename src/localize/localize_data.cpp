@@ -37,6 +37,13 @@ bool blank(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; });
 }
 
+// Empty or only Unicode White_Space (U+3000, U+00A0, U+2028, ...) in valid UTF-8: nothing to ask.
+bool blank_text(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();)
+    if (!tok::is_unicode_whitespace(tok::next_code_point(s, i))) return false;
+  return true;
+}
+
 // The id of a parsed record when it has a readable one, for messages.
 std::string id_for_message(const json& j) {
   if (j.is_object() && j.contains("id") && j["id"].is_string()) return shorten(j["id"].get<std::string>(), 60);
@@ -148,7 +155,7 @@ LanguageEntry read_entry(const json& e, const LanguagePlan& plan) {
   LanguageEntry entry;
   if (!e.contains("question")) bad_record(RecordProblem::EmptyQuestion, fmt::format("{}: no field 'question'", where));
   entry.question = string_value(e["question"], where + ": 'question'", kMaxQuestionBytes);
-  if (blank(entry.question)) bad_record(RecordProblem::EmptyQuestion, fmt::format("{}: the question is empty", where));
+  if (blank_text(entry.question)) bad_record(RecordProblem::EmptyQuestion, fmt::format("{}: the question is empty or only white space", where));
   if (!e.contains("answers")) bad_record(RecordProblem::EmptyAnswer, fmt::format("{}: no field 'answers'", where));
   const json& answers = e["answers"];
   if (!answers.is_array()) bad_record(RecordProblem::BadField, fmt::format("{}: 'answers' must be a list of strings", where));
@@ -157,7 +164,7 @@ LanguageEntry read_entry(const json& e, const LanguagePlan& plan) {
     bad_record(RecordProblem::TooLong, fmt::format("{}: {} answers, more than the {} allowed", where, answers.size(), kMaxAnswers));
   for (std::size_t i = 0; i < answers.size(); ++i) {
     const std::string& a = string_value(answers[i], fmt::format("{}: answer {}", where, i), kMaxAnswerBytes);
-    if (blank(a)) bad_record(RecordProblem::EmptyAnswer, fmt::format("{}: answer {} is empty", where, i));
+    if (blank_text(a)) bad_record(RecordProblem::EmptyAnswer, fmt::format("{}: answer {} is empty", where, i));
     std::string normalised = normalise_answer(a, plan.code);
     if (normalised.empty())
       bad_record(RecordProblem::EmptyAnswer,
@@ -166,7 +173,7 @@ LanguageEntry read_entry(const json& e, const LanguagePlan& plan) {
     entry.normalised_answers.push_back(std::move(normalised));
   }
   if (e.contains("output_type")) entry.output_type = string_value(e["output_type"], where + ": 'output_type'", kMaxOutputTypeBytes);
-  if (plan.needs_output_type && blank(entry.output_type))
+  if (plan.needs_output_type && blank_text(entry.output_type))
     bad_record(RecordProblem::BadField,
                fmt::format("{}: no 'output_type', which the language's prompt template uses", where));
   entry.prompt = render_prompt(plan.template_text, entry.question, entry.output_type);
@@ -359,6 +366,28 @@ QuestionSet read_questions(const std::filesystem::path& path, const LoadOptions&
   if (!plan) fail_input("{}: empty file (expected the header line {{\"format\": \"{}\", ...}})", file, kFormatName);
   if (set.questions.empty()) fail_input("{}: no usable question ({})", file, set.skipped.summary());
   return set;
+}
+
+void skip_questions(QuestionSet& set, const std::vector<LateProblem>& problems, bool strict, const std::string& file) {
+  std::vector<char> drop(set.questions.size(), 0);
+  for (const LateProblem& p : problems) {
+    if (p.question >= set.questions.size() || drop[p.question]) continue;  // one problem per question, the first
+    const Question& q = set.questions[p.question];
+    std::string message = fmt::format("{}: {}", line_label(q.line, shorten(q.id, 60)), p.message);
+    if (strict) fail_input("{}: {}", file, message);
+    drop[p.question] = 1;
+    set.skipped.counts[static_cast<std::size_t>(p.problem)]++;
+    if (set.skipped.details.size() < kMaxSkipDetails)
+      set.skipped.details.push_back({q.line, shorten(q.id, 60), p.problem, std::move(message)});
+  }
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < set.questions.size(); ++i)
+    if (!drop[i]) {
+      if (kept != i) set.questions[kept] = std::move(set.questions[i]);  // never a self-move: it empties
+      ++kept;
+    }
+  set.questions.resize(kept);
+  if (set.questions.empty()) fail_input("{}: no usable question ({})", file, set.skipped.summary());
 }
 
 }  // namespace moetrace::localize

@@ -46,10 +46,13 @@ enum class RecordProblem : std::uint8_t {
   DuplicateId,      // an earlier line has the same id (the first record with an id owns it)
   UnknownLanguage,  // a language the header does not list
   MissingLanguage,  // a selected language is absent
-  EmptyQuestion,    // question text empty or only whitespace
-  EmptyAnswer,      // no accepted answer, or one that is blank or normalises to "" (localize_match.h)
+  EmptyQuestion,    // question text empty or only white space (Unicode White_Space: U+3000, U+00A0, ...),
+                    // or a prompt that tokenizes to no token (found after loading, skip_questions)
+  EmptyAnswer,      // no accepted answer, or one that is blank, normalises to "" (localize_match.h) or
+                    // tokenizes to no token (found after loading, skip_questions)
   BadField,         // unknown field, wrong type, output_type missing where the template needs it
-  TooLong,          // a string or list longer than the bounds above
+  TooLong,          // a string or list longer than the bounds above, or a prompt that with max_new_tokens
+                    // does not fit the model's positions (found after loading, skip_questions)
 };
 inline constexpr std::size_t kRecordProblemCount = 10;
 std::string_view problem_name(RecordProblem p);  // "invalid UTF-8", "duplicate id", ...
@@ -119,5 +122,19 @@ bool valid_language_code(std::string_view code);
 // "[localize] questions").
 QuestionSet read_questions(const std::filesystem::path& path, const LoadOptions& options = {},
                            const std::string& what = "question file");
+
+// A problem of a loaded question that only the model or tokenizer reveals (localize_ask.h,
+// screen_prompts): the index into QuestionSet::questions, the kind, and the message without the
+// file name and line ("language 'de': the prompt is 70 tokens ...").
+struct LateProblem {
+  std::size_t question = 0;
+  RecordProblem problem = RecordProblem::TooLong;
+  std::string message;
+};
+
+// Removes the questions with a problem as the loader skips a bad record: counted in `skipped` (the
+// first kMaxSkipDetails kept with their message); with `strict` the first problem is an InputError
+// naming `file`, the line and the id. InputError naming `file` when no usable question remains.
+void skip_questions(QuestionSet& set, const std::vector<LateProblem>& problems, bool strict, const std::string& file);
 
 }  // namespace moetrace::localize

@@ -113,4 +113,18 @@ ExpertList popular_experts(const std::vector<double>& frequency, std::int32_t la
   return out;
 }
 
+ExpertList capped_prefix(const ExpertList& ranked, std::size_t n, std::int32_t layers, std::int32_t cap) {
+  if (cap < 1) fail_input("capped expert set: the per-layer cap must be >= 1 (got {})", cap);
+  std::vector<std::int32_t> taken(static_cast<std::size_t>(std::max(layers, 0)), 0);
+  ExpertList out;
+  for (auto [l, e] : ranked) {
+    if (out.size() >= n) break;
+    if (l < 0 || l >= layers) fail_input("capped expert set: (layer {}, expert {}) outside the model's {} layers", l, e, layers);
+    if (taken[static_cast<std::size_t>(l)] >= cap) continue;
+    ++taken[static_cast<std::size_t>(l)];
+    out.emplace_back(l, e);
+  }
+  return out;
+}
+
 }  // namespace moetrace::localize

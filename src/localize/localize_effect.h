@@ -2,6 +2,7 @@
 // Discovery / validation split of the questions and the deactivation effect counts
 // (docs/localize.md "Split and deactivation effect"). Pure functions of their inputs: question ids,
 // not file or batch order, decide the split; pairs are counted whatever their order.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -69,5 +70,19 @@ ExpertList random_layer_matched(const ExpertList& chosen, std::int32_t layers, s
 // layers x experts or a non-finite value; fewer than n when there are fewer pairs.
 ExpertList popular_experts(const std::vector<double>& frequency, std::int32_t layers, std::int32_t experts,
                           std::size_t n);
+
+// How many experts of one layer a deactivated set may hold (docs/localize.md "Sets the model can
+// take"): every token must keep its top_k experts (deactivation_cap = experts - top_k), and the
+// chosen set leaves its random layer-matched controls as many others to draw from (chosen_cap, at
+// most half the layer as well). Below 1 when nothing can be deactivated.
+inline std::int32_t deactivation_cap(std::int32_t experts, std::int32_t top_k) { return experts - top_k; }
+inline std::int32_t chosen_cap(std::int32_t experts, std::int32_t top_k) {
+  return std::min(experts / 2, deactivation_cap(experts, top_k));
+}
+
+// The first n pairs of `ranked` (best first) passing over a pair whose layer already holds `cap`
+// of those taken; in ranked order. Equals the first n of `ranked` whenever no layer reaches `cap`.
+// InputError for a pair outside [0, layers) (experts are not checked) or a cap below 1.
+ExpertList capped_prefix(const ExpertList& ranked, std::size_t n, std::int32_t layers, std::int32_t cap);
 
 }  // namespace moetrace::localize

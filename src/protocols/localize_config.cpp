@@ -3,10 +3,12 @@
 #include <set>
 
 #include "localize/localize_data.h"
+#include "localize/localize_effect.h"
 #include "protocols/run_config.h"  // limits shared with run's config
 #include "protocols/toml_table_reader.h"
 #include "util/error.h"
 #include "util/input_file.h"
+#include "util/logging.h"
 
 namespace moetrace {
 
@@ -129,6 +131,67 @@ void check_localize_inputs(const LocalizeConfig& c) {
   require_file_or_directory(c.tokenizer_path, origin + "[model] tokenizer =");
   require_regular_file(c.questions_path, origin + "[data] questions =");
   if (!c.unrelated_path.empty()) require_regular_file(c.unrelated_path, origin + "[data] unrelated =");
+}
+
+namespace {
+
+void check_eos_ids(const LocalizeConfig& c, const ModelConfig& m, const std::string& o) {
+  for (int id : c.eos_ids)
+    if (id >= m.vocab_size)
+      fail_input("{}: [model] eos_ids: token id {} is not below the model's vocabulary size {} (allowed: 0 .. {})", o, id,
+                 m.vocab_size, m.vocab_size - 1);
+}
+
+// Every template, rendered with an empty question (and output_type), must leave room for a
+// question's tokens and max_new_tokens within the model's positions.
+void check_prompt_room(const LocalizeConfig& c, const ModelConfig& m, const Tokenizer& tokenizer, const std::string& o) {
+  const int P = m.max_position_embeddings;
+  if (P <= 0) return;
+  if (c.max_new_tokens >= P)
+    fail_input("{}: [ask] max_new_tokens = {} leaves no room for a prompt in the model's {} positions "
+               "(max_position_embeddings; allowed: 1 .. {})", o, c.max_new_tokens, P, P - 1);
+  std::vector<std::pair<std::string, std::string>> templates{{"default", c.default_template}};
+  for (const auto& [language, tpl] : c.templates) templates.emplace_back(language, tpl);
+  for (const auto& [key, tpl] : templates) {
+    const std::size_t n = tokenizer.encode_ids(localize::render_prompt(tpl, "", ""), c.add_special_tokens).size();
+    if (n + static_cast<std::size_t>(c.max_new_tokens) >= static_cast<std::size_t>(P))
+      fail_input("{}: [templates] {}: the template alone is {} tokens; with [ask] max_new_tokens = {} no question fits "
+                 "the model's {} positions (max_position_embeddings)", o, key, n, c.max_new_tokens, P);
+  }
+}
+
+void fit_expert_counts(LocalizeConfig& c, const ModelConfig& m, const std::string& o) {
+  const int chosen = localize::chosen_cap(m.num_experts, m.top_k), any = localize::deactivation_cap(m.num_experts, m.top_k);
+  if (chosen < 1)
+    fail_input("{}: [contrast] top_n: the model routes every token to {} of its {} experts per layer, which leaves none to "
+               "deactivate", o, m.top_k, m.num_experts);
+  if (c.selection == localize::ExpertSelection::PerLayer && c.top_n > chosen)
+    fail_input("{}: [contrast] top_n = {} with selection = \"per_layer\": must lie in [1, {}] for this model (each token "
+               "keeps its top-{} of a layer's {} experts, and the random layer-matched controls draw as many others)",
+               o, c.top_n, chosen, m.top_k, m.num_experts);
+  const long long most_chosen = static_cast<long long>(m.num_layers) * chosen, most = static_cast<long long>(m.num_layers) * any;
+  if (c.selection == localize::ExpertSelection::Global && c.top_n > most_chosen) {
+    spdlog::warn("{}: [contrast] top_n = {} clipped to {}: {} layers x at most {} chosen experts per layer (top-{} of {})", o,
+                 c.top_n, most_chosen, m.num_layers, chosen, m.top_k, m.num_experts);
+    c.top_n = static_cast<int>(most_chosen);
+  }
+  std::vector<int> curve;
+  for (int n : c.curve_n)
+    if (curve.empty() || std::min<long long>(n, most) > curve.back()) curve.push_back(static_cast<int>(std::min<long long>(n, most)));
+  if (curve != c.curve_n) {
+    spdlog::warn("{}: [deactivation] curve_n elements above {} clipped to it ({} layers x at most {} deactivated experts "
+                 "per layer, top-{} of {})", o, most, m.num_layers, any, m.top_k, m.num_experts);
+    c.curve_n = curve;
+  }
+}
+
+}  // namespace
+
+void fit_localize_config_to_model(LocalizeConfig& c, const ModelConfig& m, const Tokenizer& tokenizer) {
+  const std::string o = c.source_path.string();
+  check_eos_ids(c, m, o);
+  check_prompt_room(c, m, tokenizer, o);
+  fit_expert_counts(c, m, o);
 }
 
 std::vector<int> effective_eos_ids(const LocalizeConfig& c, const std::vector<int>& model_eos_ids) {

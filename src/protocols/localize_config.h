@@ -11,6 +11,8 @@
 #include "localize/localize_ask.h"
 #include "localize/localize_contrast.h"
 #include "localize/localize_match.h"
+#include "model/model_config.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moetrace {
 
@@ -89,6 +91,16 @@ LocalizeConfig load_localize_config(const std::filesystem::path& path);
 // The paths are of the right kind (model and tokenizer exist, question files are regular files);
 // errors name the config file, the key and the path.
 void check_localize_inputs(const LocalizeConfig& config);
+
+// The config checked against the model and its tokenizer, before any stage runs (docs/config.md
+// "Checked against the model"); errors are InputErrors naming the config file and the key:
+// [model] eos_ids below the model's vocab_size; [ask] max_new_tokens, and each template with an
+// empty question plus max_new_tokens, within max_position_embeddings (when the model has one);
+// [contrast] top_n and [deactivation] curve_n within what the model can deactivate
+// (localize_effect.h: chosen_cap, deactivation_cap): with selection = "per_layer" a top_n above
+// chosen_cap is an error, with "global" a top_n above layers x chosen_cap and curve_n elements above
+// layers x deactivation_cap are clipped to it (repeats dropped), logged once.
+void fit_localize_config_to_model(LocalizeConfig& config, const ModelConfig& model, const Tokenizer& tokenizer);
 
 // The EOS ids decoding stops at: [model] eos_ids when given, else `model_eos_ids` (the model's
 // config.json "eos_token_id", when the model loader provides it). The one place for that fallback.

@@ -79,6 +79,11 @@ LocalizePipeline::LocalizePipeline(Engine& engine, const Tokenizer& tokenizer, c
   executor_.set_row_unit("pairs");
   layers_ = engine.model().config.num_layers;
   experts_ = engine.model().config.num_experts;
+  const std::int32_t cap = chosen_cap(experts_, engine.model().config.top_k);
+  if (cap < 1) fail_input("localize: a model routing every token to {} of its {} experts leaves none to deactivate",
+                          engine.model().config.top_k, experts_);
+  if (o_.selection == ExpertSelection::PerLayer && o_.contrast.top_n > static_cast<std::size_t>(cap))
+    fail_input("localize: top_n = {} per layer is more than the {} a layer's deactivated set may hold", o_.contrast.top_n, cap);
 }
 
 Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& qs, const PairList& pairs,
@@ -181,12 +186,16 @@ void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, Exper
     spdlog::warn("contrast: {} discovery pair(s) generated no token to average {} over: left out of the contrast",
                  n_without, routing_statistic_name(o_.statistic));
 
-  // Rank far enough for the curve; the chosen set is the first top_n of that ranking (a total
-  // order, so they are the top_n ranking's), or the first top_n of every layer.
+  // Rank every expert (a total order, so the first top_n are the top_n ranking's); the chosen set
+  // is the first top_n of that ranking passing over experts of a layer at its cap, or the first
+  // top_n of every layer. The file keeps the first max(top_n, max curve_n).
   ContrastOptions contrast = o_.contrast;
-  for (std::size_t n : o_.curve_n) contrast.top_n = std::max(contrast.top_n, n);
+  contrast.top_n = cells;
+  std::size_t stored = o_.contrast.top_n;
+  for (std::size_t n : o_.curve_n) stored = std::max(stored, n);
   r.contrast = contrast_experts(input, contrast);
   for (std::size_t i : r.contrast.top_global) ranked.emplace_back(r.contrast.experts[i].layer, r.contrast.experts[i].expert);
+  r.contrast.top_global.resize(std::min(r.contrast.top_global.size(), stored));
   for (auto& layer : r.contrast.top_per_layer) layer.resize(std::min(layer.size(), o_.contrast.top_n));
 
   LocalizeContrastTable t;
@@ -214,7 +223,7 @@ void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, Exper
   out_.write_contrast(t);
 
   if (o_.selection == ExpertSelection::Global) {
-    r.chosen.assign(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min(o_.contrast.top_n, ranked.size())));
+    r.chosen = capped_prefix(ranked, o_.contrast.top_n, layers_, chosen_cap(experts_, engine_.model().config.top_k));
   } else {
     for (const auto& layer : r.contrast.top_per_layer)
       for (std::size_t i : layer) r.chosen.emplace_back(r.contrast.experts[i].layer, r.contrast.experts[i].expert);
@@ -424,13 +433,14 @@ LocalizationResult LocalizePipeline::run() {
   std::vector<double> frequency;
   select(r, asked, ranked, frequency);
   std::vector<std::pair<std::string, ExpertList>> sets{{"chosen", r.chosen}};
-  sets.emplace_back("popular", popular_experts(frequency, layers_, experts_, r.chosen.size()));
+  const std::int32_t cap = deactivation_cap(experts_, engine_.model().config.top_k);
+  sets.emplace_back("popular", capped_prefix(popular_experts(frequency, layers_, experts_, frequency.size()), r.chosen.size(),
+                                             layers_, cap));
   for (std::uint32_t d = 0; d < o_.control_draws; ++d)
     sets.emplace_back("random_" + std::to_string(d),
                       random_layer_matched(r.chosen, layers_, experts_, o_.seed ^ kControlSeedTag, d));
   for (std::size_t n : o_.curve_n)
-    sets.emplace_back("curve_" + std::to_string(n),
-                      ExpertList(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min(n, ranked.size()))));
+    sets.emplace_back("curve_" + std::to_string(n), capped_prefix(ranked, n, layers_, cap));
   r.effect.experts = sets[0].second;
   r.popular.experts = sets[1].second;
   for (std::uint32_t d = 0; d < o_.control_draws; ++d) r.random.push_back({sets[2 + d].second, {}, {}});

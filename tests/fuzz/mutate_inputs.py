@@ -15,7 +15,7 @@ limit, and must end with
 
 never exit 3 (internal error), a signal, a timeout or an allocation beyond the limit.
 
-Usage: mutate_inputs.py --moetrace BIN --source REPO --fixtures DIR [--seed N] [--scale F]
+Usage: mutate_inputs.py --moetrace BIN --source REPO --fixtures DIR [--seed N] [--scale F] [--only T1,T2]
 Prints one line per failing mutant and a summary; exits 1 if any mutant failed.
 """
 import argparse
@@ -442,6 +442,94 @@ def issue25_targets(w):
 
 # ---- end of the issue 25 block ------------------------------------------------------------------
 
+# ---- localize: values only the model or tokenizer can judge (issue 25, item 3) ------------------
+# Config values valid on their own but not for the demo model (4 layers, 16 experts, top-2, 64
+# positions, 1051 token ids), and question files with records the model cannot ask (Unicode white
+# space only, prompts longer than its positions). Each must end in exit 0 with sane results (the
+# unusable records skipped and counted under /localize/skipped in lenient mode) or exit 2 naming
+# the file.
+
+LOCALIZE_EXTREMES = [
+    ("top_n 40", "top_n = 2", "top_n = 40"),                              # clipped to 4 x 8
+    ("top_n 1<<20", "top_n = 2", "top_n = 1048576"),
+    ("per_layer top_n 9", "top_n = 2", 'top_n = 9\nselection = "per_layer"'),  # exit 2: at most 8
+    ("per_layer top_n 8", "top_n = 2", 'top_n = 8\nselection = "per_layer"'),
+    ("curve 1 64", "curve_n = [1, 2]", "curve_n = [1, 64]"),              # clipped to 4 x 14
+    ("curve 56 57 1<<20", "curve_n = [1, 2]", "curve_n = [56, 57, 1048576]"),
+    ("eos 2^31-1", "[data]", "eos_ids = [2147483647]\n[data]"),
+    ("eos vocab", "[data]", "eos_ids = [1051]\n[data]"),
+    ("eos last id", "[data]", "eos_ids = [1050]\n[data]"),
+    ("backend tpu", "[data]", 'backend = "tpu"\n[data]'),
+    ("backend cuda:x", "[data]", 'backend = "cuda:x"\n[data]'),
+    ("max_new_tokens 64", "max_new_tokens = 3", "max_new_tokens = 64"),
+    ("max_new_tokens 60", "max_new_tokens = 3", "max_new_tokens = 60"),   # every demo prompt too long
+    ("long template", 'default = "{question}"', 'default = "' + "word " * 80 + '{question}"'),
+]
+
+WHITE_SPACE = ["\u3000", "\u00a0", "\u2028", "\u2029", "\u0085", "\u1680", "\u2007", "\u202f", "\u205f", " \t"]
+
+
+def localize_question_mutation(r, text):
+    """A few records of the question file made unaskable: white space only, or a long question."""
+    lines = text.split(b"\n")
+    records = [i for i in range(1, len(lines)) if lines[i].strip()]
+    kind = r.choice(["white space", "long question", "both"])
+    for i in r.sample(records, r.randint(1, 3)):
+        rec = json.loads(lines[i])
+        lang = r.choice(["qaa", "qab", "qac"])  # the languages the workload asks
+        if kind == "white space" or (kind == "both" and r.random() < 0.5):
+            rec["languages"][lang]["question"] = "".join(r.choice(WHITE_SPACE) for _ in range(r.randint(1, 6)))
+        else:
+            rec["languages"][lang]["question"] += " wuth" * r.randint(60, 3000)
+        lines[i] = json.dumps(rec, ensure_ascii=r.random() < 0.5).encode()
+    return b"\n".join(lines), kind
+
+
+def localize_skips_counted(w, out_path):
+    sane = w.localize_sane(out_path)
+
+    def check():
+        problem = sane()
+        if problem:
+            return problem
+        with h5py.File(out_path, "r") as f:
+            if int(f["localize/skipped"].attrs.get("total", 0)) < 1:
+                return "exit 0 but the unaskable questions are not counted under /localize/skipped"
+        return None
+    return check
+
+
+def add_localize_hostile(w, add):
+    def extremes(r, d):
+        kind, old, new = r.choice(LOCALIZE_EXTREMES)
+        assert old in w.localize_text, old
+        p = os.path.join(d, "localize.toml")
+        open(p, "w").write(w.localize_text.replace(old, new, 1))
+        out = os.path.join(d, "out.h5")
+        rc, o = w.run(["localize", p, "--out", out])
+        return kind, w.expect(rc, o, ["localize.toml"], w.localize_sane(out))
+
+    def unaskable(r, d):
+        data, kind = localize_question_mutation(r, open(w.questions, "rb").read())
+        p = os.path.join(d, "questions.jsonl")
+        open(p, "wb").write(data)
+        cfg = os.path.join(d, "localize.toml")
+        strict = r.random() < 0.4
+        open(cfg, "w").write(w.localize_text.replace(w.questions, p).replace(
+            "[data]\n", "[data]\nstrict = true\n" if strict else "[data]\n"))
+        out = os.path.join(d, "out.h5")
+        rc, o = w.run(["localize", cfg, "--out", out])
+        if strict:
+            problem = w.expect(rc, o, ["questions.jsonl"]) if rc != 0 else "exit 0 under strict = true"
+        else:
+            problem = w.expect(rc, o, ["questions.jsonl"], localize_skips_counted(w, out))
+        return kind + (" strict" if strict else ""), problem
+
+    add("localize-extremes", 20, extremes)
+    add("questions-unaskable", 20, unaskable)
+
+# ---- end of the localize hostile block ------------------------------------------------------------
+
 
 def make_mutants(w, rng, scale):
     """(target, kind, callable) triples; the callable writes its mutant into a folder and runs it."""
@@ -638,6 +726,7 @@ def make_mutants(w, rng, scale):
         add(target, count, fn)
     add("localize.toml", 30, localize_config)
     add("questions.jsonl", 30, questions)
+    add_localize_hostile(w, add)
     # Interleaved, so that a run cut by the time budget still covers every target.
     random.Random(rng.randrange(1 << 30)).shuffle(mutants)
     return mutants
@@ -651,6 +740,7 @@ def main():
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the number of mutants per target")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--only", default="", help="comma-separated targets to run (e.g. localize-extremes,questions-unaskable)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (failing mutants stay in it)")
     ap.add_argument("--budget-s", type=float, default=160,
                     help="mutants not started after this many seconds are skipped (and counted as such)")
@@ -660,6 +750,8 @@ def main():
     w = Workload(args, work)
     rng = random.Random(args.seed)
     mutants = make_mutants(w, rng, args.scale)
+    if args.only:
+        mutants = [m for m in mutants if m[0] in args.only.split(",")]
 
     def one(m):
         target, i, r, fn = m

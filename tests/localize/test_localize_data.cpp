@@ -84,6 +84,11 @@ std::vector<BadCase> bad_cases() {
       {"no languages", R"({"id": "l3"})", RecordProblem::MissingLanguage, "no field 'languages'", "l3"},
       {"empty question", rec("e1", en + ", " + de + R"(, "fr": {"question": "  ", "answers": ["A"]})"),
        RecordProblem::EmptyQuestion, "language 'fr': the question is empty", "e1"},
+      // Unicode White_Space only: U+3000, U+00A0 (raw), U+2028 and U+0085 (escaped).
+      {"white-space question", rec("e7", en + ", " + de + R"(, "fr": {"question": "　 \u2028\u0085", "answers": ["A"]})"),
+       RecordProblem::EmptyQuestion, "language 'fr': the question is empty or only white space", "e7"},
+      {"white-space answer", rec("e8", en + ", " + de + R"(, "fr": {"question": "Q ?", "answers": ["　"]})"),
+       RecordProblem::EmptyAnswer, "answer 0 is empty", "e8"},
       {"no question", rec("e2", en + ", " + de + R"(, "fr": {"answers": ["A"]})"), RecordProblem::EmptyQuestion,
        "no field 'question'", "e2"},
       {"empty answer", rec("e3", en + ", " + de + R"(, "fr": {"question": "Q ?", "answers": ["A", ""]})"),
@@ -212,6 +217,36 @@ BOOST_AUTO_TEST_CASE(counts_are_complete_and_details_bounded) {
   BOOST_TEST(s.skipped.total() == 157u);
   BOOST_TEST(s.skipped.details.size() == kMaxSkipDetails);
   BOOST_TEST(s.skipped.summary() == "157 questions skipped: 7 malformed JSON, 150 duplicate id");
+}
+
+BOOST_AUTO_TEST_CASE(questions_found_unusable_after_loading_are_skipped_or_named) {
+  const fs::path p = write_file({kHeader, good("q1"), good("q2"), good("q3")});
+  const std::vector<LateProblem> problems{{2, RecordProblem::TooLong, "language 'de': the prompt is 70 tokens"},
+                                          {0, RecordProblem::EmptyQuestion, "language 'en': no token"},
+                                          {2, RecordProblem::EmptyAnswer, "a second problem of q3: not counted"}};
+  QuestionSet s = read_questions(p);
+  skip_questions(s, problems, false, p.string());
+  BOOST_REQUIRE(s.questions.size() == 1u);
+  BOOST_TEST(s.questions[0].id == "q2");
+  BOOST_TEST(s.skipped.summary() == "2 questions skipped: 1 empty question, 1 too long");
+  BOOST_REQUIRE(s.skipped.details.size() == 2u);
+  BOOST_TEST(s.skipped.details[0].message == "line 4 (id \"q3\"): language 'de': the prompt is 70 tokens");
+  BOOST_TEST(s.skipped.details[0].line == 4u);
+  BOOST_TEST(s.questions[0].entries.size() == 3u);
+  QuestionSet k = read_questions(p);  // the questions before the first skipped one stay whole
+  skip_questions(k, {{2, RecordProblem::TooLong, "x"}}, false, p.string());
+  BOOST_REQUIRE(k.questions.size() == 2u);
+  for (const Question& q : k.questions) BOOST_TEST(q.entries.size() == 3u);
+  BOOST_TEST(k.questions[0].entries[0].prompt == "Capital of France?");
+  QuestionSet t = read_questions(p);
+  expect_mentions(input_error_of([&] { skip_questions(t, problems, true, p.string()); }),
+                  {p.string(), "line 4 (id \"q3\")", "70 tokens"});
+  QuestionSet u = read_questions(p);
+  expect_mentions(input_error_of([&] {
+                    skip_questions(u, {{0, RecordProblem::TooLong, "x"}, {1, RecordProblem::TooLong, "y"}, {2, RecordProblem::TooLong, "z"}},
+                                   false, p.string());
+                  }),
+                  {p.string(), "no usable question", "3 too long"});
 }
 
 BOOST_AUTO_TEST_CASE(no_usable_question_is_an_error) {

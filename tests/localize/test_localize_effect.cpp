@@ -158,3 +158,18 @@ BOOST_AUTO_TEST_CASE(popular_experts_by_frequency_with_ties) {
   BOOST_CHECK_THROW(popular_experts({0.1, NAN, 0, 0, 0, 0}, 2, 3, 1), InputError);
   BOOST_CHECK_THROW(popular_experts({}, 0, 3, 1), InputError);
 }
+
+BOOST_AUTO_TEST_CASE(capped_prefixes_pass_over_full_layers) {
+  const ExpertList ranked{{0, 3}, {0, 1}, {1, 2}, {0, 0}, {0, 2}, {1, 0}, {2, 1}};
+  BOOST_TEST((capped_prefix(ranked, 3, 3, 4) == ExpertList{{0, 3}, {0, 1}, {1, 2}}));  // no layer full: the plain prefix
+  BOOST_TEST((capped_prefix(ranked, 5, 3, 2) == ExpertList{{0, 3}, {0, 1}, {1, 2}, {1, 0}, {2, 1}}));
+  BOOST_TEST((capped_prefix(ranked, 100, 3, 1) == ExpertList{{0, 3}, {1, 2}, {2, 1}}));
+  BOOST_TEST(capped_prefix(ranked, 0, 3, 1).empty());
+  BOOST_CHECK_THROW(capped_prefix(ranked, 3, 3, 0), InputError);
+  BOOST_CHECK_THROW(capped_prefix(ranked, 7, 2, 4), InputError);  // layer 2 outside 2 layers
+  // 16 experts, top-2: a set keeps 2 of every layer; the chosen set leaves as many to its controls.
+  BOOST_TEST(deactivation_cap(16, 2) == 14);
+  BOOST_TEST(chosen_cap(16, 2) == 8);
+  BOOST_TEST(chosen_cap(8, 6) == 2);
+  BOOST_TEST(chosen_cap(4, 4) == 0);
+}
