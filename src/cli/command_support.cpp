@@ -1,5 +1,6 @@
 #include "cli/command_support.h"
 
+#include <charconv>
 #include <filesystem>
 
 #include "cli/provenance.h"
@@ -92,6 +93,30 @@ std::unique_ptr<RowExecutor> make_row_executor(Communicator& world, Communicator
       }
     });
   return std::make_unique<DistributedRowExecutor>(world, group, leaders, results, chunk_tokens, progress_every_s, checkpoint);
+}
+
+std::optional<CaseShard> parse_shard(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  const auto slash = text.find('/');
+  auto number = [&](std::size_t begin, std::size_t end, int& v) {
+    const char* first = text.data() + begin;
+    const char* last = text.data() + end;
+    const auto r = std::from_chars(first, last, v);
+    return begin < end && r.ec == std::errc() && r.ptr == last;
+  };
+  CaseShard s;
+  if (slash == std::string::npos || !number(0, slash, s.index) || !number(slash + 1, text.size(), s.count))
+    fail_input("--shard {}: expected i/n, the shard index i and the number of shards n, decimal integers below "
+               "2^31 (for example 0/4)", text);
+  if (s.count < 1 || s.index < 0 || s.index >= s.count)
+    fail_input("--shard {}: the shard index must be at least 0 and below the number of shards ({}), which must be "
+               "at least 1", text, s.count);
+  return s;
+}
+
+void record_shard(ResultsFile& f, const std::optional<CaseShard>& shard) {
+  if (shard || f.h5().has_attr(layout::kProvenance, "shard"))
+    f.set_attr(layout::kProvenance, "shard", shard ? fmt::format("{}/{}", shard->index, shard->count) : "all");
 }
 
 }  // namespace moetrace::cli

@@ -1,7 +1,7 @@
 #pragma once
 // What `moetrace run` and `moetrace localize` share: the default output path, the checks and lock
-// on --out, opening the results file (create with provenance, or resume with the same config), and
-// the row executor (local, or distributed over MPI ranks) with checkpoints and stop signals.
+// on --out, opening the results file (create with provenance, or resume with the same config), the
+// --shard option, and the row executor (local, or distributed over MPI ranks) with checkpoints and stop signals.
 #include <functional>
 #include <memory>
 #include <optional>
@@ -45,6 +45,14 @@ std::unique_ptr<ResultsFile> open_results_file(Communicator& world, const std::s
                                                const std::string& config_path, const std::string& config_text,
                                                const std::function<Provenance()>& provenance,
                                                const std::function<void(ResultsFile&)>& prepare = {});
+
+// --shard i/n (`run` and `localize`): 0 <= i < n, both decimal integers in range; empty: no shard.
+// Anything else is an InputError naming --shard.
+std::optional<CaseShard> parse_shard(const std::string& text);
+
+// /provenance shard of a results file: "i/n" for a shard run, "all" for an unsharded run on a file
+// that had one (a resumed merge); left out when there was never a shard.
+void record_shard(ResultsFile& file, const std::optional<CaseShard>& shard);
 
 // One rank: a local executor that checkpoints every `checkpoint_every_s` and, on a stop signal,
 // saves and throws StopRequested. Several: the distributed executor (group: this rank's EP group,

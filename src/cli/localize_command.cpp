@@ -28,6 +28,7 @@ struct LocalizeCommandOptions {
   std::string config, out;
   bool resume = false;
   int ep = 1;
+  std::string shard;      // "i/n", empty: every pair
   std::string stop_file;  // --stop-file, empty: none
 };
 
@@ -86,7 +87,7 @@ localize::LocalizeOptions protocol_options(const LocalizeConfig& c, const ModelC
   return o;
 }
 
-void run(const LocalizeCommandOptions& o, Communicator& world) {
+void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Communicator& world) {
   const bool writer = start_ranks(world, o.ep, o.stop_file);
   const int N = world.size(), R = o.ep;
 
@@ -131,16 +132,27 @@ void run(const LocalizeCommandOptions& o, Communicator& world) {
   std::unique_ptr<ResultsFile> results = open_results_file(
       world, out, o.resume, o.config, config.source_text,
       [&] { return collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N); },
-      [](ResultsFile& f) { f.set_attr(layout::kProvenance, "protocol", std::string("localize")); });
+      [&](ResultsFile& f) {
+        f.set_attr(layout::kProvenance, "protocol", std::string("localize"));
+        record_shard(f, shard);
+      });
   std::unique_ptr<RowExecutor> executor = make_row_executor(world, *group, *leaders, *results, config.chunk_tokens,
                                                             config.progress_every_s, config.checkpoint_every_s);
   localize::LocalizeOptions options = protocol_options(config, mc);
   if (unrelated) options.unrelated = &*unrelated;
   localize::LocalizePipeline pipeline(engine, *tokenizer, questions, options, *results, *executor);
+  pipeline.leave_asked_out();
+  if (shard) pipeline.set_shard(*shard);
   const localize::LocalizationResult r = pipeline.run();
+  if (!r.stopped_before.empty()) {
+    spdlog::info("shard {}/{}: its pairs are done; stopped before {}, which needs every shard's rows. Results: {}  "
+                 "(next: moetrace merge --out MERGED.h5 <every shard's file>, then moetrace localize --resume on the "
+                 "merged file, or on copies of it with --shard)", shard->index, shard->count, r.stopped_before, out);
+    return;
+  }
   spdlog::info("done: {} pairs asked, {} validation pairs; the chosen {} experts turn {:.3f} of correct validation pairs "
                "wrong [{:.3f}, {:.3f}], random sets {:.3f}, popular {:.3f}. Results: {}  (tables: moetrace report {})",
-               r.asked.size(), r.validation_pairs.size(), r.chosen.size(), r.share_turned_wrong, r.share_ci.low,
+               questions.questions.size() * questions.languages.size(), r.validation_pairs.size(), r.chosen.size(), r.share_turned_wrong, r.share_ci.low,
                r.share_ci.high, r.random_share_turned_wrong, r.popular_share_turned_wrong, out, out);
 }
 
@@ -159,22 +171,34 @@ void register_localize_command(CLI::App& app) {
       "Every per-pair row is written as soon as it is computed, so an interrupted run continues with --resume\n"
       "(bit-identical to an uninterrupted run). An existing results file is never overwritten.\n\n"
       "On a cluster: `mpirun -np N moetrace localize CONFIG --ep R` (R divides N); rank 0 hands out pairs,\n"
-      "gathers rows and alone writes the file. Results do not depend on N, R or [run] chunk_tokens.\n\n"
+      "gathers rows, alone writes the file and alone holds the asked pairs' routing statistics (it computes the\n"
+      "contrast and shares the chosen and control sets). Results do not depend on N, R or [run] chunk_tokens.\n\n"
+      "Shards (job arrays, slurm/README.md): `--shard i/n` computes the per-pair rows of pairs i, i+n, i+2n, ...\n"
+      "only (pairs in question-major order) and ends with status 0 before the first step that needs every\n"
+      "pair: the contrast while the asked table lacks other shards' rows, and always before the summaries\n"
+      "(after the shard's rows of every condition table). `moetrace merge` joins the shards' files;\n"
+      "`--resume --shard i/n` on a copy of the merged file computes the shard's condition rows; a final\n"
+      "`--resume` without --shard on the merged file finishes the run, bit-identical to one uninterrupted run\n"
+      "(docs/localize.md, docs/distribution.md).\n\n"
       "Exit codes: 0 done; 2 bad input (the message names the file and key or record), a damaged results\n"
       "file, or --out locked by another run; 75 stopped by SIGTERM/SIGUSR1/SIGINT or --stop-file after\n"
       "saving (rerun with --resume); a stop after the last result is saved ends the run as done (0).\n\n"
       "Example:\n"
-      "  moetrace localize configs/demo_localize.toml --out results/demo_localize.h5");
+      "  moetrace localize configs/demo_localize.toml --out results/demo_localize.h5\n"
+      "  moetrace localize configs/demo_localize.toml --shard 1/3 --out results/demo_localize.shard1.h5");
   cmd->add_option("CONFIG", o->config, "localize configuration (.toml)")->required();
   cmd->add_option("--out", o->out, "results file (default: results/<config name>.h5)");
   cmd->add_flag("--resume", o->resume, "continue the run stored in --out: only missing rows are computed");
   cmd->add_option("--ep", o->ep, "expert-parallel group size R under mpirun (R ranks share every layer's experts)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--shard", o->shard,
+                  "i/n: only pairs i, i+n, ... up to the first step that needs every pair (0 <= i < n)");
   cmd->add_option("--stop-file", o->stop_file, kStopFileHelp);
   cmd->callback([o] {
+    const std::optional<CaseShard> shard = parse_shard(o->shard);
     auto world = make_world_communicator();
-    run_or_abort(*world, [&] { run(*o, *world); });
+    run_or_abort(*world, [&] { run(*o, shard, *world); });
   });
 }
 

@@ -1,7 +1,6 @@
 // `moetrace run`: the tracing protocol end to end, from a config file to a results file, on one
 // process or on an MPI job of N ranks in EP groups of R (`mpirun -np N moetrace run CONFIG --ep R`).
 #include <algorithm>
-#include <charconv>
 #include <filesystem>
 #include <optional>
 
@@ -35,26 +34,6 @@ struct RunOptions {
   std::string shard;      // "i/n", empty: every case
   std::string stop_file;  // --stop-file, empty: none
 };
-
-// --shard i/n: 0 <= i < n, both decimal integers in range.
-std::optional<CaseShard> parse_shard(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  const auto slash = text.find('/');
-  auto number = [&](std::size_t begin, std::size_t end, int& v) {
-    const char* first = text.data() + begin;
-    const char* last = text.data() + end;
-    const auto r = std::from_chars(first, last, v);
-    return begin < end && r.ec == std::errc() && r.ptr == last;
-  };
-  CaseShard s;
-  if (slash == std::string::npos || !number(0, slash, s.index) || !number(slash + 1, text.size(), s.count))
-    fail_input("--shard {}: expected i/n, the shard index i and the number of shards n, decimal integers below "
-               "2^31 (for example 0/4)", text);
-  if (s.count < 1 || s.index < 0 || s.index >= s.count)
-    fail_input("--shard {}: the shard index must be at least 0 and below the number of shards ({}), which must be "
-               "at least 1", text, s.count);
-  return s;
-}
 
 double noise_sigma_base(const RunConfig& config, const ModelWeights& weights, const CaseBuilder& builder,
                         const std::vector<CounterFactRecord>& records) {
@@ -124,11 +103,7 @@ void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& worl
   std::unique_ptr<ResultsFile> results = open_results_file(
       world, out, o.resume, o.config, config.source_text,
       [&] { return collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N); },
-      [&](ResultsFile& f) {
-        // The cases of the last run on this file: "i/n" for a shard, "all" otherwise (a resumed merge).
-        if (shard || f.h5().has_attr(layout::kProvenance, "shard"))
-          f.set_attr(layout::kProvenance, "shard", shard ? fmt::format("{}/{}", shard->index, shard->count) : "all");
-      });
+      [&](ResultsFile& f) { record_shard(f, shard); });
   std::unique_ptr<RowExecutor> executor = make_row_executor(world, *group, *leaders, *results, config.chunk_tokens,
                                                             config.progress_every_s, config.checkpoint_every_s);
   TracingPipeline pipeline(config, tracer, *builder, sigma_base, *results, *executor);

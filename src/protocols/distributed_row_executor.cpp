@@ -6,6 +6,7 @@
 #include <cstring>
 #include <deque>
 
+#include "comm/errors.h"
 #include "util/error.h"
 #include "util/logging.h"
 #include "util/progress.h"
@@ -96,14 +97,20 @@ std::vector<std::pair<int, std::vector<double>>> decode_results(const Bytes& b) 
   return out;
 }
 
-// A whole table plus a stop flag and whether every row is done, from world rank 0 to all.
-Bytes encode_table(bool stopped, bool complete, const Matrix2& m) {
+// A table's first `cols` columns plus a stop flag and whether every row is done, from world rank 0
+// to all.
+Bytes encode_table(bool stopped, bool complete, const Matrix2& m, int cols) {
   Writer w;
   w.put(static_cast<std::int64_t>(stopped));
   w.put(static_cast<std::int64_t>(complete));
   w.put(static_cast<std::int64_t>(m.rows));
-  w.put(static_cast<std::int64_t>(m.cols));
-  w.put_bytes(m.v.data(), m.v.size() * sizeof(double));
+  w.put(static_cast<std::int64_t>(cols));
+  if (cols == m.cols) {
+    w.put_bytes(m.v.data(), m.v.size() * sizeof(double));
+  } else {
+    for (int r = 0; r < m.rows; ++r)
+      w.put_bytes(m.v.data() + static_cast<std::size_t>(r) * m.cols, static_cast<std::size_t>(cols) * sizeof(double));
+  }
   return w.take();
 }
 
@@ -224,16 +231,43 @@ Matrix2 DistributedRowExecutor::run_rows(const std::string& label, int rows, con
   const bool stopped = distribute(label, chunks, compute, [&](int row, const std::vector<double>& values) {
     store_row(results_, row, outputs, values, stored.values);
   });
-  // Every rank gets the whole table from the coordinator, so later selections agree.
+  // Every rank gets the whole table (or its shared columns) from the coordinator, so later
+  // selections agree; the coordinator keeps its own.
   Bytes table;
   if (coordinator()) {
     if (!chunks.empty()) results_.flush();  // a stage's end (or a stop) is saved at once
-    table = encode_table(stopped, complete, stored.values);
+    const int cols = shared_columns_ > 0 ? std::min(shared_columns_, stored.values.cols) : stored.values.cols;
+    table = encode_table(stopped, complete, stored.values, cols);
   }
   world_.broadcast(table, 0);
+  if (coordinator()) {
+    last_complete_ = complete;
+    if (stopped) throw StopRequested();
+    return std::move(stored.values);
+  }
   Matrix2 all;
   if (decode_table(table, all, last_complete_)) throw StopRequested();
   return all;
+}
+
+std::vector<char> DistributedRowExecutor::on_writer(const std::function<std::vector<char>()>& compute) {
+  // The first byte says whether the rest is the result (1) or the writer's error message (0).
+  Bytes b;
+  if (coordinator()) {
+    try {
+      b = compute();
+      b.insert(b.begin(), 1);
+    } catch (const InputError& e) {
+      const std::string message = e.what();
+      b.assign(message.begin(), message.end());
+      b.insert(b.begin(), 0);
+    }
+  }
+  world_.broadcast(b, 0);
+  MOETRACE_ASSERT(!b.empty(), "malformed on_writer message");
+  if (b.front() == 0) throw CollectiveError(std::string(b.begin() + 1, b.end()));
+  b.erase(b.begin());
+  return b;
 }
 
 }  // namespace moetrace

@@ -8,7 +8,10 @@
 // writes the results file. A leader broadcasts each chunk it receives to its group, whose ranks
 // compute it together (the engine's expert parallelism). The whole table of a stage goes back to
 // every rank at its end, so the selections made from it are identical everywhere; ranks other than
-// the coordinator keep no copy of the results file. Rows are keyed by case and stored with done
+// the coordinator keep no copy of the results file. With set_shared_columns(k), the other ranks get
+// the first k columns only (localisation's asked table: the outcomes, not the routing statistics,
+// which can be gigabytes), and the pipeline selects on the coordinator and shares the result
+// (on_writer). Rows are keyed by case and stored with done
 // flags, so the assignment of chunks to groups never changes a result and a resumed run recomputes
 // only what is missing.
 //
@@ -32,6 +35,8 @@ class DistributedRowExecutor final : public RowExecutor {
                          int chunk_tokens, double progress_every_s, std::function<void()> checkpoint);
   Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset,
                    const std::vector<RowOutput>& outputs, const ChunkFunction& compute) override;
+  bool writer() const override { return coordinator(); }
+  std::vector<char> on_writer(const std::function<std::vector<char>()>& compute) override;
 
  private:
   // Computes every chunk somewhere; on the coordinator, `deliver` receives every (row, values).

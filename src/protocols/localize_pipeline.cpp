@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <utility>
@@ -69,6 +70,54 @@ void check_options(const LocalizeOptions& o) {
 
 SummaryRecord empty_record(const std::string& name) { return {name, 0, NAN, NAN, NAN, NAN, 1.0}; }
 
+Matrix2 first_columns(const Matrix2& t, int cols) {
+  if (t.cols <= cols) return t;
+  Matrix2 out(t.rows, cols, NAN);
+  for (int r = 0; r < t.rows; ++r)
+    std::copy_n(t.v.data() + static_cast<std::size_t>(r) * t.cols, cols, out.v.data() + static_cast<std::size_t>(r) * cols);
+  return out;
+}
+
+// The condition sets (names and experts) and the validation pairs, as the writing rank shares them.
+std::vector<char> encode_sets(const std::vector<std::pair<std::string, ExpertList>>& sets,
+                              const std::vector<std::size_t>& validation_pairs) {
+  std::vector<std::int64_t> v{static_cast<std::int64_t>(sets.size())};
+  for (const auto& [name, experts] : sets) {
+    v.push_back(static_cast<std::int64_t>(name.size()));
+    v.insert(v.end(), name.begin(), name.end());
+    v.push_back(static_cast<std::int64_t>(experts.size()));
+    for (auto [l, e] : experts) v.insert(v.end(), {l, e});
+  }
+  v.push_back(static_cast<std::int64_t>(validation_pairs.size()));
+  v.insert(v.end(), validation_pairs.begin(), validation_pairs.end());
+  const char* b = reinterpret_cast<const char*>(v.data());
+  return std::vector<char>(b, b + v.size() * sizeof(std::int64_t));
+}
+
+void decode_sets(const std::vector<char>& bytes, std::vector<std::pair<std::string, ExpertList>>& sets,
+                 std::vector<std::size_t>& validation_pairs) {
+  MOETRACE_ASSERT(bytes.size() % sizeof(std::int64_t) == 0, "malformed condition sets");
+  std::vector<std::int64_t> v(bytes.size() / sizeof(std::int64_t));
+  std::memcpy(v.data(), bytes.data(), bytes.size());
+  std::size_t at = 0;
+  auto next = [&] {
+    MOETRACE_ASSERT(at < v.size(), "malformed condition sets");
+    return v[at++];
+  };
+  for (std::int64_t n = next(); n > 0; --n) {
+    std::string name;
+    for (std::int64_t k = next(); k > 0; --k) name.push_back(static_cast<char>(next()));
+    ExpertList experts;
+    for (std::int64_t k = next(); k > 0; --k) {
+      const int l = static_cast<int>(next());
+      experts.emplace_back(l, static_cast<int>(next()));
+    }
+    sets.emplace_back(std::move(name), std::move(experts));
+  }
+  for (std::int64_t k = next(); k > 0; --k) validation_pairs.push_back(static_cast<std::size_t>(next()));
+  MOETRACE_ASSERT(at == v.size(), "malformed condition sets");
+}
+
 }  // namespace
 
 LocalizePipeline::LocalizePipeline(Engine& engine, const Tokenizer& tokenizer, const QuestionSet& questions,
@@ -119,6 +168,17 @@ Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& 
   });
   executor_.set_row_cost(nullptr);
   return t;
+}
+
+void LocalizePipeline::set_shard(CaseShard shard) {
+  executor_.set_shard(shard);
+  sharded_ = true;
+}
+
+LocalizationResult LocalizePipeline::stop_shard(LocalizationResult r, const char* step) {
+  file_.flush();
+  r.stopped_before = step;
+  return r;
 }
 
 AskedPair LocalizePipeline::asked_pair(const Matrix2& t, int p) const {
@@ -235,6 +295,39 @@ void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, Exper
   spdlog::info("contrast: {} discovery pairs ({} success, {} failure; {} of {} questions mixed); {} experts chosen ({})",
                n_discovery, r.contrast.n_success, r.contrast.n_failure, r.contrast.n_mixed_questions,
                r.contrast.n_questions, r.chosen.size(), expert_selection_name(o_.selection));
+}
+
+LocalizePipeline::NamedSets LocalizePipeline::make_sets(const LocalizationResult& r, const ExpertList& ranked,
+                                                        const std::vector<double>& frequency) const {
+  // The popular and curve sets are the first experts of their rankings that keep every layer within
+  // the deactivation cap (no token left with fewer than top_k experts).
+  const std::int32_t cap = deactivation_cap(experts_, engine_.model().config.top_k);
+  NamedSets sets{{"chosen", r.chosen}};
+  sets.emplace_back("popular", capped_prefix(popular_experts(frequency, layers_, experts_, frequency.size()), r.chosen.size(),
+                                             layers_, cap));
+  for (std::uint32_t d = 0; d < o_.control_draws; ++d)
+    sets.emplace_back("random_" + std::to_string(d),
+                      random_layer_matched(r.chosen, layers_, experts_, o_.seed ^ kControlSeedTag, d));
+  for (std::size_t n : o_.curve_n) sets.emplace_back("curve_" + std::to_string(n), capped_prefix(ranked, n, layers_, cap));
+  return sets;
+}
+
+LocalizePipeline::NamedSets LocalizePipeline::condition_sets(LocalizationResult& r, const Matrix2& asked) {
+  NamedSets sets;
+  const std::vector<char> shared = executor_.on_writer([&] {
+    ExpertList ranked;
+    std::vector<double> frequency;
+    select(r, asked, ranked, frequency);
+    sets = make_sets(r, ranked, frequency);
+    return encode_sets(sets, r.validation_pairs);
+  });
+  if (!executor_.writer()) decode_sets(shared, sets, r.validation_pairs);
+  r.chosen = sets[0].second;
+  r.effect.experts = sets[0].second;
+  r.popular.experts = sets[1].second;
+  for (std::uint32_t d = 0; d < o_.control_draws; ++d) r.random.push_back({sets[2 + d].second, {}, {}});
+  for (std::size_t n : o_.curve_n) r.curve.push_back({n, {}});
+  return sets;
 }
 
 // A summary record: mean of `values` with a percentile-bootstrap interval (resampling questions or
@@ -419,32 +512,22 @@ LocalizationResult LocalizePipeline::run() {
                                 static_cast<std::int64_t>(qs_.skipped.counts[k]));
   out_.write_questions(ids, qs_.languages, skips);
 
-  // 1. Every pair, question-major, with its routing.
+  // 1. Every pair, question-major, with its routing (kept by the writing rank alone).
   PairList all;
   for (std::size_t q = 0; q < qs_.questions.size(); ++q)
     for (std::size_t l = 0; l < qs_.languages.size(); ++l) all.emplace_back(q, l);
-  const Matrix2 asked = ask_rows("asking", qs_, all, LocalizeResults::asked_outcome(), LocalizeResults::asked_generated(),
-                                 nullptr, true);
+  executor_.set_shared_columns(L::kOutcomeColumns);
+  Matrix2 asked = ask_rows("asking", qs_, all, LocalizeResults::asked_outcome(), LocalizeResults::asked_generated(),
+                           nullptr, true);
+  executor_.set_shared_columns(0);
   LocalizationResult r;
-  for (int p = 0; p < asked.rows; ++p) r.asked.push_back(asked_pair(asked, p));
+  if (sharded_ && !executor_.last_complete()) return stop_shard(std::move(r), "the contrast");
+  if (executor_.writer() && keep_asked_)
+    for (int p = 0; p < asked.rows; ++p) r.asked.push_back(asked_pair(asked, p));
 
-  // 2. Split, contrast, chosen set, controls.
-  ExpertList ranked;
-  std::vector<double> frequency;
-  select(r, asked, ranked, frequency);
-  std::vector<std::pair<std::string, ExpertList>> sets{{"chosen", r.chosen}};
-  const std::int32_t cap = deactivation_cap(experts_, engine_.model().config.top_k);
-  sets.emplace_back("popular", capped_prefix(popular_experts(frequency, layers_, experts_, frequency.size()), r.chosen.size(),
-                                             layers_, cap));
-  for (std::uint32_t d = 0; d < o_.control_draws; ++d)
-    sets.emplace_back("random_" + std::to_string(d),
-                      random_layer_matched(r.chosen, layers_, experts_, o_.seed ^ kControlSeedTag, d));
-  for (std::size_t n : o_.curve_n)
-    sets.emplace_back("curve_" + std::to_string(n), capped_prefix(ranked, n, layers_, cap));
-  r.effect.experts = sets[0].second;
-  r.popular.experts = sets[1].second;
-  for (std::uint32_t d = 0; d < o_.control_draws; ++d) r.random.push_back({sets[2 + d].second, {}, {}});
-  for (std::size_t n : o_.curve_n) r.curve.push_back({n, {}});
+  // 2. Split, contrast, chosen set, controls; then only the outcomes are needed.
+  const NamedSets sets = condition_sets(r, asked);
+  asked = first_columns(asked, L::kOutcomeColumns);
 
   // 3. The validation pairs under each set; the unrelated questions before and after the chosen set.
   PairList validation;
@@ -473,6 +556,7 @@ LocalizationResult LocalizePipeline::run() {
   }
 
   // 4. Summaries.
+  if (sharded_) return stop_shard(std::move(r), "the summaries");
   summaries(r, asked, after, unrelated_before ? &*unrelated_before : nullptr, unrelated_after ? &*unrelated_after : nullptr);
   file_.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
   file_.flush();

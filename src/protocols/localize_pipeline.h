@@ -8,6 +8,9 @@
 //   3. conditions: the validation pairs re-asked under each set (/localize/conditions/<name>/*), and
 //      the unrelated questions before and after the chosen set;
 //   4. summaries with bootstrap intervals (/localize/effect, effect_by_language, curve, accuracy).
+// On several ranks only the writing rank holds the asked table's routing statistics (the other
+// ranks get its outcome columns): it computes stage 2 and shares the condition sets (RowExecutor::
+// on_writer), so LocalizationResult's asked, split and contrast are the writing rank's alone.
 #include "localize/localize_ask.h"
 #include "protocols/localize_protocol.h"
 #include "protocols/row_executor.h"
@@ -25,12 +28,26 @@ class LocalizePipeline {
   // Runs every stage (a resumed run computes only the rows not yet done), writes the summaries and
   // marks /provenance completed. Throws StopRequested when stopped between chunks (saved).
   LocalizationResult run();
+  // A shard run (`moetrace localize --shard i/n`): the executor computes the shard's pairs of each
+  // per-pair table only (RowExecutor::set_shard), and run() returns, with stopped_before set, before
+  // the contrast while the asked table lacks rows, and always before the summaries (after the
+  // shard's rows of every condition table). Other shards' rows come from `moetrace merge`.
+  void set_shard(CaseShard shard);
+  // Leaves LocalizationResult::asked empty (a second copy of the routing statistics: the command
+  // reads them from the file).
+  void leave_asked_out() { keep_asked_ = false; }
 
  private:
   using PairList = std::vector<std::pair<std::size_t, std::size_t>>;
+  using NamedSets = std::vector<std::pair<std::string, ExpertList>>;
   Matrix2 ask_rows(const std::string& label, const QuestionSet& qs, const PairList& pairs, const std::string& outcome,
                    const std::string& generated, const ExpertList* deactivated, bool routing);
   void select(LocalizationResult& r, const Matrix2& asked, ExpertList& ranked, std::vector<double>& frequency);
+  // Stage 2 on the writing rank (select, then the control and curve sets), its sets and validation
+  // pairs shared with every rank.
+  NamedSets condition_sets(LocalizationResult& r, const Matrix2& asked);
+  NamedSets make_sets(const LocalizationResult& r, const ExpertList& ranked, const std::vector<double>& frequency) const;
+  LocalizationResult stop_shard(LocalizationResult r, const char* step);
   void summaries(LocalizationResult& r, const Matrix2& asked, const std::vector<std::pair<std::string, Matrix2>>& after,
                  const Matrix2* unrelated_before, const Matrix2* unrelated_after);
   // An asked pair as stored (its text decoded again from the stored token ids).
@@ -46,6 +63,7 @@ class LocalizePipeline {
   LocalizeResults out_;
   RowExecutor& executor_;
   int layers_ = 0, experts_ = 0;
+  bool sharded_ = false, keep_asked_ = true;
 };
 
 }  // namespace moetrace::localize

@@ -66,6 +66,9 @@ struct LocalizationResult {
   // Specificity: every pair of the unrelated questions, before (no deactivation) and after (chosen
   // experts deactivated); empty without unrelated questions.
   FlipSummary unrelated;
+  // A shard run (LocalizePipeline::set_shard): the first step that needs other shards' rows, where
+  // it stopped (the rest of the result is then empty); empty otherwise.
+  std::string stopped_before;
 };
 
 // InputError for bad options and everything the pieces reject (too few pairs for the contrast,

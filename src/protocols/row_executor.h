@@ -2,7 +2,9 @@
 // How the pipeline's per-case work is executed and stored. The pipeline says *what* to compute
 // for a chunk of rows (cases); an executor decides *where*: in this process (LocalRowExecutor),
 // or spread over MPI ranks by a coordinator (the distributed executor). Either way every rank gets
-// every row back, so the selections made from them are identical everywhere.
+// every row back, so the selections made from them are identical everywhere (or, where the pipeline
+// asks for it, the writing rank alone gets the wide columns and shares what it selects from them:
+// set_shared_columns, on_writer).
 //
 // The unit of work is a chunk: rows still to do, costliest first (by token rows, from
 // set_row_cost), grouped while their token rows add up to at most `chunk_tokens` (at least one row
@@ -53,6 +55,16 @@ class RowExecutor {
   void set_row_cost(std::function<double(int)> cost) { cost_ = std::move(cost); }
   // What a row is, for progress lines ("cases" for tracing, "pairs" for localisation).
   void set_row_unit(std::string unit) { unit_ = std::move(unit); }
+  // For the next tables: ranks other than the writing one get only their first `columns` columns
+  // back (0, the default: every column). A pipeline that sets it computes whatever needs the other
+  // columns with on_writer.
+  void set_shared_columns(int columns) { shared_columns_ = columns; }
+  // Whether this rank gets every column of every table: the writing rank (every rank of a local
+  // executor).
+  virtual bool writer() const { return true; }
+  // Runs `compute` on the writing rank and returns its bytes on every rank. An InputError there is
+  // thrown on every rank (as a CollectiveError on several).
+  virtual std::vector<char> on_writer(const std::function<std::vector<char>()>& compute) { return compute(); }
 
  protected:
   explicit RowExecutor(int chunk_tokens) : chunk_tokens_(chunk_tokens) {}
@@ -63,6 +75,7 @@ class RowExecutor {
   std::function<double(int)> cost_;
   std::string unit_ = "cases";
   CaseShard shard_;
+  int shared_columns_ = 0;
   bool last_complete_ = true;
 };
 

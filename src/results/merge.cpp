@@ -258,6 +258,11 @@ std::string provenance_field(ResultsFile& f, const char* field) {
   return f.h5().has_attr(layout::kProvenance, field) ? f.h5().attr_string(layout::kProvenance, field) : "(missing)";
 }
 
+// Which command wrote a file: /provenance protocol ("localize"), "run" where there is none.
+std::string protocol_of(ResultsFile& f) {
+  return f.h5().has_attr(layout::kProvenance, "protocol") ? f.h5().attr_string(layout::kProvenance, "protocol") : "run";
+}
+
 void sync_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0 || ::fsync(fd) != 0) {
@@ -275,7 +280,8 @@ void refuse_pending_journal(const std::string& in) {
   const journal::ReadResult j = journal::read(jpath, journal::base_of_file(in));
   if (!j.stale && !j.payloads.empty())
     fail_input("{}: its checkpoint journal {} holds {} checkpoint(s) not yet folded into the file (the run was "
-               "interrupted): finish it with `moetrace run CONFIG --out {} --resume` before merging",
+               "interrupted): finish it with `moetrace run CONFIG --out {} --resume` (`moetrace localize` for a localize file) "
+               "before merging",
                in, jpath, j.payloads.size(), in);
 }
 
@@ -295,6 +301,11 @@ MergeSummary merge_results(const std::vector<std::string>& inputs, const std::st
     files.push_back(std::make_unique<ResultsFile>(in, ResultsFile::Mode::Read));
     files.back()->h5().verify();
   }
+  const std::string protocol = protocol_of(*files[0]);
+  for (std::size_t k = 1; k < files.size(); ++k)
+    if (protocol_of(*files[k]) != protocol)
+      fail_input("{}: a `moetrace {}` results file (/provenance protocol), but {} is a `moetrace {}` one: merge only "
+                 "files of one run", inputs[k], protocol_of(*files[k]), inputs[0], protocol);
   for (std::size_t k = 1; k < files.size(); ++k)
     for (const char* field : kIdentity)
       if (provenance_field(*files[k], field) != provenance_field(*files[0], field))
@@ -322,6 +333,7 @@ MergeSummary merge_results(const std::vector<std::string>& inputs, const std::st
           fail_input("{}: cannot update its provenance", tmp);
       o.set_attr(layout::kProvenance, "merged_from", merged_from);
       summary = merger.summary();
+      summary.protocol = protocol;
       o.flush();
       o.close();  // seals the merged file (results/file_seal.h); a failure stops the merge
     }

@@ -476,3 +476,159 @@ BOOST_AUTO_TEST_CASE(a_journal_that_is_not_a_regular_file_is_exit_2_on_resume) {
                 {journal.string(), "is not a regular file", "a symbolic link to a character device"});
   fs::remove(journal);
 }
+
+// ---- Shards and merges (`moetrace localize --shard i/n`, `moetrace merge`) ----------------------
+
+namespace {
+
+constexpr int kShards = 3;
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// One round of shards: each shard's file (a copy of `from` resumed, or a fresh run), merged into
+// `merged`. Shard 1 runs on two MPI ranks (one EP group of two: the distributed executor's shard
+// of rows). Every shard must say where it stopped.
+std::vector<fs::path> shard_round(const std::string& name, const fs::path& from, const fs::path& merged,
+                                  const std::string& stop) {
+  const Workspace& w = ws();
+  const fs::path log = w.dir / (name + ".log");
+  std::vector<fs::path> files;
+  std::vector<std::string> merge_args{"merge", "--out", merged.string()};
+  for (int i = 0; i < kShards; ++i) {
+    const fs::path out = w.dir / fmt::format("{}.shard{}.h5", name, i);
+    std::vector<std::string> args{"localize", w.config.string(), "--out", out.string(), "--shard",
+                                  fmt::format("{}/{}", i, kShards)};
+    if (!from.empty()) {
+      fs::copy_file(from, out);
+      args.push_back("--resume");
+    }
+    if (i == 1) args.insert(args.end(), {"--ep", "2"});
+    BOOST_TEST_REQUIRE(run_to_end(i == 1 ? mpirun_command(2, args) : moetrace_command(args), log) == 0, slurp(log));
+    files.push_back(out);
+    merge_args.push_back(out.string());
+  }
+  BOOST_TEST(count(slurp(log), "stopped before " + stop) == static_cast<std::size_t>(kShards), slurp(log));
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command(merge_args), log) == 0, slurp(log));
+  BOOST_TEST(slurp(log).find("moetrace localize CONFIG --resume") != std::string::npos, slurp(log));
+  return files;
+}
+
+// A copy of `merged` finished by an unsharded --resume.
+fs::path finish(const fs::path& merged, const std::string& name) {
+  const Workspace& w = ws();
+  const fs::path out = w.dir / (name + ".h5"), log = w.dir / (name + ".log");
+  fs::copy_file(merged, out);
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", w.config.string(), "--out", out.string(), "--resume"}), log) == 0,
+                     slurp(log));
+  return out;
+}
+
+struct Sharded {
+  std::vector<fs::path> asked_shards, condition_shards;  // round 1: the asked table; round 2: the conditions
+  fs::path merged_asked, merged_conditions;
+  Sharded() {
+    const Workspace& w = ws();
+    merged_asked = w.dir / "merged-asked.h5";
+    merged_conditions = w.dir / "merged-conditions.h5";
+    asked_shards = shard_round("asked", {}, merged_asked, "the contrast");
+    condition_shards = shard_round("conditions", merged_asked, merged_conditions, "the summaries");
+  }
+};
+
+Sharded& sharded() {
+  static Sharded s;
+  return s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(three_shards_merged_and_resumed_are_bit_identical_to_one_run) {
+  const Workspace& w = ws();
+  const Sharded& s = sharded();
+  // Shards of the asked table, merged, finished by one --resume; and with a second round of shards
+  // of the condition tables on copies of the merged file.
+  for (const fs::path& done : {finish(s.merged_asked, "finished-asked"), finish(s.merged_conditions, "finished-conditions")}) {
+    expect_identical(w.reference, done);
+    const std::string compared = slurp(w.dir / ("compare-" + done.stem().string() + ".log"));
+    BOOST_TEST(compared.find("all bit-identical") != std::string::npos, compared);
+    h5::File f(done.string(), h5::File::Mode::ReadOnly);
+    BOOST_TEST(f.attr_int("/provenance", "completed") == 1);
+    BOOST_TEST(f.attr_string("/provenance", "protocol") == "localize");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(each_localize_shard_computes_exactly_its_pairs) {
+  const Sharded& s = sharded();
+  const std::string asked_done = std::string(layout::localize::kAsked) + "/outcome_done";
+  const std::string chosen_done = std::string(layout::localize::kConditions) + "/chosen/outcome_done";
+  for (int i = 0; i < kShards; ++i) {
+    h5::File a(s.asked_shards[i].string(), h5::File::Mode::ReadOnly);
+    BOOST_TEST(a.attr_string("/provenance", "shard") == fmt::format("{}/{}", i, kShards));
+    const auto done = a.read_int(asked_done).data;
+    BOOST_TEST_REQUIRE(done.size() == static_cast<std::size_t>(kQuestions * kLanguages));
+    for (std::size_t r = 0; r < done.size(); ++r)
+      BOOST_TEST((done[r] != 0) == (static_cast<int>(r % kShards) == i), "asked row " << r << " of shard " << i);
+    BOOST_TEST(!a.exists(layout::localize::kContrast));  // the contrast needs every shard's pairs
+    h5::File c(s.condition_shards[i].string(), h5::File::Mode::ReadOnly);
+    BOOST_TEST(c.exists(layout::localize::kContrast));
+    const auto cdone = c.read_int(chosen_done).data;
+    BOOST_TEST_REQUIRE(cdone.size() > 3u);
+    for (std::size_t r = 0; r < cdone.size(); ++r)
+      BOOST_TEST((cdone[r] != 0) == (static_cast<int>(r % kShards) == i), "chosen row " << r << " of shard " << i);
+    BOOST_TEST(!c.exists(layout::localize::kEffect));  // the summaries are the unsharded run's
+  }
+  h5::File m(s.merged_asked.string(), h5::File::Mode::ReadOnly);
+  for (std::int64_t d : m.read_int(asked_done).data) BOOST_TEST(d == 1);
+  BOOST_TEST(!m.has_attr("/provenance", "shard"));
+  BOOST_TEST(m.attr_string("/provenance", "merged_from").find("(shard 2/3)") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(bad_localize_shard_values_are_bad_input_naming_the_option) {
+  const Workspace& w = ws();
+  const fs::path never = w.dir / "never.h5";
+  for (const char* bad : {"x", "3/3", "-1/3", "1/0", "0/", "/3", "1/3/3", "0/99999999999", " 0/3"}) {
+    expect_exit_2({"localize", w.config.string(), "--out", never.string(), "--shard", bad}, {"--shard", bad});
+    BOOST_TEST(!fs::exists(never));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(merge_refuses_a_run_file_among_localize_files_and_other_configs) {
+  const Workspace& w = ws();
+  const Sharded& s = sharded();
+  const fs::path log = w.dir / "merge-mixed.log";
+  // A `moetrace run` shard file of the demo (a few cases: it stops after its layer-sweep rows).
+  const fs::path src = source_dir(), run_config = w.dir / "run.toml", run_file = w.dir / "run-shard.h5";
+  std::ofstream(run_config) << "[model]\npath = \"" << (src / "demo/model").string() << "\"\n[data]\ncounterfact = \""
+                            << (src / "demo/counterfact_demo.json").string() << "\"\nobject_rule = \"leading_space\"\n"
+                            << "[cases]\nn = 2\n[noise]\nsamples = 2\n[run]\ncheckpoint_every_s = 0\n";
+  BOOST_TEST_REQUIRE(
+      run_to_end(moetrace_command({"run", run_config.string(), "--out", run_file.string(), "--shard", "0/2"}), log) == 0,
+      slurp(log));
+  for (const auto& [first, second] : {std::pair{s.asked_shards[0], run_file}, std::pair{run_file, s.asked_shards[0]}}) {
+    const fs::path out = w.dir / "merged-mixed.h5";
+    expect_exit_2({"merge", "--out", out.string(), first.string(), second.string()},
+                  {second.string(), "moetrace run", "moetrace localize"});
+    BOOST_TEST(!fs::exists(out));
+    BOOST_TEST(!fs::exists(out.string() + ".tmp"));
+  }
+  // A localize shard of another config (another seed): exit 2 naming the file and the field.
+  const fs::path other_config = w.write("other-seed.toml", config_text("chunk_tokens = 24\n"));
+  {
+    std::string text = slurp(other_config);
+    text.replace(text.find("seed = 4"), 8, "seed = 5");
+    std::ofstream(other_config) << text;
+  }
+  const fs::path other = w.dir / "other-seed.shard1.h5";
+  BOOST_TEST_REQUIRE(run_to_end(moetrace_command({"localize", other_config.string(), "--out", other.string(), "--shard",
+                                                  fmt::format("1/{}", kShards)}),
+                                log) == 0,
+                     slurp(log));
+  const fs::path out = w.dir / "merged-other.h5";
+  expect_exit_2({"merge", "--out", out.string(), s.asked_shards[0].string(), other.string()},
+                {other.string(), "config_text"});
+  BOOST_TEST(!fs::exists(out));
+}
