@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace moetrace::journal {
 namespace {
@@ -90,20 +91,11 @@ bool record_header_after(const std::string& s, std::size_t from) {
   return false;
 }
 
-const char* file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  return "a special file";
-}
-
 [[noreturn]] void fail_not_regular(const std::string& path, mode_t mode) {
   struct stat link;
   const bool symlink = ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode);
   fail_input("{} is not a regular file ({}{}): a checkpoint journal must be one. Move it away to resume from the "
-             "last full snapshot ({}) alone", path, symlink ? "a symbolic link to " : "", file_kind(mode),
+             "last full snapshot ({}) alone", path, symlink ? "a symbolic link to " : "", file_type_name(mode),
              path.substr(0, path.size() - 8));
 }
 

@@ -12,21 +12,22 @@
 namespace moetrace {
 namespace {
 
-const char* kind_of(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
 std::string errno_text(int err) {
   if (err == ELOOP) return "too many levels of symbolic links (a symlink loop)";
   return std::strerror(err);
 }
 
 }  // namespace
+
+const char* file_type_name(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "a special file";
+}
 
 FileDescriptor::~FileDescriptor() {
   if (fd_ >= 0) ::close(fd_);
@@ -51,7 +52,7 @@ RegularFile open_regular_file(const std::filesystem::path& path, std::string_vie
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail_input("cannot stat {} {}: {}", what, p, errno_text(errno));
-  if (!S_ISREG(st.st_mode)) fail_input("{} {} is {}, not a regular file", what, p, kind_of(st.st_mode));
+  if (!S_ISREG(st.st_mode)) fail_input("{} {} is {}, not a regular file", what, p, file_type_name(st.st_mode));
   // Regular files ignore O_NONBLOCK; clear it anyway so that reads behave as documented.
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);

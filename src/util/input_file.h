@@ -3,12 +3,18 @@
 // must not block, a directory where a file belongs must not be "read"), symlink loops and
 // permission problems become InputErrors naming the path, and what a file may hold is bounded.
 // `what` says which input it is ("model config", "tokenizer"), for messages.
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
 
 namespace moetrace {
+
+// "a directory", "a FIFO", "a character device", ... for a stat mode, in messages about inputs of
+// the wrong type.
+const char* file_type_name(mode_t mode);
 
 // An open file descriptor, closed on destruction.
 class FileDescriptor {
