@@ -152,6 +152,22 @@ std::vector<std::uintmax_t> record_offsets(const fs::path& p) {
   return out;
 }
 
+// The third of three journal records is dropped on resume: the first two groups' rows are
+// replayed, the run goes on from there (the third group again, then the end of the run), and the
+// file ends equal to the uninterrupted run's with its journal folded away.
+void resume_without_the_last_record(Files& t) {
+  {
+    ResultsFile f(t.out.string(), ResultsFile::Mode::Resume);
+    BOOST_TEST(f.checkpoint_stats().replayed_records == 2u);
+    const auto done = f.done_rows("/m");
+    for (std::size_t r = 0; r < done.size(); ++r) BOOST_TEST(done[r] == (r < 7), "row " << r);
+    write_changes(f, [&] { f.checkpoint(); }, 2);
+    f.flush();
+  }
+  BOOST_TEST(!fs::exists(t.journal));
+  t.expect_same_as_ref();
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_snapshot_plus_its_journal_replays_to_the_directly_written_file) {
@@ -175,17 +191,7 @@ BOOST_AUTO_TEST_CASE(a_torn_last_record_is_dropped_and_the_run_resumes_from_the_
       const auto size = fs::file_size(t.journal);
       if (truncate) fs::resize_file(t.journal, size - 7);
       else flip_byte(t.journal, size - 1);
-      {
-        ResultsFile f(t.out.string(), ResultsFile::Mode::Resume);
-        BOOST_TEST(f.checkpoint_stats().replayed_records == 2u);
-        const auto done = f.done_rows("/m");
-        for (std::size_t r = 0; r < done.size(); ++r) BOOST_TEST(done[r] == (r < 7), "row " << r);
-        // The run goes on from there: the third group again, then the end of the run.
-        write_changes(f, [&] { f.checkpoint(); }, 2);
-        f.flush();
-      }
-      BOOST_TEST(!fs::exists(t.journal));
-      t.expect_same_as_ref();
+      resume_without_the_last_record(t);
     }
   }
 }
@@ -297,16 +303,7 @@ BOOST_AUTO_TEST_CASE(a_damaged_header_of_the_last_record_is_dropped_like_a_torn_
       const auto offsets = record_offsets(t.journal);
       BOOST_TEST_REQUIRE(offsets.size() == 3u);
       flip_byte(t.journal, offsets[2] + at);
-      {
-        ResultsFile f(t.out.string(), ResultsFile::Mode::Resume);
-        BOOST_TEST(f.checkpoint_stats().replayed_records == 2u);
-        const auto done = f.done_rows("/m");
-        for (std::size_t r = 0; r < done.size(); ++r) BOOST_TEST(done[r] == (r < 7), "row " << r);
-        write_changes(f, [&] { f.checkpoint(); }, 2);
-        f.flush();
-      }
-      BOOST_TEST(!fs::exists(t.journal));
-      t.expect_same_as_ref();
+      resume_without_the_last_record(t);
     }
   }
   // 100 bytes after the last whole record (no record header among them): all three replayed.
