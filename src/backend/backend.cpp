@@ -10,6 +10,14 @@ std::pair<int, int> weight_matrix_shape(const TensorView& view) {
   fail_internal(__FILE__, __LINE__, "weights must be 1-D or 2-D: " + view.name);
 }
 
+std::vector<std::byte> Backend::weight_image(const Weight&) const {
+  fail_internal(__FILE__, __LINE__, "backend " + name() + " has no weight store layout");
+}
+
+WeightPtr Backend::map_weight(const TensorView&, const std::byte*, std::size_t, const std::string&) {
+  fail_internal(__FILE__, __LINE__, "backend " + name() + " has no weight store layout");
+}
+
 int Routing::slot_of(int row, int e) const {
   for (int j = 0; j < k; ++j)
     if (experts[row * k + j] == e) return j;

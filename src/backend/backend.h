@@ -7,6 +7,7 @@
 // the CPU backend, device memory for CUDA). Rows are tokens; a batch concatenates the tokens of
 // several independent sequences ("streams"), so per-row operations never mix streams and only
 // attention needs to know where streams begin and end.
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -154,6 +155,20 @@ class Backend {
   virtual WeightPtr upload_weight(const TensorView& view) = 0;
   // Bytes of weights held on the device (reported to the user).
   virtual std::size_t weight_bytes() const = 0;
+
+  // --- the packed weight store (docs/weights.md) ---------------------------------------------
+  // Names the byte layout weight_image produces and map_weight reads (backend, mode, library
+  // version, CPU features): a store is used only by a backend that gives the same string. Empty:
+  // this backend reads no store and uploads from the checkpoint.
+  virtual std::string weight_layout() const { return {}; }
+  // The bytes of an uploaded weight as map_weight takes them back (written once, into the store).
+  virtual std::vector<std::byte> weight_image(const Weight& weight) const;
+  // The weight for the checkpoint tensor `view` from its image (`bytes` bytes at `image`, mapped
+  // read-only from the store and alive as long as the weight): used in place where the backend can
+  // (host memory), copied where it must (device memory). An image of the wrong size for the view is
+  // an InputError naming `origin` (the store) and the tensor.
+  virtual WeightPtr map_weight(const TensorView& view, const std::byte* image, std::size_t bytes,
+                               const std::string& origin);
 
   // --- data movement ------------------------------------------------------------------------
   // Rows of `table` selected by ids (embedding lookup).

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <filesystem>
 
+#include "cli/command_session.h"
 #include "cli/provenance.h"
 #include "comm/errors.h"
 #include "protocols/distributed_row_executor.h"
@@ -15,12 +16,7 @@ namespace moetrace::cli {
 bool start_ranks(Communicator& world, int ep, const std::string& stop_file) {
   install_stop_handlers();
   watch_stop_file(stop_file);
-  const int N = world.size(), R = ep;
-  if (N % R != 0)
-    fail_all(world, "--ep {} must divide the number of MPI ranks {} (N/R expert-parallel groups of R ranks)", R, N);
-  const bool writer = world.rank() == 0;
-  if (!writer && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
-  return writer;
+  return check_ranks(world, ep);
 }
 
 std::string prepare_output_on_writer(Communicator& world, bool writer, const std::string& out,

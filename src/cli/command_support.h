@@ -15,9 +15,8 @@
 namespace moetrace::cli {
 
 // The start every protocol command shares: stop-signal handlers installed and --stop-file watched
-// (util/stop_signal.h), --ep R checked against the rank count N (an InputError on every rank unless R
-// divides N), log lines from the writing rank only (the others keep warnings and errors). Returns
-// whether this is the writing rank (world rank 0).
+// (util/stop_signal.h), then check_ranks (command_session.h). Returns whether this is the writing
+// rank (world rank 0).
 bool start_ranks(Communicator& world, int ep, const std::string& stop_file);
 
 // The help text of --stop-file, the same for every command that has it.

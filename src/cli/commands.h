@@ -12,5 +12,6 @@ void register_run_command(CLI::App& app);
 void register_localize_command(CLI::App& app);
 void register_report_command(CLI::App& app);
 void register_merge_command(CLI::App& app);
+void register_store_command(CLI::App& app);
 
 }  // namespace moetrace::cli

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "backend/backend_registry.h"
+#include "cli/command_session.h"
 #include "cli/command_support.h"
 #include "cli/commands.h"
 #include "cli/provenance.h"
@@ -30,6 +31,7 @@ struct LocalizeCommandOptions {
   int ep = 1;
   std::string shard;      // "i/n", empty: every pair
   std::string stop_file;  // --stop-file, empty: none
+  std::string weight_store;  // --weight-store, empty: the config's
 };
 
 // The model's own end-of-sequence ids (generation_config.json or config.json "eos_token_id",
@@ -89,7 +91,6 @@ localize::LocalizeOptions protocol_options(const LocalizeConfig& c, const ModelC
 
 void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Communicator& world) {
   const bool writer = start_ranks(world, o.ep, o.stop_file);
-  const int N = world.size(), R = o.ep;
 
   LocalizeConfig config = on_every_rank(world, [&] {
     LocalizeConfig c = load_localize_config(o.config);
@@ -106,8 +107,9 @@ void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Commun
   std::optional<localize::QuestionSet> unrelated;
   if (!config.unrelated_path.empty())
     unrelated = on_every_rank(world, [&] { return read_question_file(config, config.unrelated_path, "unrelated"); });
-  ModelWeights weights = on_every_rank(world, [&] { return load_model(config.model_path); });
-  const ModelConfig& mc = weights.config;
+  CommandSession session(world, {config.model_path, config.backend,
+                                 o.weight_store.empty() ? config.weight_store : std::filesystem::path(o.weight_store), o.ep});
+  const ModelConfig& mc = session.model_config();
   const auto tokenizer = on_every_rank(world, [&] { return std::make_shared<Tokenizer>(Tokenizer::from_path(config.tokenizer_path)); });
   // Checks that need the model and tokenizer, before any stage runs (docs/config.md).
   on_every_rank(world, [&] {
@@ -117,30 +119,18 @@ void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Commun
     return true;
   });
 
-  // N/R groups of R consecutive ranks; each group holds every expert once, sharded in blocks.
-  auto group = world.split(world.rank() / R);
-  auto leaders = world.split(group->rank() == 0 ? 0 : 1, world.rank());
-  auto backend = on_every_rank(world, [&] { return make_backend(config.backend); });
-  DeviceModel model = upload_model(weights, *backend, expert_block(mc.num_experts, group->rank(), R));
-  spdlog::info("model {}: {} ({} layers, {} experts, top-{}) on {}; {} rank(s) in {} group(s) of {}",
-               config.model_path.string(), to_string(mc.arch), mc.num_layers, mc.num_experts, mc.top_k, backend->name(),
-               N, N / R, R);
-  std::optional<ExpertParallelExchange> exchange;
-  if (R > 1) exchange.emplace(*group);
-  Engine engine(model, *backend, exchange ? &*exchange : nullptr);
-
   std::unique_ptr<ResultsFile> results = open_results_file(
       world, out, o.resume, o.config, config.source_text,
-      [&] { return collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N); },
+      [&] { return session.provenance(o.config, config.source_text); },
       [&](ResultsFile& f) {
         f.set_attr(layout::kProvenance, "protocol", std::string("localize"));
         record_shard(f, shard);
       });
-  std::unique_ptr<RowExecutor> executor = make_row_executor(world, *group, *leaders, *results, config.chunk_tokens,
+  std::unique_ptr<RowExecutor> executor = make_row_executor(world, session.group(), session.leaders(), *results, config.chunk_tokens,
                                                             config.progress_every_s, config.checkpoint_every_s);
   localize::LocalizeOptions options = protocol_options(config, mc);
   if (unrelated) options.unrelated = &*unrelated;
-  localize::LocalizePipeline pipeline(engine, *tokenizer, questions, options, *results, *executor);
+  localize::LocalizePipeline pipeline(session.engine(), *tokenizer, questions, options, *results, *executor);
   pipeline.leave_asked_out();
   if (shard) pipeline.set_shard(*shard);
   const localize::LocalizationResult r = pipeline.run();
@@ -183,6 +173,8 @@ void register_localize_command(CLI::App& app) {
       "Exit codes: 0 done; 2 bad input (the message names the file and key or record), a damaged results\n"
       "file, or --out locked by another run; 75 stopped by SIGTERM/SIGUSR1/SIGINT or --stop-file after\n"
       "saving (rerun with --resume); a stop after the last result is saved ends the run as done (0).\n\n"
+      "Weights: [model] weight_store = \"DIR\" or --weight-store DIR maps a packed store instead of packing\n"
+      "the checkpoint on every start (docs/weights.md).\n\n"
       "Example:\n"
       "  moetrace localize configs/demo_localize.toml --out results/demo_localize.h5\n"
       "  moetrace localize configs/demo_localize.toml --shard 1/3 --out results/demo_localize.shard1.h5");
@@ -195,6 +187,7 @@ void register_localize_command(CLI::App& app) {
   cmd->add_option("--shard", o->shard,
                   "i/n: only pairs i, i+n, ... up to the first step that needs every pair (0 <= i < n)");
   cmd->add_option("--stop-file", o->stop_file, kStopFileHelp);
+  cmd->add_option("--weight-store", o->weight_store, kWeightStoreHelp);
   cmd->callback([o] {
     const std::optional<CaseShard> shard = parse_shard(o->shard);
     auto world = make_world_communicator();

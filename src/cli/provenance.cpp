@@ -76,7 +76,7 @@ std::string library_versions_json() {
 }
 
 Provenance collect_provenance(const std::string& config_path, const std::string& config_text, const Checkpoint& ckpt,
-                              const std::string& backend, int ranks) {
+                              const std::string& backend, int ranks, const std::map<std::string, std::string>& known_sha256) {
   Provenance p;
   p.moetrace_version = MOETRACE_VERSION;
   p.git_commit = MOETRACE_GIT_COMMIT;
@@ -90,8 +90,13 @@ Provenance collect_provenance(const std::string& config_path, const std::string&
   for (const char* extra : {"config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json",
                             "tokenizer_config.json"})
     if (std::filesystem::exists(ckpt.dir() / extra)) files.push_back(ckpt.dir() / extra);
-  spdlog::info("hashing {} model files for provenance", files.size());
-  for (const auto& f : files) hashes[f.filename().string()] = sha256_file(f);
+  std::size_t fresh = 0;
+  for (const auto& f : files) fresh += known_sha256.count(f.filename().string()) ? 0 : 1;
+  spdlog::info("hashing {} model files for provenance ({} more from the weight store)", fresh, files.size() - fresh);
+  for (const auto& f : files) {
+    const auto known = known_sha256.find(f.filename().string());
+    hashes[f.filename().string()] = known != known_sha256.end() ? known->second : sha256_file(f);
+  }
   p.model_files_sha256_json = hashes.dump();
   p.library_versions_json = library_versions_json();
   p.backend = backend;

@@ -1,5 +1,6 @@
 #pragma once
 // What every results file records about how it was made.
+#include <map>
 #include <string>
 
 #include "model/checkpoint.h"
@@ -11,8 +12,11 @@ namespace moetrace::cli {
 void set_command_line(int argc, char** argv);
 const std::string& command_line();
 
+// `known_sha256`: digests of model files by file name that need not be computed again (the weight
+// store's, recorded when it was built from the same bytes); every other model file is hashed here.
 Provenance collect_provenance(const std::string& config_path, const std::string& config_text,
-                              const Checkpoint& checkpoint, const std::string& backend, int ranks);
+                              const Checkpoint& checkpoint, const std::string& backend, int ranks,
+                              const std::map<std::string, std::string>& known_sha256 = {});
 
 std::string library_versions_json();
 

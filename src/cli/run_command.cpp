@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "backend/backend_registry.h"
+#include "cli/command_session.h"
 #include "cli/command_support.h"
 #include "cli/commands.h"
 #include "cli/provenance.h"
@@ -33,6 +34,7 @@ struct RunOptions {
   int ep = 1;
   std::string shard;      // "i/n", empty: every case
   std::string stop_file;  // --stop-file, empty: none
+  std::string weight_store;  // --weight-store, empty: the config's
 };
 
 double noise_sigma_base(const RunConfig& config, const ModelWeights& weights, const CaseBuilder& builder,
@@ -64,8 +66,6 @@ void report_engine_work(const CaseTracer& tracer, const PipelineSummary& s) {
 
 void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& world) {
   const bool writer = start_ranks(world, o.ep, o.stop_file);
-  const int N = world.size(), R = o.ep;
-
   const RunConfig config = on_every_rank(world, [&] {
     RunConfig c = load_run_config(o.config);
     check_backend_name(c.backend, c.source_path.string() + ": [model] backend");
@@ -75,37 +75,27 @@ void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& worl
   std::optional<OutputLock> lock;  // held by the writing rank until the run ends
   const std::string out = prepare_output_on_writer(world, writer, o.out, o.config, o.resume, lock);
 
-  ModelWeights weights = on_every_rank(world, [&] { return load_model(config.model_path); });
-  const ModelConfig& mc = weights.config;
+  CommandSession session(world, {config.model_path, config.backend,
+                                 o.weight_store.empty() ? config.weight_store : std::filesystem::path(o.weight_store), o.ep});
+  const ModelConfig& mc = session.model_config();
   const auto records = on_every_rank(world, [&] { return read_counterfact(config.counterfact_path); });
   spdlog::info("{} CounterFact records from {}", records.size(), config.counterfact_path.string());
   const auto builder = on_every_rank(world, [&] { return std::make_shared<TokenizedCaseBuilder>(config, mc); });
-  const double sigma_base = on_every_rank(world, [&] { return noise_sigma_base(config, weights, *builder, records); });
+  const double sigma_base =
+      on_every_rank(world, [&] { return noise_sigma_base(config, session.weights(), *builder, records); });
   spdlog::info("noise: sigma = {} x {:.5f} = {:.5f}", config.noise_multiplier, sigma_base,
                config.noise_multiplier * sigma_base);
-
-  // N/R groups of R consecutive ranks; each group holds every expert once, sharded in blocks.
-  auto group = world.split(world.rank() / R);
-  auto leaders = world.split(group->rank() == 0 ? 0 : 1, world.rank());
-  auto backend = on_every_rank(world, [&] { return make_backend(config.backend); });
-  const ExpertRange local = expert_block(mc.num_experts, group->rank(), R);
-  DeviceModel model = upload_model(weights, *backend, local);
-  spdlog::info("model {}: {} ({} layers, {} experts, top-{}), {:.1f} MiB of weights per rank on {}; {} rank(s) in {} "
-               "group(s) of {}", config.model_path.string(), to_string(mc.arch), mc.num_layers, mc.num_experts,
-               mc.top_k, backend->weight_bytes() / 1048576.0, backend->name(), N, N / R, R);
-  std::optional<ExpertParallelExchange> exchange;
-  if (R > 1) exchange.emplace(*group);
-  Engine engine(model, *backend, exchange ? &*exchange : nullptr);
-  CaseTracer tracer(engine, config.batch_rows);
+  CaseTracer tracer(session.engine(), config.batch_rows);
 
   // Only the writing rank has the real file; the others get every stage's table from it and keep a
   // small in-memory file for the pipeline's summaries (never the per-case rows).
-  std::unique_ptr<ResultsFile> results = open_results_file(
-      world, out, o.resume, o.config, config.source_text,
-      [&] { return collect_provenance(o.config, config.source_text, *weights.checkpoint, backend->name(), N); },
-      [&](ResultsFile& f) { record_shard(f, shard); });
-  std::unique_ptr<RowExecutor> executor = make_row_executor(world, *group, *leaders, *results, config.chunk_tokens,
-                                                            config.progress_every_s, config.checkpoint_every_s);
+  std::unique_ptr<ResultsFile> results =
+      open_results_file(world, out, o.resume, o.config, config.source_text,
+                        [&] { return session.provenance(o.config, config.source_text); },
+                        [&](ResultsFile& f) { record_shard(f, shard); });
+  std::unique_ptr<RowExecutor> executor =
+      make_row_executor(world, session.group(), session.leaders(), *results, config.chunk_tokens,
+                        config.progress_every_s, config.checkpoint_every_s);
   TracingPipeline pipeline(config, tracer, *builder, sigma_base, *results, *executor);
   if (shard) pipeline.set_shard(*shard);
   const PipelineSummary s = pipeline.run(records);
@@ -117,8 +107,8 @@ void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& worl
     spdlog::info("done: {} cases, layer {}, expert {}. Results: {}  (tables: moetrace report {})", s.usable_cases,
                  s.selected_layer, s.selected_expert, out, out);
   report_engine_work(tracer, s);
-  if (exchange) {
-    const double steps = static_cast<double>(engine.layer_token_steps());
+  if (const ExpertParallelExchange* exchange = session.exchange()) {
+    const double steps = static_cast<double>(session.engine().layer_token_steps());
     spdlog::info("expert exchange on rank 0: {} combine calls (MoE layer steps), {} bytes sent, {} bytes received "
                  "({} / {} of them slot rows); {:.1f} bytes sent and {:.1f} bytes received per layer-token step",
                  exchange->calls(), exchange->bytes_sent(), exchange->bytes_received(), exchange->payload_bytes_sent(),
@@ -150,6 +140,9 @@ void register_run_command(CLI::App& app) {
       "the shards' files; `--resume --shard i/n` on a copy of the merged file continues with the next\n"
       "per-case stage; a final `--resume` without --shard on the merged file finishes the run, bit-identical\n"
       "to one uninterrupted run (docs/distribution.md).\n\n"
+      "Weights: with [model] weight_store = \"DIR\" (or --weight-store DIR) the first run packs the model into\n"
+      "a store under DIR and every later run, rank and job maps it read-only (seconds instead of minutes; one\n"
+      "copy per node; models larger than memory run): docs/weights.md, `moetrace store --help`.\n\n"
       "Exit codes: 0 done; 2 bad input (the message says what and where), a damaged results file, or --out\n"
       "locked by another run (<out>.lock names its host and PID); 75 stopped by SIGTERM/SIGUSR1/SIGINT or\n"
       "--stop-file after saving (rerun with --resume). A stop that arrives after the last result is saved\n"
@@ -157,7 +150,8 @@ void register_run_command(CLI::App& app) {
       "Examples:\n"
       "  moetrace run configs/demo.toml --out results/demo.h5 && moetrace report results/demo.h5\n"
       "  mpirun -np 8 moetrace run configs/mixtral-8x7b.toml --ep 2 --out results/mixtral.h5 --resume\n"
-      "  moetrace run configs/demo.toml --shard 1/4 --out results/demo.shard1.h5");
+      "  moetrace run configs/demo.toml --shard 1/4 --out results/demo.shard1.h5\n"
+      "  moetrace run configs/qwen3-30b-a3b.toml --weight-store /local/scratch/moetrace-store");
   // A missing or unreadable CONFIG is reported by load_run_config (exit 2), not by CLI11's validator.
   cmd->add_option("CONFIG", o->config, "run configuration (.toml)")->required();
   cmd->add_option("--out", o->out, "results file (default: results/<config name>.h5)");
@@ -166,6 +160,7 @@ void register_run_command(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--stop-file", o->stop_file, kStopFileHelp);
+  cmd->add_option("--weight-store", o->weight_store, kWeightStoreHelp);
   cmd->add_option("--shard", o->shard,
                   "i/n: only cases i, i+n, ... up to the first step that needs every case (0 <= i < n)");
   cmd->callback([o] {

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <set>
 
 #include "util/error.h"
+#include "util/logging.h"
 
 namespace moetrace {
 
@@ -14,13 +16,51 @@ ExpertRange expert_block(int num_experts, int rank, int ranks) {
   return {begin, begin + base + (rank < extra ? 1 : 0)};
 }
 
-DeviceModel upload_model(const ModelWeights& w, Backend& b, ExpertRange local) {
+namespace {
+
+// The tensors of `w` this rank holds, in load order: all but other ranks' experts.
+std::vector<const TensorView*> rank_tensors(const ModelWeights& w, ExpertRange local) {
+  std::set<const TensorView*> others;
+  for (const LayerWeights& L : w.layers)
+    for (int e = 0; e < static_cast<int>(L.experts.size()); ++e)
+      if (e < local.begin || e >= local.end) others.insert({&L.experts[e].gate, &L.experts[e].up, &L.experts[e].down});
+  std::vector<const TensorView*> out;
+  for (const TensorView* v : model_tensors(w))
+    if (!others.count(v)) out.push_back(v);
+  return out;
+}
+
+// Reads this rank's pages of the store in now when they fit in half the available memory.
+void prefault_rank(const WeightStoreFile& store, const ModelWeights& w, ExpertRange local) {
+  const std::vector<const TensorView*> mine = rank_tensors(w, local);
+  std::uint64_t bytes = 0;
+  for (const TensorView* v : mine)
+    if (auto it = store.blobs().find(v->name); it != store.blobs().end()) bytes += it->second.bytes;
+  const std::uint64_t available = available_memory_bytes();
+  if (available > 0 && bytes > available / 2) {
+    spdlog::info("weight store: this rank's {:.2f} GB of weights exceed half the available memory ({:.2f} GB): "
+                 "read as the forward reaches them (docs/weights.md, \"Larger than memory\")",
+                 bytes / 1e9, available / 1e9);
+    return;
+  }
+  for (const TensorView* v : mine) store.prefault(v->name);
+}
+
+}  // namespace
+
+DeviceModel upload_model(const ModelWeights& w, Backend& b, ExpertRange local, const WeightStoreFile* store) {
   DeviceModel m;
   m.config = w.config;
   m.local_experts = local;
-  // Each tensor's file pages are dropped once the backend has its copy: the mapped checkpoint never
-  // adds to the peak (docs/benchmarks.md, "Memory").
+  if (store) prefault_rank(*store, w, local);
+  // From the checkpoint, each tensor's file pages are dropped once the backend has its copy: the
+  // mapped checkpoint never adds to the peak (docs/benchmarks.md, "Memory").
   const auto up = [&](const TensorView& v) {
+    if (store) {
+      std::size_t bytes = 0;
+      const std::byte* image = store->blob(v.name, bytes);
+      return b.map_weight(v, image, bytes, store->path().string());
+    }
     WeightPtr p = b.upload_weight(v);
     if (w.checkpoint) w.checkpoint->release_pages(v);
     return p;

@@ -5,6 +5,7 @@
 
 #include "backend/backend.h"
 #include "model/model_weights.h"
+#include "model/weight_store.h"
 
 namespace moetrace {
 
@@ -33,7 +34,12 @@ struct DeviceModel {
   std::vector<DeviceLayer> layers;
 };
 
-DeviceModel upload_model(const ModelWeights& weights, Backend& backend, ExpertRange local);
+// The weights this rank uses (every replicated tensor, the experts of `local`), uploaded from the
+// checkpoint, or, with a weight store, mapped from it in place (docs/weights.md): then the rank's
+// pages are read in at once when they take at most half the memory available (few page faults),
+// and left to be read as the forward reaches them otherwise (a model larger than memory).
+DeviceModel upload_model(const ModelWeights& weights, Backend& backend, ExpertRange local,
+                         const WeightStoreFile* store = nullptr);
 inline DeviceModel upload_model(const ModelWeights& weights, Backend& backend) {
   return upload_model(weights, backend, {0, weights.config.num_experts});
 }

@@ -121,8 +121,21 @@ ModelWeights load_model(const std::filesystem::path& model_dir, const LoadOption
   ModelConfig config = load_model_config(model_dir);
   auto ckpt = std::make_shared<const Checkpoint>(model_dir);
   ModelWeights w = resolve_weights(config, std::move(ckpt));
-  if (!options.allow_nonfinite_weights) w.checkpoint->check_finite();
+  if (options.scan_weights && !options.allow_nonfinite_weights) w.checkpoint->check_finite();
   return w;
+}
+
+std::vector<const TensorView*> model_tensors(const ModelWeights& w) {
+  std::vector<const TensorView*> out{&w.embed, &w.final_norm, &w.lm_head};
+  for (const LayerWeights& L : w.layers) {
+    for (const TensorView* v : {&L.attn_norm, &L.moe_norm, &L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj}) out.push_back(v);
+    if (L.q_norm) out.push_back(&*L.q_norm);
+    if (L.k_norm) out.push_back(&*L.k_norm);
+    out.push_back(&L.router);
+    for (const ExpertWeights& e : L.experts)
+      for (const TensorView* v : {&e.gate, &e.up, &e.down}) out.push_back(v);
+  }
+  return out;
 }
 
 }  // namespace moetrace

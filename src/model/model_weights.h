@@ -42,7 +42,14 @@ struct ModelWeights {
 struct LoadOptions {
   // NaN or infinite weights are an InputError naming the file and the tensor unless this is set.
   bool allow_nonfinite_weights = false;
+  // false: the weights' bytes are not read here (a weight store recorded their scan when it was
+  // built, and the caller checks that record instead).
+  bool scan_weights = true;
 };
+
+// Every tensor the model uses, in load order: embeddings, final norm, read-out, then each layer's
+// norms, projections, q/k norms, router and experts (fused experts as their per-expert slices).
+std::vector<const TensorView*> model_tensors(const ModelWeights& weights);
 
 // Loads config.json and the safetensors of a model folder; every input is validated
 // (docs/ARCHITECTURE.md, "Inputs"), the weights included (a scan of every tensor for NaN/Inf).

@@ -43,6 +43,7 @@ LocalizeConfig parse_localize_config(const std::string& text, const std::filesys
 
   auto model = table("model");
   model.path("path", c.model_path, base);
+  model.path("weight_store", c.weight_store, base);
   model.path("tokenizer", c.tokenizer_path, base);
   model.string("backend", c.backend);
   if (model.get("eos_ids")) {

@@ -33,6 +33,7 @@ struct LocalizeConfig {
   std::filesystem::path model_path;
   std::filesystem::path tokenizer_path;  // defaults to model_path
   std::string backend = "cpu";
+  std::filesystem::path weight_store;  // [model] weight_store: the packed weight store folder, empty: none
   bool eos_ids_given = false;  // [model] eos_ids present (may be empty: no EOS stop)
   std::vector<int> eos_ids;
 

@@ -5,8 +5,51 @@
 #include <numeric>
 
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace moetrace {
+namespace {
+
+// What a fixture asks of the model, checked before the engine runs (exit 2 naming the file and the
+// fact): token ids inside the vocabulary, deactivated experts that exist and leave at least top_k
+// experts in every layer, finite noise.
+void check_facts_against_model(const std::vector<FixtureFact>& facts, const ModelConfig& mc, const std::string& path) {
+  for (const FixtureFact& f : facts) {
+    const std::string where = fmt::format("{}: {}", path, f.group);
+    for (std::size_t i = 0; i < f.ids.size(); ++i)
+      if (f.ids[i] < 0 || f.ids[i] >= mc.vocab_size)
+        fail_input("{}/ids[{}] = {} is outside the model's vocabulary of {}", where, i, f.ids[i], mc.vocab_size);
+    for (auto [name, id] : {std::pair{"true_id", f.true_id}, std::pair{"foil_id", f.foil_id}})
+      if (id < 0 || id >= mc.vocab_size)
+        fail_input("{}@{} = {} is outside the model's vocabulary of {}", where, name, id, mc.vocab_size);
+    std::vector<std::vector<bool>> off(mc.num_layers, std::vector<bool>(mc.num_experts, false));
+    for (auto [l, e] : f.deactivate) {
+      if (l < 0 || l >= mc.num_layers || e < 0 || e >= mc.num_experts)
+        fail_input("{}/deactivate/experts: (layer {}, expert {}) does not exist in a model of {} layers of {} experts",
+                   where, l, e, mc.num_layers, mc.num_experts);
+      off[l][e] = true;
+    }
+    for (int l = 0; l < mc.num_layers; ++l) {
+      const int left = static_cast<int>(std::count(off[l].begin(), off[l].end(), false));
+      if (left < mc.top_k)
+        fail_input("{}/deactivate/experts leaves {} expert(s) in layer {}, fewer than the {} the model routes each "
+                   "token to (num_experts_per_tok)", where, left, l, mc.top_k);
+    }
+    for (std::size_t s = 0; s < f.noise.size(); ++s)
+      for (float v : f.noise[s])
+        if (!std::isfinite(v)) fail_input("{}/noise: sample {} holds a non-finite value ({})", where, s, v);
+  }
+}
+
+}  // namespace
+
+std::vector<FixtureFact> read_replay_inputs(const std::string& path, const ModelConfig& config) {
+  require_regular_file(path, "--in");  // exit 2 naming it
+  std::vector<FixtureFact> facts = read_fixture_inputs(path, config.hidden_size);
+  check_facts_against_model(facts, config, path);
+  return facts;
+}
+
 namespace {
 
 std::vector<float> download(Backend& b, const Tensor& t) {

@@ -10,6 +10,12 @@ struct ReplayOptions {
   bool traces = true;  // also the facts/<n>/trace/* and deactivate/* datasets
 };
 
+// The facts of the fixture file `path` (a regular file, read by results/fixture_io.h), checked against
+// the model before the engine runs (exit 2 naming the file and the fact): token ids inside the
+// vocabulary, deactivated experts that exist and leave at least top_k experts in every layer, finite
+// noise.
+std::vector<FixtureFact> read_replay_inputs(const std::string& path, const ModelConfig& config);
+
 FactOutputs replay_fact(Engine& engine, const FixtureFact& fact, const ReplayOptions& options);
 
 // Outputs that are not finite are never written as results: an InputError naming the model, the

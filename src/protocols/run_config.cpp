@@ -40,6 +40,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
 
   auto model = table("model");
   model.path("path", c.model_path, base);
+  model.path("weight_store", c.weight_store, base);
   model.path("tokenizer", c.tokenizer_path, base);
   model.string("backend", c.backend);
   model.reject_unknown();

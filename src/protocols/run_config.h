@@ -31,6 +31,7 @@ struct RunConfig {
   std::filesystem::path model_path;
   std::filesystem::path tokenizer_path;  // defaults to model_path
   std::string backend = "cpu";
+  std::filesystem::path weight_store;  // [model] weight_store: the packed weight store folder, empty: none
 
   // [data]
   std::filesystem::path counterfact_path;

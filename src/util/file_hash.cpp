@@ -43,4 +43,10 @@ std::string sha256_file(const std::filesystem::path& path) {
   return d.hex();
 }
 
+std::string sha256_bytes(const void* data, std::size_t bytes) {
+  DigestContext d;
+  if (bytes) d.update(data, bytes);
+  return d.hex();
+}
+
 }  // namespace moetrace

@@ -145,6 +145,13 @@ BOOST_AUTO_TEST_CASE(cli_replay_on_two_ranks_matches_one_rank_bit_for_bit) {
     const Run r2 = run(mpirun(2) + " " + bin + args + " --ep 2 --out " + quote(two.string()), 300, tmp / "log2");
     BOOST_TEST_REQUIRE(r2.status == 0, r2.output);
     BOOST_TEST(contains(r2.output, "expert parallel over 2 mpi ranks"), r2.output);
+    // Two groups of one rank (--ep 1 under -np 2): each replays every fact; the file is the same.
+    const fs::path groups = tmp / (m + ".groups.h5");
+    const Run r3 = run(mpirun(2) + " " + bin + args + " --out " + quote(groups.string()), 300, tmp / "log3");
+    BOOST_TEST_REQUIRE(r3.status == 0, r3.output);
+    int checked_groups = 0;
+    for (const auto& d : file_differences(one, groups, checked_groups)) BOOST_ERROR(m << " (2 groups): " << d);
+    BOOST_TEST(checked_groups > 0);
     // Log lines come from rank 0 only.
     std::size_t replayed = 0;
     for (std::size_t p = r2.output.find("replayed "); p != std::string::npos; p = r2.output.find("replayed ", p + 1))
@@ -171,10 +178,11 @@ BOOST_AUTO_TEST_CASE(a_wrong_group_size_is_a_clear_error_on_every_rank) {
                                        quote((tmp / "never.h5").string()));
   const Run r = run(mpirun(2) + " " + bin + args + " --ep 3", 60, tmp / "log");
   BOOST_TEST(r.status == 2, r.output);
-  BOOST_TEST(contains(r.output, "replay --ep 3 needs exactly 3 MPI ranks but this job has 2"), r.output);
+  // One rule for every command: R divides N.
+  BOOST_TEST(contains(r.output, "--ep 3 must divide the number of MPI ranks 2"), r.output);
   const Run s = run(bin + args + " --ep 2", 60, tmp / "log");  // no mpirun: a job of one rank
   BOOST_TEST(s.status == 2, s.output);
-  BOOST_TEST(contains(s.output, "needs exactly 2 MPI ranks but this job has 1"), s.output);
+  BOOST_TEST(contains(s.output, "--ep 2 must divide the number of MPI ranks 1"), s.output);
   // A missing model folder is seen by every rank: a collective error, exit status 2, no abort.
   const Run t = run(mpirun(2) + " " + bin + " replay --model " + quote((tmp / "no-such-model").string()) +
                         " --in " + quote((test::fixtures_dir() / (m + ".golden.h5")).string()) + " --out " +

@@ -12,6 +12,8 @@
 #include <new>
 
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <fmt/format.h>
 #include <Eigen/Dense>
 
 #include "backend/backend.h"
@@ -90,6 +92,9 @@ class CpuWeight final : public Weight {
  public:
   CpuWeight(const TensorView& view, int rows, int cols, cpu::WeightType type, bool packed)
       : Weight(rows, cols), w(view, rows, cols, type, packed) {}
+  CpuWeight(const std::byte* image, std::size_t bytes, int rows, int cols, cpu::WeightType type, bool packed,
+            const std::string& origin)
+      : Weight(rows, cols), w(image, bytes, rows, cols, type, packed, origin) {}
   cpu::PackedWeight w;
 };
 
@@ -145,12 +150,31 @@ class CpuBackend final : public Backend {
 
   WeightPtr upload_weight(const TensorView& view) override {
     const auto [rows, cols] = weight_matrix_shape(view);
-    // Norm weights (1-D) and, by default, the router stay float32 in bf16 mode.
-    const bool bf16 = opt_.precision == CpuPrecision::BF16 && view.shape.size() == 2 &&
-                      !(opt_.router_f32 && is_router(view.name));
-    const auto type = bf16 ? cpu::WeightType::BF16 : cpu::WeightType::F32;
-    const bool packed = view.shape.size() == 2 && !is_table(view.name) && (!bf16 || bf16_packed_);
-    auto w = std::make_unique<CpuWeight>(view, rows, cols, type, packed);
+    const Form f = form(view);
+    auto w = std::make_unique<CpuWeight>(view, rows, cols, f.type, f.packed);
+    weight_bytes_ += w->w.bytes();
+    return w;
+  }
+
+  // The image depends on the mode, on whether bf16 products are packed on this CPU, and on oneDNN's
+  // blocked layout (its version and the instruction set it picked).
+  std::string weight_layout() const override {
+    const dnnl_version_t* v = dnnl_version();
+    return fmt::format("{} bf16-packed={} onednn={}.{}.{} isa={}", name(), bf16_packed_ ? 1 : 0, v->major, v->minor,
+                       v->patch, static_cast<int>(dnnl_get_effective_cpu_isa()));
+  }
+
+  std::vector<std::byte> weight_image(const Weight& weight) const override {
+    const auto& w = cpu(weight).w;
+    return std::vector<std::byte>(w.image(), w.image() + w.bytes());
+  }
+
+  WeightPtr map_weight(const TensorView& view, const std::byte* image, std::size_t bytes,
+                       const std::string& origin) override {
+    const auto [rows, cols] = weight_matrix_shape(view);
+    const Form f = form(view);
+    auto w = std::make_unique<CpuWeight>(image, bytes, rows, cols, f.type, f.packed,
+                                         origin + ": tensor '" + view.name + "'");
     weight_bytes_ += w->w.bytes();
     return w;
   }
@@ -375,6 +399,19 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  struct Form {
+    cpu::WeightType type;
+    bool packed;
+  };
+  // Norm weights (1-D) and, by default, the router stay float32 in bf16 mode; embedding tables and
+  // the read-out stay plain (row access).
+  Form form(const TensorView& view) const {
+    const bool bf16 = opt_.precision == CpuPrecision::BF16 && view.shape.size() == 2 &&
+                      !(opt_.router_f32 && is_router(view.name));
+    const bool packed = view.shape.size() == 2 && !is_table(view.name) && (!bf16 || bf16_packed_);
+    return {bf16 ? cpu::WeightType::BF16 : cpu::WeightType::F32, packed};
+  }
+
   CpuBackendOptions opt_;
   bool bf16_packed_ = false;  // bf16 products through oneDNN (native bf16) rather than the fallback
   std::size_t weight_bytes_ = 0;

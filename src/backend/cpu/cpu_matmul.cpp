@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <map>
 #include <mutex>
+#include <new>
 #include <tuple>
 
 #include <Eigen/Dense>
@@ -126,21 +127,45 @@ bool cpu_has_native_bf16() {
   return native;
 }
 
+namespace {
+std::size_t plain_bytes(int n, int k, WeightType type) {
+  return static_cast<std::size_t>(n) * k * (type == WeightType::F32 ? sizeof(float) : sizeof(std::uint16_t));
+}
+dnnl::memory::desc packed_desc(int n, int k, WeightType type) {
+  const dnnl::memory::desc any({k, n}, dnnl_type(type), tag::any);
+  return make_pd(1, k, n, type, any).weights_desc();
+}
+}  // namespace
+
+void PackedWeight::Free::operator()(std::byte* p) const { std::free(p); }
+
+std::byte* PackedWeight::allocate(std::size_t bytes) {
+  void* p = std::aligned_alloc(64, std::max<std::size_t>(64, (bytes + 63) / 64 * 64));
+  if (!p) throw std::bad_alloc();
+  owned_.reset(static_cast<std::byte*>(p));
+  data_ = owned_.get();
+  bytes_ = bytes;
+  return owned_.get();
+}
+
+std::size_t PackedWeight::image_bytes(int n, int k, WeightType type, bool packed) {
+  if (!packed || static_cast<std::size_t>(n) * k == 0) return plain_bytes(n, k, type);
+  return packed_desc(n, k, type).get_size();
+}
+
 PackedWeight::PackedWeight(const TensorView& view, int n, int k, WeightType type, bool packed)
     : n_(n), k_(k), type_(type) {
   MOETRACE_ASSERT(static_cast<std::int64_t>(n) * k == view.numel(), "PackedWeight: shape does not match the tensor");
   const std::size_t count = static_cast<std::size_t>(n) * k;
   if (!packed || count == 0) {
+    std::byte* out = allocate(plain_bytes(n, k, type));
     if (type == WeightType::F32) {
-      f32_.resize(count);
-      view.to_float(f32_.data());
+      view.to_float(reinterpret_cast<float*>(out));
     } else if (view.dtype == DType::BF16) {
-      bf16_.resize(count);
-      if (count) std::memcpy(bf16_.data(), view.data, 2 * count);
+      if (count) std::memcpy(out, view.data, 2 * count);
     } else {
       const std::vector<float> f = view.to_float();
-      bf16_.resize(count);
-      to_bf16(f.data(), count, bf16_.data());
+      to_bf16(f.data(), count, reinterpret_cast<std::uint16_t*>(out));
     }
     return;
   }
@@ -153,39 +178,47 @@ PackedWeight::PackedWeight(const TensorView& view, int n, int k, WeightType type
     widened = view.to_float();
     src = widened.data();
   }
-  const dnnl::memory::desc any({k, n}, dnnl_type(type), tag::any);
   packed_ = std::make_unique<Packed>();
-  packed_->md = make_pd(1, k, n, type, any).weights_desc();
-  packed_->mem = dnnl::memory(packed_->md, engine());
+  packed_->md = packed_desc(n, k, type);
+  packed_->mem = dnnl::memory(packed_->md, engine(), allocate(packed_->md.get_size()));
   dnnl::memory user(dnnl::memory::desc({k, n}, src_type, tag::ba), engine(), const_cast<void*>(src));
   dnnl::stream s(engine());
   dnnl::reorder(user, packed_->mem).execute(s, user, packed_->mem);
   s.wait();
 }
 
-PackedWeight::~PackedWeight() = default;
-
-std::size_t PackedWeight::bytes() const {
-  if (packed_) return packed_->md.get_size();
-  return f32_.size() * sizeof(float) + bf16_.size() * sizeof(std::uint16_t);
+PackedWeight::PackedWeight(const std::byte* image, std::size_t bytes, int n, int k, WeightType type, bool packed,
+                           const std::string& origin)
+    : n_(n), k_(k), type_(type), data_(image), bytes_(bytes) {
+  const std::size_t want = image_bytes(n, k, type, packed);
+  if (bytes != want)
+    fail_input("{}: the weight has {} bytes where this backend needs {} for [{}, {}] (a store of another layout: "
+               "remove it)", origin, bytes, want, n, k);
+  if (!packed || static_cast<std::size_t>(n) * k == 0) return;
+  packed_ = std::make_unique<Packed>();
+  packed_->md = packed_desc(n, k, type);
+  // oneDNN only reads a matmul's weights: the read-only mapping is used as it is.
+  packed_->mem = dnnl::memory(packed_->md, engine(), const_cast<std::byte*>(image));
 }
+
+PackedWeight::~PackedWeight() = default;
 
 void PackedWeight::row(int r, float* out) const {
   MOETRACE_ASSERT(!packed_ && r >= 0 && r < n_, "row access needs a plain weight and a row in range");
   const std::size_t base = static_cast<std::size_t>(r) * k_;
   if (type_ == WeightType::F32)
-    std::memcpy(out, f32_.data() + base, sizeof(float) * k_);
+    std::memcpy(out, f32_data() + base, sizeof(float) * k_);
   else
-    for (int c = 0; c < k_; ++c) out[c] = bf16_to_float(bf16_[base + c]);
+    for (int c = 0; c < k_; ++c) out[c] = bf16_to_float(bf16_data()[base + c]);
 }
 
 float PackedWeight::dot_row(const float* x, int r) const {
   MOETRACE_ASSERT(!packed_ && r >= 0 && r < n_, "row access needs a plain weight and a row in range");
   const std::size_t base = static_cast<std::size_t>(r) * k_;
   if (type_ == WeightType::F32)
-    return Eigen::Map<const Eigen::VectorXf>(x, k_).dot(Eigen::Map<const Eigen::VectorXf>(f32_.data() + base, k_));
+    return Eigen::Map<const Eigen::VectorXf>(x, k_).dot(Eigen::Map<const Eigen::VectorXf>(f32_data() + base, k_));
   float s = 0;
-  for (int c = 0; c < k_; ++c) s += x[c] * bf16_to_float(bf16_[base + c]);
+  for (int c = 0; c < k_; ++c) s += x[c] * bf16_to_float(bf16_data()[base + c]);
   return s;
 }
 
@@ -221,7 +254,7 @@ void matmul(const float* x, int m, const PackedWeight& w, float* y) {
     return;
   }
   if (w.type_ == WeightType::F32) {
-    row_independent_block(x, m, k, w.f32_.data(), n, y, n);
+    row_independent_block(x, m, k, w.f32_data(), n, y, n);
     return;
   }
   // Portable bf16 fallback: bf16-rounded x times bf16 weights widened block by block, float32 sums.
@@ -231,7 +264,7 @@ void matmul(const float* x, int m, const PackedWeight& w, float* y) {
   float* wb = workspace(tls_w_block, static_cast<std::size_t>(kBlock) * k);
   for (int r0 = 0; r0 < n; r0 += kBlock) {
     const int rows = std::min(kBlock, n - r0);
-    const std::uint16_t* src = w.bf16_.data() + static_cast<std::size_t>(r0) * k;
+    const std::uint16_t* src = w.bf16_data() + static_cast<std::size_t>(r0) * k;
     for (std::size_t i = 0; i < static_cast<std::size_t>(rows) * k; ++i) wb[i] = bf16_to_float(src[i]);
     row_independent_block(xr, m, k, wb, rows, y + r0, n);
   }
