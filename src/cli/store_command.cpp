@@ -1,4 +1,7 @@
 // `moetrace store`: build, verify, list and remove packed weight stores (docs/weights.md).
+#include <sys/resource.h>
+
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 
@@ -6,6 +9,7 @@
 #include "backend/weight_store_cache.h"
 #include "cli/command_session.h"
 #include "cli/commands.h"
+#include "comm/communicator.h"
 #include "protocols/run_config.h"
 #include "protocols/toml_table_reader.h"
 #include "util/error.h"
@@ -62,6 +66,29 @@ void build(BuildOptions o) {
   const StoreOpening s = open_weight_store(o.weight_store, weights, *backend, [&] { return make_backend(o.backend); });
   if (!s.built && !o.force) spdlog::info("weight store: {} is up to date; nothing to do (--force rebuilds it)", path.string());
   std::cout << s.store->path().string() << "\n";
+}
+
+// Loads the model as run and localize do (from the store when one is named) and reports the cost:
+// the load's wall time, page faults and the peak resident set (docs/weights.md, "Measuring a load").
+void load(BuildOptions o) {
+  if (!o.config.empty()) read_model_section(o);
+  if (o.backend.empty()) o.backend = "cpu";
+  if (o.model.empty()) fail_input("store load: name a CONFIG.toml or --model DIR");
+  check_backend_name(o.backend, "--backend");
+  auto world = make_world_communicator();
+  const auto t0 = std::chrono::steady_clock::now();
+  struct rusage u0 {};
+  ::getrusage(RUSAGE_SELF, &u0);
+  CommandSession session(*world, {o.model, o.backend, o.weight_store, 1});
+  struct rusage u {};
+  ::getrusage(RUSAGE_SELF, &u);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double cpu = (u.ru_utime.tv_sec - u0.ru_utime.tv_sec) + (u.ru_stime.tv_sec - u0.ru_stime.tv_sec) +
+                     1e-6 * ((u.ru_utime.tv_usec - u0.ru_utime.tv_usec) + (u.ru_stime.tv_usec - u0.ru_stime.tv_usec));
+  std::cout << fmt::format("load_seconds={:.3f} cpu_seconds={:.3f} page_faults={} major_faults={} peak_rss_bytes={} "
+                           "weight_bytes={}\n", secs, cpu, (u.ru_minflt + u.ru_majflt) - (u0.ru_minflt + u0.ru_majflt),
+                           u.ru_majflt - u0.ru_majflt, static_cast<std::uint64_t>(u.ru_maxrss) * 1024,
+                           session.backend().weight_bytes());
 }
 
 // The store files a path names: a store file, or every store in a folder.
@@ -158,6 +185,7 @@ void register_store_command(CLI::App& app) {
       "  moetrace store build configs/qwen3-30b-a3b.toml --weight-store /scratch/$USER/moetrace-store\n"
       "  moetrace store build --model /models/Mixtral-8x7B --backend cpu-bf16 --weight-store /local/store\n"
       "  moetrace store ls /local/store\n"
+      "  moetrace store load configs/qwen3-30b-a3b.toml   # what a load costs: time, page faults, peak RSS\n"
       "  moetrace store verify /local/store      # reads every byte; exit 2 when a store is damaged\n"
       "  moetrace store rm /local/store --stale  # remove stores that no longer fit their checkpoint");
 
@@ -169,6 +197,15 @@ void register_store_command(CLI::App& app) {
   bc->add_option("--weight-store", b->weight_store, "DIR: the store folder (overrides the config's)");
   bc->add_flag("--force", b->force, "rebuild even when the store is up to date");
   bc->callback([b] { build(*b); });
+
+  auto l = std::make_shared<BuildOptions>();
+  CLI::App* ld = cmd->add_subcommand("load", "Load a model as run does and print what the load cost (time, page faults, peak RSS)");
+  ld->add_option("CONFIG", l->config, "a run or localize config: its [model] path, backend and weight_store");
+  ld->add_option("--model", l->model, "model folder (instead of, or overriding, the config's)");
+  ld->add_option("--backend", l->backend, "cpu or cpu-bf16 (default: the config's, else cpu)");
+  ld->add_option("--weight-store", l->weight_store, "DIR: load through the store there (built first if needed); "
+                                                     "without it (and without the config's): from the checkpoint");
+  ld->callback([l] { load(*l); });
 
   auto paths = std::make_shared<std::vector<std::string>>();
   CLI::App* vc = cmd->add_subcommand("verify", "Read every byte of stores and check them against their checksums");

@@ -1,8 +1,10 @@
 #include "engine/device_model.h"
 
+#include "engine/weight_streamer.h"
+
 #include <algorithm>
 #include <cstdint>
-#include <set>
+#include <cstdlib>
 
 #include "util/error.h"
 #include "util/logging.h"
@@ -18,32 +20,18 @@ ExpertRange expert_block(int num_experts, int rank, int ranks) {
 
 namespace {
 
-// The tensors of `w` this rank holds, in load order: all but other ranks' experts.
-std::vector<const TensorView*> rank_tensors(const ModelWeights& w, ExpertRange local) {
-  std::set<const TensorView*> others;
-  for (const LayerWeights& L : w.layers)
-    for (int e = 0; e < static_cast<int>(L.experts.size()); ++e)
-      if (e < local.begin || e >= local.end) others.insert({&L.experts[e].gate, &L.experts[e].up, &L.experts[e].down});
-  std::vector<const TensorView*> out;
-  for (const TensorView* v : model_tensors(w))
-    if (!others.count(v)) out.push_back(v);
-  return out;
-}
-
-// Reads this rank's pages of the store in now when they fit in half the available memory.
-void prefault_rank(const WeightStoreFile& store, const ModelWeights& w, ExpertRange local) {
-  const std::vector<const TensorView*> mine = rank_tensors(w, local);
-  std::uint64_t bytes = 0;
-  for (const TensorView* v : mine)
-    if (auto it = store.blobs().find(v->name); it != store.blobs().end()) bytes += it->second.bytes;
-  const std::uint64_t available = available_memory_bytes();
-  if (available > 0 && bytes > available / 2) {
-    spdlog::info("weight store: this rank's {:.2f} GB of weights exceed half the available memory ({:.2f} GB): "
-                 "read as the forward reaches them (docs/weights.md, \"Larger than memory\")",
-                 bytes / 1e9, available / 1e9);
-    return;
+// A rank keeps resident weights up to 70% of the memory available at the start (the rest is for
+// activations and the prepared-case cache); beyond, layers stream. MOETRACE_RESIDENT_WEIGHT_BYTES=N
+// sets the budget (tests use it to stream tiny models).
+std::uint64_t resident_weight_budget() {
+  if (const char* env = std::getenv("MOETRACE_RESIDENT_WEIGHT_BYTES"); env && *env) {
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(env, &end, 10);
+    if (end && *end == '\0') return v;
+    fail_input("MOETRACE_RESIDENT_WEIGHT_BYTES={} is not a byte count", env);
   }
-  for (const TensorView* v : mine) store.prefault(v->name);
+  const std::uint64_t available = available_memory_bytes();
+  return available ? available / 10 * 7 : UINT64_MAX;
 }
 
 }  // namespace
@@ -52,7 +40,7 @@ DeviceModel upload_model(const ModelWeights& w, Backend& b, ExpertRange local, c
   DeviceModel m;
   m.config = w.config;
   m.local_experts = local;
-  if (store) prefault_rank(*store, w, local);
+  if (store) m.layer_observer = plan_weight_residency(*store, w, local, resident_weight_budget());
   // From the checkpoint, each tensor's file pages are dropped once the backend has its copy: the
   // mapped checkpoint never adds to the peak (docs/benchmarks.md, "Memory").
   const auto up = [&](const TensorView& v) {

@@ -1,6 +1,7 @@
 #pragma once
 // A model's weights uploaded to one backend. Under expert parallelism a rank holds only its own
 // contiguous block of experts per layer; everything else is replicated.
+#include <memory>
 #include <vector>
 
 #include "backend/backend.h"
@@ -27,7 +28,17 @@ struct DeviceLayer {
   std::vector<DeviceExpert> experts;
 };
 
+// Told by the engine as it walks the layers of a call (a weight store larger than memory streams
+// its layers through memory this way: engine/weight_streamer.h).
+class LayerObserver {
+ public:
+  virtual ~LayerObserver() = default;
+  virtual void entering(int layer) = 0;
+  virtual void leaving(int layer) = 0;
+};
+
 struct DeviceModel {
+  std::shared_ptr<LayerObserver> layer_observer;  // null: nothing to tell
   ModelConfig config;
   ExpertRange local_experts;
   WeightPtr embed, final_norm, lm_head;

@@ -35,14 +35,18 @@ class BatchRun {
   }
 
   std::vector<StreamOutput> run(std::uint64_t& steps) {
+    LayerObserver* observer = model_.layer_observer.get();
     for (int l = 0; l < c_.num_layers; ++l) {
+      if (observer) observer->entering(l);
       assemble(l);
-      if (!x_) continue;  // no stream has started yet
-      steps += static_cast<std::uint64_t>(x_->rows());
-      record_input(l);
-      attention(l);
-      mixture_of_experts(l);
-      apply(plan_.layers[l].hidden, *x_, nullptr, nullptr);  // residual restoration
+      if (x_) {  // else no stream has started yet
+        steps += static_cast<std::uint64_t>(x_->rows());
+        record_input(l);
+        attention(l);
+        mixture_of_experts(l);
+        apply(plan_.layers[l].hidden, *x_, nullptr, nullptr);  // residual restoration
+      }
+      if (observer) observer->leaving(l);
     }
     read_out();
     return std::move(out_);

@@ -195,11 +195,16 @@ void WeightStoreFile::verify() const {
   }
 }
 
-void WeightStoreFile::prefault(const std::string& tensor) const {
+void WeightStoreFile::advise(const std::string& tensor, Advice advice) const {
   const auto it = blobs_.find(tensor);
   if (it == blobs_.end() || it->second.bytes == 0) return;
   void* p = const_cast<std::byte*>(base_ + it->second.offset);  // page-aligned: offsets are multiples of 4096
-  if (::madvise(p, it->second.bytes, MADV_POPULATE_READ) != 0) ::madvise(p, it->second.bytes, MADV_WILLNEED);
+  const std::size_t n = it->second.bytes;
+  if (advice == Advice::Populate) {
+    if (::madvise(p, n, MADV_POPULATE_READ) != 0) ::madvise(p, n, MADV_WILLNEED);
+  } else {
+    if (::madvise(p, n, MADV_PAGEOUT) != 0) ::madvise(p, n, MADV_DONTNEED);
+  }
 }
 
 std::uint64_t available_memory_bytes() {

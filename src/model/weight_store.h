@@ -74,9 +74,13 @@ class WeightStoreFile {
   // Reads every byte and compares every blob with its SHA-256: an InputError naming the store and
   // the first damaged tensor.
   void verify() const;
-  // Maps the tensor's pages into this process now (MADV_POPULATE_READ: one system call instead of a
-  // page fault per 64 KiB), reading them from disk where they are not in the page cache.
-  void prefault(const std::string& tensor) const;
+  // Residency advice for a tensor's pages (advice only: failures are ignored).
+  //  Populate: map them into this process now (MADV_POPULATE_READ: one system call instead of a page
+  //            fault per 64 KiB), reading them from disk where they are not in the page cache;
+  //  Release:  unmap them from this process and let the kernel reclaim them first (MADV_PAGEOUT),
+  //            for a model larger than memory, whose streamed layers must not evict the resident ones.
+  enum class Advice { Populate, Release };
+  void advise(const std::string& tensor, Advice advice) const;
 
  private:
   void read_index();

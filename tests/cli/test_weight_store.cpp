@@ -107,6 +107,24 @@ BOOST_AUTO_TEST_CASE(replays_are_bit_identical_with_and_without_the_store) {
   fs::remove_all(tmp);
 }
 
+BOOST_AUTO_TEST_CASE(layers_streamed_through_a_small_memory_budget_give_the_same_results) {
+  const fs::path tmp = fresh_temp_dir("store-stream");
+  for (const std::string& f : kFixtures) {
+    BOOST_TEST_REQUIRE(cli(replay_args(fixtures_dir() / f, f, tmp / "plain.h5"), tmp / "log") == 0, slurp(tmp / "log"));
+    // Budgets: nothing resident (every layer streams), and about half the model resident.
+    for (const std::string budget : {"1", "150000"}) {
+      const fs::path out = tmp / ("stream." + budget + ".h5");
+      const auto args = with(replay_args(fixtures_dir() / f, f, out), {"--weight-store", (tmp / "store").string()});
+      BOOST_TEST_REQUIRE(cli(args, tmp / "log", {"MOETRACE_RESIDENT_WEIGHT_BYTES=" + budget}) == 0, slurp(tmp / "log"));
+      const std::string log = slurp(tmp / "log");
+      BOOST_TEST(log.find("stream through memory") != std::string::npos, log);
+      if (budget == std::string("1")) BOOST_TEST(log.find("no layer stays resident") != std::string::npos, log);
+      require_identical(tmp / "plain.h5", out, f + " streamed, budget " + budget);
+    }
+  }
+  fs::remove_all(tmp);
+}
+
 BOOST_AUTO_TEST_CASE(two_expert_parallel_ranks_map_one_store_and_match_one_rank) {
   const fs::path tmp = fresh_temp_dir("store-ep");
   const std::string f = "qwen3moe-tiny";
