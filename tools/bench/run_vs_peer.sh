@@ -23,18 +23,20 @@
 # passed check (an old one kept by --reuse-peer).
 #
 #   tools/bench/run_vs_peer.sh [--backend cpu-bf16|cpu] [--peer-facts N] [--build DIR] [--work DIR] [--keep]
-#                              [--reuse-peer] [--peer-blas DIR]
+#                              [--reuse-peer] [--peer-blas DIR] [--weight-store DIR]
 # (--keep: keep the checkpoint under --work for a later run; --reuse-peer: keep an existing
 #  <work>/peer.json, e.g. to measure moetrace with another backend on the same checkpoint;
 #  --peer-blas DIR: the folder whose libblas.so.3 the peer loads, default Debian's OpenBLAS
-#  /usr/lib/x86_64-linux-gnu/openblas-pthread; /usr/lib/x86_64-linux-gnu/blas, the reference BLAS, is refused)
+#  /usr/lib/x86_64-linux-gnu/openblas-pthread; /usr/lib/x86_64-linux-gnu/blas, the reference BLAS, is refused;
+#  --weight-store DIR: the run maps the packed weight store under DIR (docs/weights.md), built beforehand
+#  and untimed, as a user's second run would find it)
 #
 # Memory: the bf16 file is ~5.3 GB; `cpu-bf16` holds ~5.3 GB, `cpu` ~10.6 GB (float32), the peer
 # ~10.6 GB (float32); one side runs at a time. Needs Debian's python3-torch and python3-h5py.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 backend=cpu-bf16 peer_facts=4 build="$here/build" work="${TMPDIR:-/tmp}/moetrace-run-vs-peer" keep=0 reuse_peer=0
-peer_blas=""
+peer_blas="" weight_store=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --backend) backend="$2"; shift 2 ;;
@@ -44,6 +46,7 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=1; shift ;;
     --reuse-peer) reuse_peer=1; shift ;;
     --peer-blas) peer_blas="$2"; shift 2 ;;
+    --weight-store) weight_store="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -70,9 +73,9 @@ cp "$tok" "$model/tokenizer.json"
 [[ -f "$(dirname "$tok")/tokenizer_config.json" ]] && cp "$(dirname "$tok")/tokenizer_config.json" "$model/"
 
 echo "== writing 32 CounterFact-format facts and the run config" >&2
-"$py" - "$work" "$model" "$backend" <<'PY'
+"$py" - "$work" "$model" "$backend" "$weight_store" <<'PY'
 import json, sys
-work, model, backend = sys.argv[1:4]
+work, model, backend, store = sys.argv[1:5]
 first = ["Marlowe", "Teodora", "Ignatius", "Wilhelmina", "Bartholomew", "Constance", "Leopold", "Rosalind"]
 last = ["Featherstone", "Castellanos", "Abernathy", "Thistlewood"]
 cities = [" Paris", " Lisbon", " Vienna", " Oslo", " Prague", " Dublin", " Madrid", " Athens"]
@@ -90,10 +93,11 @@ for i in range(32):
         "paraphrase_prompts": [], "neighborhood_prompts": [], "attribute_prompts": [], "generation_prompts": []})
 json.dump(facts, open(f"{work}/counterfact.json", "w"), indent=1)
 json.dump({"bench": {"discovery": list(range(16)), "validation": list(range(16, 32))}}, open(f"{work}/case_ids.json", "w"))
+store_line = f'weight_store = "{store}"\n' if store else ""
 open(f"{work}/run.toml", "w").write(f'''[model]
 path = "{model}"
 backend = "{backend}"
-[data]
+{store_line}[data]
 counterfact = "{work}/counterfact.json"
 case_ids = "{work}/case_ids.json"
 case_ids_key = "bench"
@@ -122,7 +126,11 @@ progress_every_s = 30
 ''')
 PY
 
-echo "== moetrace run ($backend, 1 thread)" >&2
+if [[ -n "$weight_store" ]]; then
+  echo "== building the weight store under $weight_store (untimed: a user's second run finds it)" >&2
+  "$moetrace" store build "$work/run.toml" > /dev/null
+fi
+echo "== moetrace run ($backend, 1 thread${weight_store:+, weight store})" >&2
 rm -f "$work/run.h5" "$work/run.h5.journal"
 /usr/bin/time -v "$moetrace" run "$work/run.toml" --out "$work/run.h5" > "$work/moetrace.log" 2>&1 \
   || { tail -30 "$work/moetrace.log" >&2; exit 1; }
