@@ -155,6 +155,12 @@ BOOST_AUTO_TEST_CASE(the_demo_run_is_bit_identical_with_the_store_from_its_confi
   BOOST_TEST(list_store_files(tmp / "store").size() == 1u);
   BOOST_TEST(count(slurp(tmp / "log"), "weights: mapped from the weight store") == 1);
   require_identical(tmp / "plain.h5", tmp / "store.h5", "demo run");
+  // Two expert-parallel ranks mapping the same store.
+  BOOST_TEST_REQUIRE(run_to_end(mpirun_command(2, {"run", (tmp / "run.toml").string(), "--ep", "2", "--out",
+                                                   (tmp / "ep2.h5").string()}),
+                                tmp / "mpi.log") == 0,
+                     slurp(tmp / "mpi.log"));
+  require_identical(tmp / "plain.h5", tmp / "ep2.h5", "demo run, --ep 2 on the store");
   fs::remove_all(tmp);
 }
 

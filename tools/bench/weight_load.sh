@@ -56,7 +56,7 @@ loads() {
   done
   local ws cs fs rs
   ws=$(stats "${w[@]}"); cs=$(stats "${c[@]}"); fs=$(stats "${f[@]}"); rs=$(stats "${r[@]}")
-  echo "$ws ${cs#* } ${fs#* } $(echo "${rs#* } / 1e9" | bc -l)"
+  echo "$ws ${cs#* } ${fs#* } $(echo "${rs#* } / 1000000000" | bc -l)"
 }
 
 echo "| backend | what | wall s (min / median of $repeats) | CPU s | page faults | peak RSS GB | x its limit |"
@@ -67,7 +67,7 @@ for b in $backends; do
   read -r pmin pmed pcpu pflt prss <<< "$(loads 0 --model "$model" --backend "$b")"
   t_build=$(wall "$moetrace" store build --model "$model" --backend "$b" --weight-store "$store")
   file=$(ls "$store"/*.mtstore)
-  gb=$(echo "$(stat -c %s "$file") / 1e9" | bc -l)
+  gb=$(echo "$(stat -c %s "$file") / 1000000000" | bc -l)
   cat "$file" > /dev/null
   cats=(); for _ in $(seq "$repeats"); do cats+=("$(wall cat "$file")"); done
   read -r cat_min _ <<< "$(stats "${cats[@]}")"
