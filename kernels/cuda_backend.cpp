@@ -105,7 +105,6 @@ class DevicePool {
     cached_ = 0;
   }
 
-  std::size_t in_use() const { return in_use_; }
   std::size_t peak() const { return peak_; }
 
  private:
@@ -297,7 +296,6 @@ class CudaBackend final : public Backend {
   }
 
   std::string name() const override { return opt_.precision == CudaPrecision::BF16 ? "cuda-bf16" : "cuda"; }
-  cudaStream_t stream() const { return stream_; }
   const DevicePool& pool() const { return *pool_; }
 
   // --- memory ---------------------------------------------------------------------------------
@@ -324,9 +322,9 @@ class CudaBackend final : public Backend {
   WeightPtr upload_weight(const TensorView& view) override {
     const auto [rows, cols] = weight_matrix_shape(view);
     const ElemType src = elem_of(view.dtype);
-    // Norm weights and (by default) the router stay float32; BF16 mode stores the rest as bf16.
+    // Norm weights and the router stay float32; BF16 mode stores the rest as bf16.
     ElemType dst = ElemType::F32;
-    if (opt_.precision == CudaPrecision::BF16 && view.shape.size() == 2 && !(opt_.router_f32 && is_router(view.name)))
+    if (opt_.precision == CudaPrecision::BF16 && view.shape.size() == 2 && !is_router(view.name))
       dst = ElemType::BF16;
     auto w = std::make_unique<CudaWeight>(rows, cols, dst);
     const std::size_t n = static_cast<std::size_t>(rows) * cols;
@@ -757,7 +755,7 @@ class CudaBackend final : public Backend {
                     const std::vector<const void*>& b_host, const std::vector<void*>& c_host) {
     const int groups = static_cast<int>(m.size());
     const cudaDataType_t ab = type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    if (opt_.grouped_gemm && grouped_ok_) {
+    if (grouped_ok_) {
       std::vector<cublasOperation_t> ta(groups, CUBLAS_OP_T), tb(groups, CUBLAS_OP_N);
       std::vector<float> alpha(groups, 1.f), beta(groups, 0.f);
       const cublasStatus_t s =
@@ -825,13 +823,7 @@ CudaBackend& as_cuda(Backend& b) {
 }
 }  // namespace
 
-float* mutable_device_data(Backend& backend, Tensor& t) {
-  MOETRACE_ASSERT(dynamic_cast<CudaTensor*>(&t) != nullptr, "not a tensor of the CUDA backend");
-  return as_cuda(backend).write(t);
-}
-void* stream_of(Backend& backend) { return as_cuda(backend).stream(); }
 std::size_t pool_peak_bytes(Backend& backend) { return as_cuda(backend).pool().peak(); }
-std::size_t pool_current_bytes(Backend& backend) { return as_cuda(backend).pool().in_use(); }
 
 }  // namespace cuda
 }  // namespace moetrace

@@ -403,11 +403,10 @@ class CpuBackend final : public Backend {
     cpu::WeightType type;
     bool packed;
   };
-  // Norm weights (1-D) and, by default, the router stay float32 in bf16 mode; embedding tables and
-  // the read-out stay plain (row access).
+  // Norm weights (1-D) and the router stay float32 in bf16 mode; embedding tables and the read-out
+  // stay plain (row access).
   Form form(const TensorView& view) const {
-    const bool bf16 = opt_.precision == CpuPrecision::BF16 && view.shape.size() == 2 &&
-                      !(opt_.router_f32 && is_router(view.name));
+    const bool bf16 = opt_.precision == CpuPrecision::BF16 && view.shape.size() == 2 && !is_router(view.name);
     const bool packed = view.shape.size() == 2 && !is_table(view.name) && (!bf16 || bf16_packed_);
     return {bf16 ? cpu::WeightType::BF16 : cpu::WeightType::F32, packed};
   }
