@@ -1,5 +1,6 @@
 // moetrace::Backend on one NVIDIA GPU. Design (docs/cuda.md):
-//  - one CUDA stream for everything; the host waits only in download() and select_logits();
+//  - one CUDA stream for everything; the host waits only in download(), select_logits() and
+//    row_distances();
 //  - activations live in a host-managed caching pool (size classes, no cudaMalloc or cudaFree in the
 //    steady state). A block freed on the host may be reused at once: all device work is ordered on
 //    the one stream, so later work that reuses it runs after earlier work that used it;
@@ -625,6 +626,31 @@ class CudaBackend final : public Backend {
                            x.rows(), per_row, x.cols(), stream_);
     MOETRACE_CUDA_CHECK(
         cudaMemcpyAsync(host.data(), res.ptr, ids.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    MOETRACE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return host;
+  }
+
+  std::vector<double> row_distances(const std::vector<RowPair>& pairs) override {
+    std::vector<double> host(pairs.size());
+    if (pairs.empty()) return host;
+    std::vector<kernels::RowDistancePair> rows;
+    rows.reserve(pairs.size());
+    int cols = -1;
+    auto row = [&](const RowRef& r) -> const float* {
+      if (!r.tensor) return nullptr;
+      MOETRACE_ASSERT(r.row >= 0 && r.row < r.tensor->rows(), "row_distances: row out of range");
+      MOETRACE_ASSERT(cols < 0 || r.tensor->cols() == cols, "row_distances: widths differ");
+      cols = r.tensor->cols();
+      return read(*r.tensor) + static_cast<std::ptrdiff_t>(r.row) * cols;
+    };
+    for (const RowPair& p : pairs) rows.push_back({row(p.a), row(p.b)});
+    if (cols <= 0) return host;  // only rows of zeros
+    BlockPtr d = upload_meta(rows.data(), rows.size() * sizeof(kernels::RowDistancePair));
+    DeviceBlock res(pool_, pairs.size() * sizeof(double));
+    kernels::row_distances(static_cast<const kernels::RowDistancePair*>(d->ptr), static_cast<int>(rows.size()), cols,
+                           static_cast<double*>(res.ptr), stream_);
+    MOETRACE_CUDA_CHECK(
+        cudaMemcpyAsync(host.data(), res.ptr, pairs.size() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
     MOETRACE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return host;
   }

@@ -118,6 +118,28 @@ CpuTensor& cpu(Tensor& t) { return static_cast<CpuTensor&>(t); }
 const CpuTensor& cpu(const Tensor& t) { return static_cast<const CpuTensor&>(t); }
 const CpuWeight& cpu(const Weight& w) { return static_cast<const CpuWeight&>(w); }
 
+// The row `r` refers to, null for a row of zeros.
+const float* row_data(const RowRef& r) {
+  if (!r.tensor) return nullptr;
+  MOETRACE_ASSERT(r.row >= 0 && r.row < r.tensor->rows(), "row_distances: row out of range");
+  return cpu(*r.tensor).m.data() + static_cast<std::size_t>(r.row) * r.tensor->cols();
+}
+
+// Backend::row_distances for one pair: float32 difference, squares summed in double in column order.
+double row_distance(const RowPair& p) {
+  MOETRACE_ASSERT(!p.a.tensor || !p.b.tensor || p.a.tensor->cols() == p.b.tensor->cols(),
+                  "row_distances: widths differ");
+  const int cols = p.a.tensor ? p.a.tensor->cols() : p.b.tensor ? p.b.tensor->cols() : 0;
+  const float* a = row_data(p.a);
+  const float* b = row_data(p.b);
+  double s = 0;
+  for (int i = 0; i < cols; ++i) {
+    const float d = (a ? a[i] : 0.0f) - (b ? b[i] : 0.0f);
+    s += static_cast<double>(d) * d;
+  }
+  return std::sqrt(s);
+}
+
 std::unique_ptr<CpuTensor> make(int rows, int cols) { return std::make_unique<CpuTensor>(rows, cols); }
 // For outputs that the op writes whole (no zero fill: at a chunk's sizes the fill and the page
 // faults of fresh memory cost as much as the products).
@@ -390,6 +412,13 @@ class CpuBackend final : public Backend {
         MOETRACE_ASSERT(id >= 0 && id < w.n(), "select_logits: id out of range");
         out[r * per_row + j] = w.dot_row(a.data() + static_cast<std::size_t>(r) * a.cols(), id);
       }
+    return out;
+  }
+
+  std::vector<double> row_distances(const std::vector<RowPair>& pairs) override {
+    std::vector<double> out;
+    out.reserve(pairs.size());
+    for (const RowPair& p : pairs) out.push_back(row_distance(p));
     return out;
   }
 
