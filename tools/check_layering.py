@@ -41,7 +41,8 @@ EXCEPTIONS = {("src/backend/backend_registry.cpp", "kernels/cuda_backend.h")}
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 LAYOUT_NAME = re.compile(r"\blayout::|\bL::k[A-Z]")
-HDF5_PATH = re.compile(r'"/[A-Za-z_][A-Za-z0-9_]*')
+# (File-system paths such as "/proc/meminfo" are not HDF5 paths.)
+HDF5_PATH = re.compile(r'"/(?!(?:proc|sys|dev|tmp|etc|usr|var|run|home)\b)[A-Za-z_][A-Za-z0-9_]*')
 # An attribute named by a literal: a results-file attribute call with a string literal on its line.
 ATTR_LITERAL = re.compile(r'\b(set_attr|has_attr|attr_[a-z0-9_]+)\s*\((?=[^\n]*")')
 SOURCE_EXT = (".h", ".cpp", ".cu", ".cuh")
