@@ -1,5 +1,6 @@
 // moetrace::Backend on one NVIDIA GPU. Design (docs/cuda.md):
-//  - one CUDA stream for everything; the host waits only in download() and select_logits();
+//  - one CUDA stream for everything; the host waits only in download(), select_logits() and
+//    row_distances();
 //  - activations live in a host-managed caching pool (size classes, no cudaMalloc or cudaFree in the
 //    steady state). A block freed on the host may be reused at once: all device work is ordered on
 //    the one stream, so later work that reuses it runs after earlier work that used it;
@@ -105,7 +106,6 @@ class DevicePool {
     cached_ = 0;
   }
 
-  std::size_t in_use() const { return in_use_; }
   std::size_t peak() const { return peak_; }
 
  private:
@@ -297,7 +297,6 @@ class CudaBackend final : public Backend {
   }
 
   std::string name() const override { return opt_.precision == CudaPrecision::BF16 ? "cuda-bf16" : "cuda"; }
-  cudaStream_t stream() const { return stream_; }
   const DevicePool& pool() const { return *pool_; }
 
   // --- memory ---------------------------------------------------------------------------------
@@ -324,9 +323,9 @@ class CudaBackend final : public Backend {
   WeightPtr upload_weight(const TensorView& view) override {
     const auto [rows, cols] = weight_matrix_shape(view);
     const ElemType src = elem_of(view.dtype);
-    // Norm weights and (by default) the router stay float32; BF16 mode stores the rest as bf16.
+    // Norm weights and the router stay float32; BF16 mode stores the rest as bf16.
     ElemType dst = ElemType::F32;
-    if (opt_.precision == CudaPrecision::BF16 && view.shape.size() == 2 && !(opt_.router_f32 && is_router(view.name)))
+    if (opt_.precision == CudaPrecision::BF16 && view.shape.size() == 2 && !is_router(view.name))
       dst = ElemType::BF16;
     auto w = std::make_unique<CudaWeight>(rows, cols, dst);
     const std::size_t n = static_cast<std::size_t>(rows) * cols;
@@ -631,6 +630,31 @@ class CudaBackend final : public Backend {
     return host;
   }
 
+  std::vector<double> row_distances(const std::vector<RowPair>& pairs) override {
+    std::vector<double> host(pairs.size());
+    if (pairs.empty()) return host;
+    std::vector<kernels::RowDistancePair> rows;
+    rows.reserve(pairs.size());
+    int cols = -1;
+    auto row = [&](const RowRef& r) -> const float* {
+      if (!r.tensor) return nullptr;
+      MOETRACE_ASSERT(r.row >= 0 && r.row < r.tensor->rows(), "row_distances: row out of range");
+      MOETRACE_ASSERT(cols < 0 || r.tensor->cols() == cols, "row_distances: widths differ");
+      cols = r.tensor->cols();
+      return read(*r.tensor) + static_cast<std::ptrdiff_t>(r.row) * cols;
+    };
+    for (const RowPair& p : pairs) rows.push_back({row(p.a), row(p.b)});
+    if (cols <= 0) return host;  // only rows of zeros
+    BlockPtr d = upload_meta(rows.data(), rows.size() * sizeof(kernels::RowDistancePair));
+    DeviceBlock res(pool_, pairs.size() * sizeof(double));
+    kernels::row_distances(static_cast<const kernels::RowDistancePair*>(d->ptr), static_cast<int>(rows.size()), cols,
+                           static_cast<double*>(res.ptr), stream_);
+    MOETRACE_CUDA_CHECK(
+        cudaMemcpyAsync(host.data(), res.ptr, pairs.size() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    MOETRACE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return host;
+  }
+
   // Dense, exclusively owned device data (copy-on-write), for in-place writers.
   float* write(Tensor& t) {
     CudaTensor& c = cu(t);
@@ -757,7 +781,7 @@ class CudaBackend final : public Backend {
                     const std::vector<const void*>& b_host, const std::vector<void*>& c_host) {
     const int groups = static_cast<int>(m.size());
     const cudaDataType_t ab = type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    if (opt_.grouped_gemm && grouped_ok_) {
+    if (grouped_ok_) {
       std::vector<cublasOperation_t> ta(groups, CUBLAS_OP_T), tb(groups, CUBLAS_OP_N);
       std::vector<float> alpha(groups, 1.f), beta(groups, 0.f);
       const cublasStatus_t s =
@@ -825,13 +849,7 @@ CudaBackend& as_cuda(Backend& b) {
 }
 }  // namespace
 
-float* mutable_device_data(Backend& backend, Tensor& t) {
-  MOETRACE_ASSERT(dynamic_cast<CudaTensor*>(&t) != nullptr, "not a tensor of the CUDA backend");
-  return as_cuda(backend).write(t);
-}
-void* stream_of(Backend& backend) { return as_cuda(backend).stream(); }
 std::size_t pool_peak_bytes(Backend& backend) { return as_cuda(backend).pool().peak(); }
-std::size_t pool_current_bytes(Backend& backend) { return as_cuda(backend).pool().in_use(); }
 
 }  // namespace cuda
 }  // namespace moetrace

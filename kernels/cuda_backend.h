@@ -18,13 +18,9 @@ enum class CudaPrecision { F32, BF16 };
 
 struct CudaBackendOptions {
   int device = 0;
+  // BF16 mode stores the matrices as bf16 except the router's [E, H] weight, kept in float32 so that
+  // top-k selection is as close to the checkpoint's routing as possible (E*H*4 bytes per layer).
   CudaPrecision precision = CudaPrecision::F32;
-  // BF16 mode: keep the router's [E, H] weight in float32 so that top-k selection is as close to the
-  // checkpoint's routing as possible (it is small: E*H*4 bytes per layer).
-  bool router_f32 = true;
-  // Expert products through cublasGemmGroupedBatchedEx (one call per projection and layer); when
-  // false, or when the library reports the types unsupported, one cublasGemmEx per expert.
-  bool grouped_gemm = true;
 };
 
 // Throws InputError when no usable CUDA device is present (message names the CUDA error).
@@ -35,14 +31,8 @@ int cuda_device_count();
 
 namespace cuda {
 
-// The device memory behind a tensor of a CUDA backend, made dense and exclusively owned (so that
-// writing through it changes only this tensor). For NCCL and other device-side consumers.
-float* mutable_device_data(Backend& backend, Tensor& t);
-// The cudaStream_t (as void*) every operation of a CUDA backend is enqueued on.
-void* stream_of(Backend& backend);
-// Peak device memory the backend's activation pool has held, and what it holds now (bytes).
+// Peak device memory the backend's activation pool has held (bytes).
 std::size_t pool_peak_bytes(Backend& backend);
-std::size_t pool_current_bytes(Backend& backend);
 
 }  // namespace cuda
 }  // namespace moetrace

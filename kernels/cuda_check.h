@@ -1,5 +1,5 @@
 #pragma once
-// Error checks for CUDA runtime, cuBLAS and NCCL calls. Each failure throws moetrace::InternalError
+// Error checks for CUDA runtime and cuBLAS calls. Each failure throws moetrace::InternalError
 // through fail_internal, naming the call, the library's own error text and file:line.
 #include <string>
 
@@ -33,11 +33,3 @@ inline void check_cublas(cublasStatus_t s, const char* call, const char* file, i
 // After a kernel launch: launch-configuration errors surface here, execution errors at the next sync.
 #define MOETRACE_CUDA_CHECK_LAUNCH() MOETRACE_CUDA_CHECK(cudaGetLastError())
 
-// NCCL: only translation units that include <nccl.h> can use this one.
-#define MOETRACE_NCCL_CHECK(call)                                                                      \
-  do {                                                                                                 \
-    const ncclResult_t moetrace_nccl_r = (call);                                                       \
-    if (moetrace_nccl_r != ncclSuccess)                                                                \
-      ::moetrace::fail_internal(__FILE__, __LINE__, std::string("NCCL call failed: ") + #call + ": " + \
-                                                        ncclGetErrorString(moetrace_nccl_r));          \
-  } while (0)

@@ -81,6 +81,15 @@ void scatter_weighted(const float* y, const int* out_rows, const float* weights,
 void select_logits(const float* x, const void* table, ElemType type, const int* ids, float* out, int rows,
                    int per_row, int cols, cudaStream_t stream);
 
+// One pair of row_distances: device rows of `cols` floats, null for a row of zeros.
+struct RowDistancePair {
+  const float* a;
+  const float* b;
+};
+// out[i] = ||pairs[i].a - pairs[i].b||: float32 difference, squares summed in double in column order
+// (one thread per pair, so the sum is the host's, bit for bit).
+void row_distances(const RowDistancePair* pairs, int n, int cols, double* out, cudaStream_t stream);
+
 // ---- routing.cu ------------------------------------------------------------------------------
 // Error codes of route_top_k in *status (initialised by the caller to INT_MAX): the smallest
 // row * 4 + code over the rows that failed.

@@ -1,8 +1,27 @@
 #include "backend/backend.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "util/error.h"
 
 namespace moetrace {
+namespace {
+
+// Population standard deviation over a stream of values (Welford: stable for large matrices).
+struct RunningStd {
+  double mean = 0, m2 = 0;
+  std::size_t n = 0;
+  void add(double x) {
+    ++n;
+    const double d = x - mean;
+    mean += d / static_cast<double>(n);
+    m2 += d * (x - mean);
+  }
+  double value() const { return n ? std::sqrt(m2 / static_cast<double>(n)) : 0.0; }
+};
+
+}  // namespace
 
 std::pair<int, int> weight_matrix_shape(const TensorView& view) {
   if (view.shape.size() == 1) return {1, static_cast<int>(view.shape[0])};
@@ -47,6 +66,22 @@ void Backend::run_routed_experts(const Tensor& x, const RoutingResult& routing,
     tasks.push_back(std::move(task));
   }
   run_experts(x, tasks, out);
+}
+
+double Backend::rows_std(const Weight& table, const std::vector<int>& rows) {
+  MOETRACE_ASSERT(!rows.empty(), "rows_std: no rows");
+  constexpr std::size_t kChunkRows = 4096;  // bounds the host copy (32 MiB at 2048 columns)
+  const std::size_t cols = static_cast<std::size_t>(table.cols());
+  std::vector<float> chunk;
+  RunningStd s;
+  for (std::size_t begin = 0; begin < rows.size(); begin += kChunkRows) {
+    const std::size_t end = std::min(rows.size(), begin + kChunkRows);
+    const TensorPtr t = embed(table, std::vector<int>(rows.begin() + begin, rows.begin() + end));
+    chunk.resize((end - begin) * cols);
+    download(*t, chunk.data());
+    for (float x : chunk) s.add(x);
+  }
+  return s.value();
 }
 
 }  // namespace moetrace

@@ -79,6 +79,15 @@ struct ExpertRef {
   const Weight* down = nullptr;  // [H, I]
 };
 
+// One row of a tensor; a null tensor stands for a row of zeros.
+struct RowRef {
+  const Tensor* tensor = nullptr;
+  int row = 0;
+};
+struct RowPair {
+  RowRef a, b;
+};
+
 // ---- routing -------------------------------------------------------------------------------------
 // Top-k routing of `rows` token rows over `num_experts` experts, on the host.
 struct Routing {
@@ -204,6 +213,17 @@ class Backend {
   // (the two-logit read-out without the full vocabulary).
   virtual std::vector<float> select_logits(const Tensor& x, const Weight& table,
                                            const std::vector<int>& ids, int per_row) = 0;
+
+  // --- statistics -----------------------------------------------------------------------------
+  // ||a_i - b_i|| for each pair of rows (a row with a null tensor is a row of zeros; both rows the
+  // same width): the difference in float32, its squares summed in double in column order, so the
+  // result is the same on every backend.
+  virtual std::vector<double> row_distances(const std::vector<RowPair>& pairs) = 0;
+  // Population standard deviation of the elements of the listed rows of `table` (a row listed twice
+  // counts twice), accumulated in double, row by row in the order listed (Welford), as the backend
+  // holds them (the checkpoint's values where the stored type holds them exactly). The default reads
+  // the rows in chunks through embed() and download(). At least one row.
+  virtual double rows_std(const Weight& table, const std::vector<int>& rows);
 
   // --- routing ------------------------------------------------------------------------------
   // Softmax over each row of router logits [rows, E] in double precision, deactivation masks, top-k

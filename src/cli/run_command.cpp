@@ -37,16 +37,16 @@ struct RunOptions {
   std::string weight_store;  // --weight-store, empty: the config's
 };
 
-double noise_sigma_base(const RunConfig& config, const ModelWeights& weights, const CaseBuilder& builder,
+double noise_sigma_base(const RunConfig& config, Backend& backend, const DeviceModel& model, const CaseBuilder& builder,
                         const std::vector<CounterFactRecord>& records) {
-  if (config.sigma_rule == SigmaRule::EmbeddingStd) return embedding_matrix_std(weights.embed);
+  if (config.sigma_rule == SigmaRule::EmbeddingStd) return embedding_matrix_std(backend, *model.embed);
   std::vector<std::vector<int>> subjects;
   for (const auto& r : records) {
     BuiltCase b = builder.build(r);
     if (b.skip_reason.empty())
       subjects.emplace_back(b.prompt.ids.begin() + b.prompt.subject_begin, b.prompt.ids.begin() + b.prompt.subject_end);
   }
-  return subject_embedding_std(weights.embed, subjects);
+  return subject_embedding_std(backend, *model.embed, subjects);
 }
 
 // End-of-run statistics: engine calls and layer-token steps (one token through one layer), in all and
@@ -81,8 +81,9 @@ void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& worl
   const auto records = on_every_rank(world, [&] { return read_counterfact(config.counterfact_path); });
   spdlog::info("{} CounterFact records from {}", records.size(), config.counterfact_path.string());
   const auto builder = on_every_rank(world, [&] { return std::make_shared<TokenizedCaseBuilder>(config, mc); });
-  const double sigma_base =
-      on_every_rank(world, [&] { return noise_sigma_base(config, session.weights(), *builder, records); });
+  const double sigma_base = on_every_rank(world, [&] {
+    return noise_sigma_base(config, session.backend(), session.engine().model(), *builder, records);
+  });
   spdlog::info("noise: sigma = {} x {:.5f} = {:.5f}", config.noise_multiplier, sigma_base,
                config.noise_multiplier * sigma_base);
   CaseTracer tracer(session.engine(), config.batch_rows);

@@ -41,14 +41,14 @@ std::vector<std::int32_t> decode(const Bytes& b, std::int32_t& rows, std::int32_
 
 ExpertParallelExchange::ExpertParallelExchange(Communicator& group) : group_(group) {}
 
-void ExpertParallelExchange::combine(Backend& backend, const RoutingResult& /*routing*/, Tensor& slots) {
+void ExpertParallelExchange::combine(Backend& backend, Tensor& slots) {
   ++calls_;
   const int R = group_.size();
   if (R == 1) return;
   const int me = group_.rank();
   const int rows = slots.rows(), H = slots.cols();
 
-  // Host staging (the NCCL exchange in kernels/ will work on device memory instead).
+  // Host staging, for every backend (on CUDA: the slots down, the gathered rows back up).
   std::vector<float> host(static_cast<std::size_t>(rows) * H);
   if (!host.empty()) backend.download(slots, host.data());
 

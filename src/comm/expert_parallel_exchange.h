@@ -23,10 +23,10 @@
 //    "dispatch" half of the all-to-all is implicit. Sharding tokens across the group for memory
 //    scaling means sending each token's hidden state to the ranks owning its experts (alltoallv with
 //    per-destination counts from the routing) and returning only the owner's rows (the combine below,
-//    restricted to the token's home rank). The engine already passes the routing to the exchange.
-//  - NCCL on device buffers: a CUDA exchange lives in kernels/ with the CUDA backend and uses
-//    ncclSend/ncclRecv (or ncclAllGather) on device memory instead of host staging through
-//    Backend::download / Backend::upload.
+//    restricted to the token's home rank); combine() would then take the layer's routing.
+//  - NCCL on device buffers: an exchange beside the CUDA backend in kernels/ using ncclSend/ncclRecv
+//    (or ncclAllGather) on device memory instead of host staging through Backend::download /
+//    Backend::upload (none today: CUDA runs use this exchange).
 #include <cstdint>
 
 #include "comm/communicator.h"
@@ -40,9 +40,9 @@ class ExpertParallelExchange final : public ExpertExchange {
   // expert_block(E, r, group.size())).
   explicit ExpertParallelExchange(Communicator& group);
 
-  // Collective over the group: every rank calls it once per MoE layer with its slots tensor.
-  // `routing` is not needed by this replicate-and-gather exchange (ownership is read off the rows).
-  void combine(Backend& backend, const RoutingResult& routing, Tensor& slots) override;
+  // Collective over the group: every rank calls it once per MoE layer with its slots tensor
+  // (ownership is read off the rows).
+  void combine(Backend& backend, Tensor& slots) override;
 
   // Totals since construction (for logs, benchmarks and tests).
   // calls(): combine() calls, one per MoE layer step of the engine (a batch of tokens through one

@@ -172,7 +172,7 @@ class BatchRun {
 
     TensorPtr slots = B_.zeros(P.rows * K, c_.hidden_size);
     B_.run_routed_experts(*un, *routing, local_experts(l), *slots);
-    if (exchange_) exchange_->combine(B_, *routing, *slots);
+    if (exchange_) exchange_->combine(B_, *slots);
     TensorPtr moe_out = B_.sum_slots(*slots, K);
     apply(P.moe, *moe_out, slots.get(), routing.get());
     if (P.full_records) record_moe(l, *logits, *routing, *moe_out, *slots);

@@ -36,4 +36,15 @@ struct RunRecord {
   }
 };
 
+// ||c_e(a) - c_e(b)|| at (layer, position), c_e a run's weighted update of expert e there (zero where
+// e is not routed): the size of what restoring e's update changes (the equal-norm control). Both
+// runs recorded in full at the layer.
+struct ExpertUpdateDistance {
+  const RunRecord* a = nullptr;
+  const RunRecord* b = nullptr;
+  int layer = 0, position = 0, expert = 0;
+};
+// One backend call for all requests (Backend::row_distances).
+std::vector<double> expert_update_distances(Backend& backend, const std::vector<ExpertUpdateDistance>& requests);
+
 }  // namespace moetrace

@@ -4,31 +4,10 @@
 #include <cmath>
 #include <numeric>
 
+#include "engine/run_record.h"
 #include "util/error.h"
 
 namespace moetrace {
-namespace {
-
-// ||c_e(clean) - c_e(noised)|| at (layer, position); c_e = 0 where e is not routed.
-double delta_norm(Backend& b, const RunRecord& clean, const RunRecord& noised, int layer, int pos, int e, int H) {
-  std::vector<float> delta(H, 0.0f), row(H);
-  auto add = [&](const RunRecord& r, float sign) {
-    const LayerRecord& L = r.layers[layer];
-    const int slot = L.routing.slot_of(pos, e);
-    if (slot < 0) return;
-    TensorPtr t = b.gather_rows(*L.updates, {pos * L.routing.k + slot});
-    b.download(*t, row.data());
-    for (int i = 0; i < H; ++i) delta[i] += sign * row[i];
-  };
-  add(clean, 1.0f);
-  add(noised, -1.0f);
-  double s = 0;
-  for (float v : delta) s += static_cast<double>(v) * v;
-  return std::sqrt(s);
-}
-
-}  // namespace
-
 Sweeps::Sweeps(const RunConfig& config, CaseTracer& tracer) : config_(config), tracer_(tracer) {}
 
 std::vector<int> Sweeps::sweep_positions(const Prompt& p) const {
@@ -104,25 +83,28 @@ std::vector<std::vector<ExpertRow>> Sweeps::expert_layers(const Chunk& cases, co
 }
 
 std::vector<std::pair<double, double>> Sweeps::equal_norm(const std::vector<EqualNormRequest>& requests, int layer) const {
-  const int H = tracer_.engine().model().config.hidden_size;
-  Backend& b = tracer_.engine().backend();
-  // Each sample has its own scales, so runs are built per sample rather than through rescues().
-  std::vector<Condition> conds;
-  std::vector<PatchedRun> runs;
+  // Per sample: ||restored update - noised update|| of the expert and of the control, then each
+  // restored with its update scaled to the smaller of the two.
+  std::vector<ExpertUpdateDistance> sizes;
   for (const EqualNormRequest& q : requests) {
     const TracedCase& tc = *q.traced;
     const int last = tc.prompt.num_tokens() - 1;
-    for (int s = 0; s < static_cast<int>(tc.noised.size()); ++s) {
-      MOETRACE_ASSERT(tc.noised[s].record && tc.noised_full_from >= 0 && tc.noised_full_from <= layer,
+    for (const StreamOutput& run : tc.noised) {
+      MOETRACE_ASSERT(run.record && tc.noised_full_from >= 0 && tc.noised_full_from <= layer,
                       "equal-norm controls need noised runs recorded in full at their layer");
-      const double n1 = delta_norm(b, *tc.clean.record, *tc.noised[s].record, layer, last, q.expert, H);
-      const double n2 = delta_norm(b, *tc.clean.record, *tc.noised[s].record, layer, last, q.control, H);
-      const double target = std::min(n1, n2);
-      for (auto [e, n] : {std::pair{q.expert, n1}, std::pair{q.control, n2}}) {
-        Condition c = restore_experts(layer, {last}, ExpertSet::Listed, {e});
-        c.patches[0].scale = n > 0 ? static_cast<float>(target / n) : 0.0f;
-        conds.push_back(std::move(c));
-      }
+      for (int e : {q.expert, q.control}) sizes.push_back({tc.clean.record.get(), run.record.get(), layer, last, e});
+    }
+  }
+  const std::vector<double> n = expert_update_distances(tracer_.engine().backend(), sizes);
+  // Each sample has its own scales, so runs are built per sample rather than through rescues().
+  std::vector<Condition> conds;
+  std::vector<PatchedRun> runs;
+  for (std::size_t i = 0; i < sizes.size(); i += 2) {
+    const double target = std::min(n[i], n[i + 1]);
+    for (std::size_t j = i; j < i + 2; ++j) {
+      Condition c = restore_experts(layer, {sizes[j].position}, ExpertSet::Listed, {sizes[j].expert});
+      c.patches[0].scale = n[j] > 0 ? static_cast<float>(target / n[j]) : 0.0f;
+      conds.push_back(std::move(c));
     }
   }
   std::size_t k = 0;

@@ -14,7 +14,6 @@ class OutputLock {
   ~OutputLock();
   OutputLock(const OutputLock&) = delete;
   OutputLock& operator=(const OutputLock&) = delete;
-  const std::string& lock_path() const { return lock_path_; }
 
  private:
   std::string lock_path_;

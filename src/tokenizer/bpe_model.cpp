@@ -109,10 +109,8 @@ BpeModel::BpeModel(const json& m, TokenizerFile& file, const std::string& where)
     const std::uint64_t kk = key(*ia, *ib);
     std::size_t i = hash_key(kk) & merge_mask_;
     while (merge_slots_[i].key != ~0ULL && merge_slots_[i].key != kk) i = (i + 1) & merge_mask_;
-    if (merge_slots_[i].key == ~0ULL) {  // the first (lowest-rank) occurrence of a pair wins
+    if (merge_slots_[i].key == ~0ULL)  // the first (lowest-rank) occurrence of a pair wins
       merge_slots_[i] = MergeSlot{kk, Merge{rank, *im}};
-      ++merge_count_;
-    }
     ++rank;
   }
 }

@@ -30,7 +30,6 @@ class BpeModel : public Model {
   const std::string* id_to_token(std::int32_t id) const override { return vocab_.token(id); }
   std::size_t vocab_size() const override { return vocab_.size(); }
   std::optional<std::int32_t> unk_id() const override { return unk_id_; }
-  std::size_t merge_count() const { return merge_count_; }
 
  private:
   struct Merge {
@@ -63,7 +62,7 @@ class BpeModel : public Model {
 
   Vocab vocab_;
   std::vector<MergeSlot> merge_slots_;
-  std::size_t merge_mask_ = 0, merge_count_ = 0;
+  std::size_t merge_mask_ = 0;
   std::optional<std::int32_t> unk_id_;
   bool byte_fallback_ = false;
   bool fuse_unk_ = false;

@@ -24,9 +24,6 @@ struct NormalizedString {
   void append(std::string_view bytes, std::uint32_t os, std::uint32_t oe);
   // Appends bytes [b, e) of other with their alignment.
   void append_from(const NormalizedString& other, std::size_t b, std::size_t e);
-  // Original range covered by bytes [b, e) (b < e).
-  std::uint32_t orig_begin(std::size_t b) const { return start[b]; }
-  std::uint32_t orig_end(std::size_t e) const { return end[e - 1]; }
 };
 
 }  // namespace moetrace::tok

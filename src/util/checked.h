@@ -8,7 +8,6 @@
 #include <optional>
 #include <span>
 #include <string_view>
-#include <utility>
 
 #include "util/error.h"
 
@@ -22,29 +21,9 @@ std::optional<T> checked_mul(T a, T b) {
 }
 
 template <std::integral T>
-std::optional<T> checked_add(T a, T b) {
-  T r;
-  if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
-  return r;
-}
-
-// `v` as a `To` when it fits (no wrap, no sign change), else nullopt.
-template <std::integral To, std::integral From>
-std::optional<To> checked_narrow(From v) {
-  if (!std::in_range<To>(v)) return std::nullopt;
-  return static_cast<To>(v);
-}
-
-template <std::integral T>
 T mul_or_fail(T a, T b, std::string_view what) {
   if (auto r = checked_mul(a, b)) return *r;
   fail_input("{}: {} x {} overflows", what, a, b);
-}
-
-template <std::integral T>
-T add_or_fail(T a, T b, std::string_view what) {
-  if (auto r = checked_add(a, b)) return *r;
-  fail_input("{}: {} + {} overflows", what, a, b);
 }
 
 // The product of non-negative dimensions (1 for none), or nullopt when one is negative or the

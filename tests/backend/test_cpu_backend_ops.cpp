@@ -14,6 +14,7 @@
 #include "backend/backend_registry.h"
 #include "backend/cpu/cpu_backend.h"
 #include "support/backend_op_check.h"
+#include "util/error.h"
 #include "util/half_precision.h"
 
 using namespace moetrace;
@@ -289,4 +290,56 @@ BOOST_AUTO_TEST_CASE(run_experts_every_mode) {
       // bf16: the float32 sums of g and u may round silu(g)*u to the neighbouring bf16 value
       CHECK_CLOSE(get(*b, *out), ref, mode.bf16() ? 2e-3 : 1e-5, mode.label << " run_experts, " << ntasks << " tasks");
     }
+}
+
+BOOST_AUTO_TEST_CASE(row_distances_against_a_long_double_reference) {
+  // ||a - b|| for pairs of rows of different tensors, a null tensor standing for a row of zeros.
+  auto b = make_cpu_backend();
+  const int H = 37;
+  const auto av = randn(3 * H), bv = randn(2 * H);
+  auto a = b->upload(av.data(), 3, H);
+  auto c = b->upload(bv.data(), 2, H);
+  const std::vector<RowPair> pairs = {{{a.get(), 0}, {c.get(), 1}}, {{a.get(), 2}, {}}, {{}, {c.get(), 0}},
+                                      {{a.get(), 1}, {a.get(), 1}}, {{}, {}}};
+  auto row = [&](const RowRef& r, int i) -> long double {
+    if (!r.tensor) return 0;
+    return (r.tensor == a.get() ? av : bv)[r.row * H + i];
+  };
+  const std::vector<double> got = b->row_distances(pairs);
+  BOOST_TEST_REQUIRE(got.size() == pairs.size());
+  for (std::size_t p = 0; p < pairs.size(); ++p) {
+    long double s = 0;
+    for (int i = 0; i < H; ++i) s += (row(pairs[p].a, i) - row(pairs[p].b, i)) * (row(pairs[p].a, i) - row(pairs[p].b, i));
+    BOOST_TEST(got[p] == static_cast<double>(std::sqrt(s)), boost::test_tools::tolerance(1e-6));
+  }
+  BOOST_TEST(got[3] == 0.0);
+  BOOST_TEST(got[4] == 0.0);
+  BOOST_TEST(b->row_distances({}).empty());
+}
+
+BOOST_AUTO_TEST_CASE(rows_std_against_a_two_pass_long_double_reference) {
+  // Population standard deviation of the listed rows (repeats count), in every mode; the table is
+  // bf16-exact so that the bf16 modes hold the same values. More rows than one read chunk.
+  const int V = 5000, H = 3;
+  const auto table = round_bf16(randn(static_cast<std::size_t>(V) * H, 0.5f));
+  for (const Mode& mode : kModes) {
+    auto b = mode.make();
+    HostWeight w("model.embed_tokens.weight", {V, H}, table, true);
+    auto wt = b->upload_weight(w.view);
+    for (const std::vector<int>& rows : {std::vector<int>{7}, std::vector<int>{3, 3, 4999, 0}, [] {
+           std::vector<int> all(V);
+           for (int i = 0; i < V; ++i) all[i] = V - 1 - i;
+           return all;
+         }()}) {
+      long double mean = 0, m2 = 0;
+      for (int r : rows)
+        for (int c = 0; c < H; ++c) mean += table[r * H + c];
+      mean /= static_cast<long double>(rows.size() * H);
+      for (int r : rows)
+        for (int c = 0; c < H; ++c) m2 += (table[r * H + c] - mean) * (table[r * H + c] - mean);
+      const double want = static_cast<double>(std::sqrt(m2 / (rows.size() * H)));
+      BOOST_TEST(b->rows_std(*wt, rows) == want, boost::test_tools::tolerance(1e-9));
+    }
+    BOOST_CHECK_THROW(b->rows_std(*wt, {}), InternalError);
+  }
 }

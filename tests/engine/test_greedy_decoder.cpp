@@ -17,7 +17,7 @@
 #include "backend/backend.h"
 #include "engine/device_model.h"
 #include "engine/greedy_decoder.h"
-#include "support/host_routing.h"
+#include "support/routing_reference.h"
 #include "model/model_weights.h"
 #include "results/fixture_io.h"
 #include "support/test_paths.h"
@@ -129,8 +129,8 @@ bool same(const DecodeResult& a, const DecodeResult& b) {
 }
 
 // Routing means over positions [begin, end) of one full run of `ids`, computed by hand in long
-// double: softmax over the unmasked experts, top-k from the reference host routing
-// (tests/support/host_routing.h), not from the record. [layers x experts] each.
+// double: softmax over the unmasked experts, top-k from the float64 reference routing
+// (tests/support/routing_reference.h), not from the record. [layers x experts] each.
 struct HandRouting {
   std::vector<double> logit, prob, selected;
 };
@@ -157,7 +157,7 @@ HandRouting hand_routing(Fixture& f, const std::vector<int>& ids, const Deactiva
     for (int t = 0; t < T; ++t)
       for (int e = 0; e < E; ++e)
         if (off[e]) masked[t].push_back(e);
-    const Routing top = route_top_k(z, T, E, K, c.norm_topk_prob, masked);
+    const test::ReferenceRouting top = test::reference_routing(z, T, E, K, c.norm_topk_prob, masked);
     for (int e = 0; e < E; ++e) {
       long double logit_sum = 0, prob_sum = 0, sel_sum = 0;
       for (int t = begin; t < end; ++t) {
@@ -166,7 +166,7 @@ HandRouting hand_routing(Fixture& f, const std::vector<int>& ids, const Deactiva
           if (!off[e2]) denom += std::exp(static_cast<long double>(z[t * E + e2]));
         logit_sum += z[t * E + e];
         prob_sum += off[e] ? 0 : std::exp(static_cast<long double>(z[t * E + e])) / denom;
-        sel_sum += top.slot_of(t, e) >= 0;
+        sel_sum += top.routes(t, e);
       }
       const std::size_t at = static_cast<std::size_t>(l) * E + e;
       h.logit[at] = static_cast<double>(logit_sum / (end - begin));
@@ -343,8 +343,8 @@ BOOST_AUTO_TEST_CASE(routing_summary_equals_hand_computation) {
           for (int t = 0; t < T; ++t)
             for (int e = 0; e < E; ++e)
               if (off[e]) masked[t].push_back(e);
-          // The top-k from the reference host routing (tests/support/host_routing.h), not from the record.
-          const Routing top = route_top_k(z, T, E, K, c.norm_topk_prob, masked);
+          // The top-k from the reference routing (tests/support/routing_reference.h), not from the record.
+          const test::ReferenceRouting top = test::reference_routing(z, T, E, K, c.norm_topk_prob, masked);
           for (int e = 0; e < E; ++e) {
             long double logit_sum = 0, prob_sum = 0, sel_sum = 0, prob_last = 0;
             for (int t = 0; t < T; ++t) {
@@ -354,7 +354,7 @@ BOOST_AUTO_TEST_CASE(routing_summary_equals_hand_computation) {
               const long double pe = off[e] ? 0 : std::exp(static_cast<long double>(z[t * E + e])) / denom;
               logit_sum += z[t * E + e];
               prob_sum += pe;
-              const bool sel = top.slot_of(t, e) >= 0;
+              const bool sel = top.routes(t, e);
               sel_sum += sel;
               if (t == T - 1) {
                 prob_last = pe;

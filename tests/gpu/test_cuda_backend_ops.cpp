@@ -137,6 +137,31 @@ BOOST_AUTO_TEST_CASE(embed_sum_slots_and_select_logits) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(row_distances_and_rows_std_equal_the_cpu_bit_for_bit) {
+  // Both are summed in double in a fixed order (the protocol's noise scale and equal-norm control
+  // must not depend on the backend), so the CUDA results equal the CPU's exactly.
+  for (const std::string mode : {"cuda", "cuda-bf16"}) {
+    Pair p(mode);
+    const int H = 2048, V = 700;
+    const auto av = randn(4 * H), bv = randn(3 * H);
+    auto ac = p.cpu->upload(av.data(), 4, H), bc = p.cpu->upload(bv.data(), 3, H);
+    auto ag = p.gpu->upload(av.data(), 4, H), bg = p.gpu->upload(bv.data(), 3, H);
+    auto pairs = [](const Tensor* a, const Tensor* b) {
+      return std::vector<RowPair>{{{a, 0}, {b, 2}}, {{a, 3}, {}}, {{}, {b, 1}}, {{a, 1}, {a, 1}}, {{}, {}}};
+    };
+    BOOST_TEST(p.gpu->row_distances(pairs(ag.get(), bg.get())) == p.cpu->row_distances(pairs(ac.get(), bc.get())),
+               boost::test_tools::per_element());
+    const auto table = round_bf16(randn(V * 64));  // bf16-exact: both modes hold the same values
+    HostWeight w("model.embed_tokens.weight", {V, 64}, table, true);
+    auto wc = p.cpu->upload_weight(w.view);
+    auto wg = p.gpu->upload_weight(w.view);
+    std::vector<int> rows(V);
+    std::iota(rows.begin(), rows.end(), 0);
+    rows.push_back(5);
+    BOOST_TEST(p.gpu->rows_std(*wg, rows) == p.cpu->rows_std(*wc, rows));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(linear_in_both_precisions) {
   for (const auto& [n, in, out] : {std::tuple{37, 96, 80}, std::tuple{1, 2048, 512}, std::tuple{300, 64, 1000}}) {
     const auto x = randn(n * in), w = randn(out * in, 0.05f);

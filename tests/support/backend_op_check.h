@@ -76,7 +76,7 @@ inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) 
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-// A RouteRequest whose deactivations are given per row (as route_top_k takes them), in CSR form.
+// A RouteRequest whose deactivations are given per row (as the reference routing takes them), in CSR form.
 inline RouteRequest route_request(int k, bool renormalise, const std::vector<std::vector<int>>& masked = {},
                                   int layer = 0) {
   RouteRequest q;

@@ -118,6 +118,28 @@ CpuTensor& cpu(Tensor& t) { return static_cast<CpuTensor&>(t); }
 const CpuTensor& cpu(const Tensor& t) { return static_cast<const CpuTensor&>(t); }
 const CpuWeight& cpu(const Weight& w) { return static_cast<const CpuWeight&>(w); }
 
+// The row `r` refers to, null for a row of zeros.
+const float* row_data(const RowRef& r) {
+  if (!r.tensor) return nullptr;
+  MOETRACE_ASSERT(r.row >= 0 && r.row < r.tensor->rows(), "row_distances: row out of range");
+  return cpu(*r.tensor).m.data() + static_cast<std::size_t>(r.row) * r.tensor->cols();
+}
+
+// Backend::row_distances for one pair: float32 difference, squares summed in double in column order.
+double row_distance(const RowPair& p) {
+  MOETRACE_ASSERT(!p.a.tensor || !p.b.tensor || p.a.tensor->cols() == p.b.tensor->cols(),
+                  "row_distances: widths differ");
+  const int cols = p.a.tensor ? p.a.tensor->cols() : p.b.tensor ? p.b.tensor->cols() : 0;
+  const float* a = row_data(p.a);
+  const float* b = row_data(p.b);
+  double s = 0;
+  for (int i = 0; i < cols; ++i) {
+    const float d = (a ? a[i] : 0.0f) - (b ? b[i] : 0.0f);
+    s += static_cast<double>(d) * d;
+  }
+  return std::sqrt(s);
+}
+
 std::unique_ptr<CpuTensor> make(int rows, int cols) { return std::make_unique<CpuTensor>(rows, cols); }
 // For outputs that the op writes whole (no zero fill: at a chunk's sizes the fill and the page
 // faults of fresh memory cost as much as the products).
@@ -393,6 +415,13 @@ class CpuBackend final : public Backend {
     return out;
   }
 
+  std::vector<double> row_distances(const std::vector<RowPair>& pairs) override {
+    std::vector<double> out;
+    out.reserve(pairs.size());
+    for (const RowPair& p : pairs) out.push_back(row_distance(p));
+    return out;
+  }
+
   // Routing is implemented in cpu_routing.cpp.
   RoutingPtr route(const Tensor& logits, const RouteRequest& request) override {
     return route_on_host(cpu(logits).m.data(), logits.rows(), logits.cols(), request);
@@ -403,11 +432,10 @@ class CpuBackend final : public Backend {
     cpu::WeightType type;
     bool packed;
   };
-  // Norm weights (1-D) and, by default, the router stay float32 in bf16 mode; embedding tables and
-  // the read-out stay plain (row access).
+  // Norm weights (1-D) and the router stay float32 in bf16 mode; embedding tables and the read-out
+  // stay plain (row access).
   Form form(const TensorView& view) const {
-    const bool bf16 = opt_.precision == CpuPrecision::BF16 && view.shape.size() == 2 &&
-                      !(opt_.router_f32 && is_router(view.name));
+    const bool bf16 = opt_.precision == CpuPrecision::BF16 && view.shape.size() == 2 && !is_router(view.name);
     const bool packed = view.shape.size() == 2 && !is_table(view.name) && (!bf16 || bf16_packed_);
     return {bf16 ? cpu::WeightType::BF16 : cpu::WeightType::F32, packed};
   }

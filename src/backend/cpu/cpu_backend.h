@@ -11,10 +11,10 @@ namespace moetrace {
 enum class CpuPrecision { F32, BF16 };
 
 struct CpuBackendOptions {
+  // BF16 mode stores the matrices as bf16 except the router's [E, H] weight, kept in float32 (as
+  // cuda-bf16 does) so that top-k selection sees the same scores as the reference up to the bf16
+  // rounding of the hidden state.
   CpuPrecision precision = CpuPrecision::F32;
-  // BF16 mode: keep the router's [E, H] weight in float32 (as cuda-bf16 does), so that top-k
-  // selection sees the same scores as the reference up to the bf16 rounding of the hidden state.
-  bool router_f32 = true;
   // BF16 mode: do not use oneDNN's bf16 products; multiply with the portable fallback (bf16 weights
   // widened to float32 block by block). Chosen automatically when the CPU has no bf16 support in
   // oneDNN; the environment variable MOETRACE_CPU_BF16_FALLBACK=1 forces it (tests use this flag).

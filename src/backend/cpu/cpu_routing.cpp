@@ -1,7 +1,8 @@
 // The reference routing op: per row, softmax in double precision over the unmasked experts, top-k by
 // (descending probability, ascending expert index), optional renormalisation; then the chosen slots
 // grouped by expert. The arithmetic is the engine's former host routing step for step, so results
-// are bit-identical to it (tests/engine/test_routing.cpp compares them).
+// are bit-identical to it (the fixtures' goldens and results files check that; tests/engine/
+// test_routing.cpp checks the op against an independent float64 reference).
 #include "backend/cpu/cpu_routing.h"
 
 #include <algorithm>
@@ -70,7 +71,8 @@ RoutingPtr route_on_host(const float* logits, int rows, int E, const RouteReques
     std::iota(order.begin(), order.end(), 0);
     // A strict total order: descending probability; equal probabilities (an underflow to 0, never
     // seen with real logits) by descending logit, so a deactivated expert never outranks a live one;
-    // then the lower expert index. The same rule as the host reference (engine/routing.cpp).
+    // then the lower expert index (the rule of Backend::route, checked against the float64 reference
+    // tests/support/routing_reference.h).
     std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
       return p[a] > p[b] || (p[a] == p[b] && (z[a] > z[b] || (z[a] == z[b] && a < b)));
     });
