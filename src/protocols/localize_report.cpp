@@ -8,7 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "protocols/report.h"
+#include "protocols/report_format.h"
 #include "protocols/report_provenance_format.h"
+#include "results/localize_results.h"
 
 namespace moetrace {
 namespace {
@@ -150,13 +152,11 @@ void print_specificity(const LocalizeReportData& d, std::ostream& out) {
              d.unrelated_questions, d.unrelated_pairs, d.unrelated_correct_before, interval(s));
 }
 
-json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-
 json summary_json(const SummaryRecord& s) {
   return {{"name", s.name},           {"n", s.n},
-          {"mean", number(s.mean)},   {"ci_low", number(s.ci_low)},
-          {"ci_high", number(s.ci_high)}, {"frac_positive", number(s.frac_positive)},
-          {"p_sign_flip", number(s.p_value)}};
+          {"mean", json_number(s.mean)},   {"ci_low", json_number(s.ci_low)},
+          {"ci_high", json_number(s.ci_high)}, {"frac_positive", json_number(s.frac_positive)},
+          {"p_sign_flip", json_number(s.p_value)}};
 }
 
 json experts_json(const std::vector<LocalizeExpert>& v) {
@@ -169,28 +169,14 @@ json contrast_row_json(const LocalizeContrastRow& r) {
   return {{"rank", r.rank},
           {"layer", r.at.layer},
           {"expert", r.at.expert},
-          {"mean_success", number(r.mean_success)},
-          {"mean_failure", number(r.mean_failure)},
-          {"effect", number(r.effect)},
-          {"statistic", number(r.statistic)},
-          {"df", number(r.df)},
-          {"p", number(r.p)},
-          {"q", number(r.q)},
+          {"mean_success", json_number(r.mean_success)},
+          {"mean_failure", json_number(r.mean_failure)},
+          {"effect", json_number(r.effect)},
+          {"statistic", json_number(r.statistic)},
+          {"df", json_number(r.df)},
+          {"p", json_number(r.p)},
+          {"q", json_number(r.q)},
           {"chosen", r.chosen}};
-}
-
-std::string csv_number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : ""; }
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return out + "\"";
-}
-
-void csv_row(std::ostream& out, const std::vector<std::string>& fields) {
-  for (std::size_t i = 0; i < fields.size(); ++i) fmt::print(out, "{}{}", i ? "," : "", csv_field(fields[i]));
-  fmt::print(out, "\n");
 }
 
 std::vector<std::string> summary_fields(const std::string& group, const SummaryRecord& s) {
@@ -246,7 +232,7 @@ void write_localize_report_json(const LocalizeReportData& d, std::ostream& out) 
   json buckets = json::array();
   for (const LocalizeBuckets& b : d.buckets)
     buckets.push_back({{"language", b.language}, {"pairs", b.pairs}, {"success", b.success}, {"failure", b.failure},
-                       {"accuracy", number(b.accuracy())}});
+                       {"accuracy", json_number(b.accuracy())}});
   j["buckets"] = buckets;
   j["contrast"] = nullptr;
   if (d.has_contrast) {
@@ -286,11 +272,48 @@ void write_localize_report_json(const LocalizeReportData& d, std::ostream& out) 
   out << j.dump(2) << "\n";
 }
 
+namespace {
+
+const std::vector<std::string> summary_head{"group", "record", "n", "mean", "ci_low", "ci_high", "frac_positive",
+                                            "p_sign_flip"};
+const std::vector<std::string> contrast_head{"rank", "layer", "expert", "mean_success", "mean_failure", "effect",
+                                             "statistic", "df", "p", "q", "chosen"};
+
+void write_effects_csv(const LocalizeReportData& d, std::ostream& out) {
+  csv_row(out, summary_head);
+  for (const SummaryRecord& s : d.effect_records) csv_row(out, summary_fields("effect", s));
+  for (const LocalizeLanguageSummary& l : d.by_language) {
+    for (const SummaryRecord* s : {&l.asked, &l.validation_before, &l.validation_after})
+      if (!std::isnan(s->mean) || s->n > 0) csv_row(out, summary_fields("accuracy/" + l.language, *s));
+    if (l.has_effect && l.language != "overall")
+      for (const SummaryRecord* s : {&l.chosen, &l.popular, &l.random})
+        csv_row(out, summary_fields("effect_by_language/" + l.language, *s));
+  }
+  for (const LocalizeCurvePoint& c : d.curve) csv_row(out, summary_fields("curve", c.share));
+}
+
+// Every (layer, expert), rank = position in the global ranking (empty beyond it).
+void write_contrast_csv(const LocalizeReportData& d, std::ostream& out) {
+  csv_row(out, contrast_head);
+  if (!d.has_contrast) return;
+  std::vector<int> rank(d.effect.size(), 0);
+  for (std::size_t k = 0; k < d.top_global.size(); ++k) rank[static_cast<std::size_t>(d.top_global[k])] = static_cast<int>(k) + 1;
+  const LocalizeCondition* chosen = d.condition(LocalizeResults::chosen_condition());
+  for (std::size_t i = 0; i < d.effect.size(); ++i) {
+    const LocalizeExpert at{static_cast<int>(static_cast<std::int64_t>(i) / d.experts),
+                            static_cast<int>(static_cast<std::int64_t>(i) % d.experts)};
+    LocalizeContrastRow r{rank[i], at, d.mean_success[i], d.mean_failure[i], d.effect[i], d.statistic_value[i],
+                          d.df[i], d.p[i], d.q[i],
+                          chosen && std::find(chosen->experts.begin(), chosen->experts.end(), at) != chosen->experts.end()};
+    std::vector<std::string> f = contrast_fields(r);
+    if (r.rank == 0) f[0] = "";
+    csv_row(out, f);
+  }
+}
+
+}  // namespace
+
 void write_localize_report_csv(const LocalizeReportData& d, LocalizeCsvTable table, std::ostream& out) {
-  const std::vector<std::string> summary_head{"group", "record", "n", "mean", "ci_low", "ci_high", "frac_positive",
-                                              "p_sign_flip"};
-  const std::vector<std::string> contrast_head{"rank", "layer", "expert", "mean_success", "mean_failure", "effect",
-                                               "statistic", "df", "p", "q", "chosen"};
   switch (table) {
     case LocalizeCsvTable::Buckets:
       csv_row(out, {"language", "pairs", "success", "failure", "accuracy"});
@@ -303,16 +326,7 @@ void write_localize_report_csv(const LocalizeReportData& d, LocalizeCsvTable tab
       for (const LocalizeContrastRow& r : d.top_experts) csv_row(out, contrast_fields(r));
       return;
     case LocalizeCsvTable::Effects:
-      csv_row(out, summary_head);
-      for (const SummaryRecord& s : d.effect_records) csv_row(out, summary_fields("effect", s));
-      for (const LocalizeLanguageSummary& l : d.by_language) {
-        for (const SummaryRecord* s : {&l.asked, &l.validation_before, &l.validation_after})
-          if (!std::isnan(s->mean) || s->n > 0) csv_row(out, summary_fields("accuracy/" + l.language, *s));
-        if (l.has_effect && l.language != "overall")
-          for (const SummaryRecord* s : {&l.chosen, &l.popular, &l.random})
-            csv_row(out, summary_fields("effect_by_language/" + l.language, *s));
-      }
-      for (const LocalizeCurvePoint& c : d.curve) csv_row(out, summary_fields("curve", c.share));
+      write_effects_csv(d, out);
       return;
     case LocalizeCsvTable::Languages:
       csv_row(out, {"language", "pairs", "success", "accuracy_asked", "validation_before", "validation_after",
@@ -332,25 +346,9 @@ void write_localize_report_csv(const LocalizeReportData& d, LocalizeCsvTable tab
         csv_row(out, {std::to_string(c.n), std::to_string(c.share.n), csv_number(c.share.mean),
                       csv_number(c.share.ci_low), csv_number(c.share.ci_high)});
       return;
-    case LocalizeCsvTable::Contrast: {
-      // Every (layer, expert), rank = position in the global ranking (empty beyond it).
-      csv_row(out, contrast_head);
-      if (!d.has_contrast) return;
-      std::vector<int> rank(d.effect.size(), 0);
-      for (std::size_t k = 0; k < d.top_global.size(); ++k) rank[static_cast<std::size_t>(d.top_global[k])] = static_cast<int>(k) + 1;
-      const LocalizeCondition* chosen = d.condition("chosen");
-      for (std::size_t i = 0; i < d.effect.size(); ++i) {
-        const LocalizeExpert at{static_cast<int>(static_cast<std::int64_t>(i) / d.experts),
-                                static_cast<int>(static_cast<std::int64_t>(i) % d.experts)};
-        LocalizeContrastRow r{rank[i], at, d.mean_success[i], d.mean_failure[i], d.effect[i], d.statistic_value[i],
-                              d.df[i], d.p[i], d.q[i],
-                              chosen && std::find(chosen->experts.begin(), chosen->experts.end(), at) != chosen->experts.end()};
-        std::vector<std::string> f = contrast_fields(r);
-        if (r.rank == 0) f[0] = "";
-        csv_row(out, f);
-      }
+    case LocalizeCsvTable::Contrast:
+      write_contrast_csv(d, out);
       return;
-    }
   }
 }
 

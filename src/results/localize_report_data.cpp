@@ -230,14 +230,7 @@ class Reader {
 
   void read_summaries() {
     d_.effect_records = f_.read_summaries(L::kEffect);
-    auto find = [](const std::vector<SummaryRecord>& v, const std::string& name) {
-      for (const auto& s : v)
-        if (s.name == name) return s;
-      SummaryRecord r;
-      r.name = name;
-      r.mean = r.ci_low = r.ci_high = r.frac_positive = r.p_value = NAN;
-      return r;
-    };
+    const auto find = summary_or_nan;
     std::vector<std::string> groups = d_.languages;
     groups.push_back("overall");
     for (const std::string& lang : groups) {
