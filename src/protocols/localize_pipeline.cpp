@@ -14,6 +14,8 @@
 namespace moetrace::localize {
 namespace {
 
+namespace S = localize_summary;
+
 // Seed offsets: independent streams per use (docs/localize.md).
 constexpr std::uint64_t kControlSeedTag = 0x63746c72ull;
 constexpr std::uint64_t kBootstrapSeedTag = 0x62737470ull;
@@ -400,9 +402,9 @@ void LocalizePipeline::summaries(LocalizationResult& r, const Outcomes& o, const
   for (std::size_t l = 0; l < qs_.languages.size(); ++l) {
     const Series s = series(o, Bucket::Success, static_cast<long>(l));
     const std::string g = LocalizeResults::effect_by_language_group(qs_.languages[l]);
-    out_.write_summary(g, record("chosen", s.chosen, s.question, false));
-    out_.write_summary(g, record("popular", s.popular, s.question, false));
-    out_.write_summary(g, record("random", s.random, s.question, false));
+    out_.write_summary(g, record(S::kChosen, s.chosen, s.question, false));
+    out_.write_summary(g, record(S::kPopular, s.popular, s.question, false));
+    out_.write_summary(g, record(S::kRandom, s.random, s.question, false));
   }
   for (std::size_t c = 0; c < r.curve.size(); ++c) {
     std::vector<double> v;
@@ -412,7 +414,7 @@ void LocalizePipeline::summaries(LocalizationResult& r, const Outcomes& o, const
         v.push_back(o.flipped(o.after.curve[c], j));
         q.push_back(o.pairs[j] / qs_.languages.size());
       }
-    out_.write_summary(LocalizeResults::curve_group(), record("n_" + std::to_string(r.curve[c].n), v, q, false));
+    out_.write_summary(LocalizeResults::curve_group(), record(S::curve_point(r.curve[c].n), v, q, false));
   }
   for (long l = -1; l < static_cast<long>(qs_.languages.size()); ++l) accuracy_summaries(o, l);
   if (unrelated_before) unrelated_summary(r, *unrelated_before, *unrelated_after);
@@ -427,14 +429,14 @@ void LocalizePipeline::effect_summaries(LocalizationResult& r, const Outcomes& o
     return d;
   };
   const Series wrong = series(o, Bucket::Success, -1), right = series(o, Bucket::Failure, -1);
-  const SummaryRecord chosen = record("chosen", wrong.chosen, wrong.question, false);
-  const SummaryRecord vs_random = record("chosen_minus_random", minus(wrong.chosen, wrong.random), wrong.question, true);
+  const SummaryRecord chosen = record(S::kChosen, wrong.chosen, wrong.question, false);
+  const SummaryRecord vs_random = record(S::kChosenMinusRandom, minus(wrong.chosen, wrong.random), wrong.question, true);
   for (const SummaryRecord& s :
-       {chosen, record("popular", wrong.popular, wrong.question, false), record("random", wrong.random, wrong.question, false),
-        vs_random, record("chosen_minus_popular", minus(wrong.chosen, wrong.popular), wrong.question, true),
-        record("chosen_turned_right", right.chosen, right.question, false),
-        record("popular_turned_right", right.popular, right.question, false),
-        record("random_turned_right", right.random, right.question, false)})
+       {chosen, record(S::kPopular, wrong.popular, wrong.question, false), record(S::kRandom, wrong.random, wrong.question, false),
+        vs_random, record(S::kChosenMinusPopular, minus(wrong.chosen, wrong.popular), wrong.question, true),
+        record(S::kChosenTurnedRight, right.chosen, right.question, false),
+        record(S::kPopularTurnedRight, right.popular, right.question, false),
+        record(S::kRandomTurnedRight, right.random, right.question, false)})
     out_.write_summary(LocalizeResults::effect_group(), s);
   r.share_turned_wrong = r.effect.flips.overall.share_turned_wrong();
   r.popular_share_turned_wrong = r.popular.flips.overall.share_turned_wrong();
@@ -463,9 +465,9 @@ void LocalizePipeline::accuracy_summaries(const Outcomes& o, long language) {
       qv.push_back(o.pairs[j] / NL);
     }
   const std::string g = LocalizeResults::accuracy_group(language < 0 ? "overall" : qs_.languages[static_cast<std::size_t>(language)]);
-  out_.write_summary(g, record("asked", all, qa, false));
-  out_.write_summary(g, record("validation_before", before, qv, false));
-  out_.write_summary(g, record("validation_after", after_chosen, qv, false));
+  out_.write_summary(g, record(S::kAsked, all, qa, false));
+  out_.write_summary(g, record(S::kValidationBefore, before, qv, false));
+  out_.write_summary(g, record(S::kValidationAfter, after_chosen, qv, false));
 }
 
 // The unrelated questions turned wrong by the chosen set (specificity).
@@ -484,7 +486,7 @@ void LocalizePipeline::unrelated_summary(LocalizationResult& r, const Matrix2& b
     }
   }
   r.unrelated = count_flips(outcomes);
-  out_.write_summary(LocalizeResults::effect_group(), record("unrelated_turned_wrong", v, q, false));
+  out_.write_summary(LocalizeResults::effect_group(), record(S::kUnrelatedTurnedWrong, v, q, false));
 }
 
 void LocalizePipeline::write_inputs() {

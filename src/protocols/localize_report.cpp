@@ -16,6 +16,7 @@ namespace moetrace {
 namespace {
 
 using json = nlohmann::ordered_json;
+namespace S = localize_summary;
 
 std::string expert_name(const LocalizeExpert& e) { return fmt::format("L{}E{:03d}", e.layer, e.expert); }
 
@@ -88,35 +89,35 @@ void print_top_experts(const LocalizeReportData& d, std::ostream& out) {
 }
 
 void print_effect(const LocalizeReportData& d, std::ostream& out) {
-  if (const LocalizeCondition* c = d.condition("chosen"))
+  if (const LocalizeCondition* c = d.condition(LocalizeResults::chosen_condition()))
     fmt::print(out, "\nDeactivated: chosen {} experts: {}\n", c->experts.size(), expert_list(c->experts));
-  if (const LocalizeCondition* c = d.condition("popular"))
+  if (const LocalizeCondition* c = d.condition(LocalizeResults::popular_condition()))
     fmt::print(out, "  popular control (top {} by routing frequency): {}\n", c->experts.size(), expert_list(c->experts));
   if (const std::size_t draws = d.random_draws())
     fmt::print(out, "  random control: {} draws of {} experts, matched to the chosen set's layers\n", draws,
-               d.condition("random_0") ? d.condition("random_0")->experts.size() : 0);
+               d.condition(LocalizeResults::random_condition(0)) ? d.condition(LocalizeResults::random_condition(0))->experts.size() : 0);
   if (d.effect_records.empty()) return;
   fmt::print(out, "\nDeactivation effect on validation pairs ({} pairs): share of previously correct pairs turned "
                   "wrong, 95% bootstrap intervals\n",
              d.validation_pairs.size());
   fmt::print(out, "  {:<26} {:>6}  {:<38} {:>9}\n", "condition", "n", "share [95% CI]", "p (flip)");
-  for (auto [name, label] : {std::pair{"chosen", "chosen"}, std::pair{"popular", "popular control"},
-                             std::pair{"random", "random control (mean)"}, std::pair{"chosen_minus_random", "chosen - random"},
-                             std::pair{"chosen_minus_popular", "chosen - popular"}}) {
+  for (auto [name, label] : {std::pair{S::kChosen, "chosen"}, std::pair{S::kPopular, "popular control"},
+                             std::pair{S::kRandom, "random control (mean)"}, std::pair{S::kChosenMinusRandom, "chosen - random"},
+                             std::pair{S::kChosenMinusPopular, "chosen - popular"}}) {
     const SummaryRecord* s = d.effect_record(name);
     if (!s) continue;
     const bool diff = std::string(name).find("_minus_") != std::string::npos;
     fmt::print(out, "  {:<26} {:>6}  {:<38} {:>9}\n", label, s->n, interval(s), diff ? pvalue(s->p_value) : "");
   }
-  const SummaryRecord* vr = d.effect_record("chosen_minus_random");
-  const SummaryRecord* vp = d.effect_record("chosen_minus_popular");
+  const SummaryRecord* vr = d.effect_record(S::kChosenMinusRandom);
+  const SummaryRecord* vp = d.effect_record(S::kChosenMinusPopular);
   const bool both = vr && vp && !std::isnan(vr->ci_low) && !std::isnan(vp->ci_low) && vr->ci_low > 0 && vp->ci_low > 0;
   fmt::print(out, "Verdict: chosen - random {}, chosen - popular {}: {}\n", interval_verdict(vr), interval_verdict(vp),
              both ? "the chosen experts' effect exceeds both controls"
                   : "the chosen experts' effect is not shown to exceed both controls");
   fmt::print(out, "\nTurned right (share of previously wrong validation pairs answered correctly after; near 0 expected)\n");
-  for (auto [name, label] : {std::pair{"chosen_turned_right", "chosen"}, std::pair{"popular_turned_right", "popular control"},
-                             std::pair{"random_turned_right", "random control (mean)"}})
+  for (auto [name, label] : {std::pair{S::kChosenTurnedRight, "chosen"}, std::pair{S::kPopularTurnedRight, "popular control"},
+                             std::pair{S::kRandomTurnedRight, "random control (mean)"}})
     if (const SummaryRecord* s = d.effect_record(name))
       fmt::print(out, "  {:<26} {:>6}  {}\n", label, s->n, interval(s));
 }
@@ -140,12 +141,12 @@ void print_curve(const LocalizeReportData& d, std::ostream& out) {
   fmt::print(out, "\nEffect vs N (global top N deactivated): share of previously correct validation pairs turned wrong\n");
   for (const LocalizeCurvePoint& c : d.curve)
     fmt::print(out, "  N = {:>5}  n = {:>6}  {}\n", c.n, c.share.n, interval(&c.share));
-  if (const SummaryRecord* r = d.effect_record("random"))
+  if (const SummaryRecord* r = d.effect_record(S::kRandom))
     fmt::print(out, "  random control at the chosen size: {}\n", interval(r));
 }
 
 void print_specificity(const LocalizeReportData& d, std::ostream& out) {
-  const SummaryRecord* s = d.effect_record("unrelated_turned_wrong");
+  const SummaryRecord* s = d.effect_record(S::kUnrelatedTurnedWrong);
   if (!s && d.unrelated_questions == 0) return;
   fmt::print(out, "\nSpecificity: {} unrelated questions, {} pairs, {} correct before; share turned wrong with the "
                   "chosen set deactivated: {}\n",
@@ -249,8 +250,8 @@ void write_localize_report_json(const LocalizeReportData& d, std::ostream& out) 
   json effect = json::array();
   for (const SummaryRecord& s : d.effect_records) effect.push_back(summary_json(s));
   j["effect"] = effect;
-  j["verdict"] = {{"chosen_minus_random", interval_verdict(d.effect_record("chosen_minus_random"))},
-                  {"chosen_minus_popular", interval_verdict(d.effect_record("chosen_minus_popular"))}};
+  j["verdict"] = {{"chosen_minus_random", interval_verdict(d.effect_record(S::kChosenMinusRandom))},
+                  {"chosen_minus_popular", interval_verdict(d.effect_record(S::kChosenMinusPopular))}};
   json langs = json::array();
   for (const LocalizeLanguageSummary& s : d.by_language)
     langs.push_back({{"language", s.language}, {"asked", summary_json(s.asked)},
@@ -265,7 +266,7 @@ void write_localize_report_json(const LocalizeReportData& d, std::ostream& out) 
     curve.push_back(row);
   }
   j["curve"] = curve;
-  const SummaryRecord* u = d.effect_record("unrelated_turned_wrong");
+  const SummaryRecord* u = d.effect_record(S::kUnrelatedTurnedWrong);
   j["specificity"] = {{"unrelated_questions", d.unrelated_questions}, {"unrelated_pairs", d.unrelated_pairs},
                       {"correct_before", d.unrelated_correct_before},
                       {"turned_wrong", u ? summary_json(*u) : json(nullptr)}};

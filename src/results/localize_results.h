@@ -14,6 +14,26 @@
 
 namespace moetrace {
 
+// Names of the summary records (ResultsFile::write_summary): in /localize/effect (all but the
+// accuracy ones), /localize/effect_by_language/<lang> (chosen, popular, random),
+// /localize/accuracy/<lang> (asked, validation_*), /localize/curve (curve_point).
+namespace localize_summary {
+inline constexpr const char* kChosen = "chosen";
+inline constexpr const char* kPopular = "popular";
+inline constexpr const char* kRandom = "random";
+inline constexpr const char* kChosenMinusRandom = "chosen_minus_random";
+inline constexpr const char* kChosenMinusPopular = "chosen_minus_popular";
+inline constexpr const char* kChosenTurnedRight = "chosen_turned_right";
+inline constexpr const char* kPopularTurnedRight = "popular_turned_right";
+inline constexpr const char* kRandomTurnedRight = "random_turned_right";
+inline constexpr const char* kUnrelatedTurnedWrong = "unrelated_turned_wrong";
+inline constexpr const char* kAsked = "asked";
+inline constexpr const char* kValidationBefore = "validation_before";
+inline constexpr const char* kValidationAfter = "validation_after";
+inline constexpr const char* kCurvePrefix = "n_";
+inline std::string curve_point(std::size_t n) { return kCurvePrefix + std::to_string(n); }
+}  // namespace localize_summary
+
 // The run summary stored as attributes of /localize.
 struct LocalizeRunInfo {
   std::int64_t layers = 0, experts = 0, top_k = 0;
