@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "protocols/selection.h"
+#include "results/tracing_results.h"
 #include "util/error.h"
 #include "util/logging.h"
 #include "util/progress.h"
@@ -21,55 +22,66 @@ CaseScanner::CaseScanner(const RunConfig& config, const CaseBuilder& builder, Pr
                          double sigma_base)
     : config_(config), builder_(builder), prepared_(prepared), sigma_base_(sigma_base) {}
 
+namespace {
+
+// The order in which records are considered, and (explicit mode) their fixed split.
+struct ScanOrder {
+  std::vector<int> order;  // indices into the records
+  std::vector<Split> fixed_split;
+  bool explicit_ids = false;
+};
+
+ScanOrder scan_order(const RunConfig& config, const std::vector<CounterFactRecord>& records) {
+  ScanOrder o;
+  o.explicit_ids = !config.case_ids_path.empty();
+  if (!o.explicit_ids) {
+    constexpr std::uint64_t kShuffleTag = 0x73687566666c65ULL;  // "shuffle"
+    o.order = seeded_permutation(static_cast<int>(records.size()), config.shuffle_seed, kShuffleTag);
+    if (config.max_records > 0 && static_cast<int>(o.order.size()) > config.max_records) o.order.resize(config.max_records);
+    return o;
+  }
+  std::unordered_map<std::int64_t, int> by_id;
+  for (int i = 0; i < static_cast<int>(records.size()); ++i) by_id[records[i].case_id] = i;
+  const CaseIdSplit ids = read_case_id_split(config.case_ids_path, config.case_ids_key);
+  std::vector<std::int64_t> missing;
+  for (auto [list, split] : {std::pair{&ids.discovery, Split::Discovery}, std::pair{&ids.validation, Split::Validation}})
+    for (std::int64_t id : *list) {
+      auto it = by_id.find(id);
+      if (it == by_id.end()) {
+        missing.push_back(id);
+        continue;
+      }
+      o.order.push_back(it->second);
+      o.fixed_split.push_back(split);
+    }
+  if (!missing.empty())
+    fail_input("{}: {} listed case ids are not in {} (first: {})", config.case_ids_path.string(), missing.size(),
+               config.counterfact_path.string(), missing.front());
+  return o;
+}
+
+struct Candidate {
+  UsableCase c;
+  std::string skip_reason;  // set when the record cannot be built into a prompt
+};
+
+}  // namespace
+
+// Records are built (tokenised) here, cheaply; their clean and noised passes are the expensive part
+// and go through the executor in chunks, their contrasts stored per position in the scan order.
+// The records considered per round depend only on how many usable cases are still missing, so the
+// stored table is the same whatever the chunk size, rank count or restarts.
 ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, const ScanSettings& settings,
                              RowExecutor& executor) const {
   ScanResult result;
   result.sigma = sigma_base_ * settings.noise_multiplier;
-  std::unordered_map<std::int64_t, int> by_id;
-  for (int i = 0; i < static_cast<int>(records.size()); ++i) by_id[records[i].case_id] = i;
-
-  // The order in which records are considered, and (explicit mode) their fixed split.
-  std::vector<int> order;
-  std::vector<Split> fixed_split;
-  const bool explicit_ids = !config_.case_ids_path.empty();
-  if (explicit_ids) {
-    const CaseIdSplit ids = read_case_id_split(config_.case_ids_path, config_.case_ids_key);
-    std::vector<std::int64_t> missing;
-    for (auto [list, split] : {std::pair{&ids.discovery, Split::Discovery}, std::pair{&ids.validation, Split::Validation}})
-      for (std::int64_t id : *list) {
-        auto it = by_id.find(id);
-        if (it == by_id.end()) {
-          missing.push_back(id);
-          continue;
-        }
-        order.push_back(it->second);
-        fixed_split.push_back(split);
-      }
-    if (!missing.empty())
-      fail_input("{}: {} listed case ids are not in {} (first: {})", config_.case_ids_path.string(), missing.size(),
-                 config_.counterfact_path.string(), missing.front());
-  } else {
-    constexpr std::uint64_t kShuffleTag = 0x73687566666c65ULL;  // "shuffle"
-    order = seeded_permutation(static_cast<int>(records.size()), config_.shuffle_seed, kShuffleTag);
-    if (config_.max_records > 0 && static_cast<int>(order.size()) > config_.max_records) order.resize(config_.max_records);
-  }
-
+  const ScanOrder so = scan_order(config_, records);
+  const std::vector<int>& order = so.order;
+  const bool explicit_ids = so.explicit_ids;
   const std::size_t target = explicit_ids ? order.size() : (config_.num_cases > 0 ? config_.num_cases : order.size());
   ProgressMeter progress("case scan", "usable cases", target, config_.progress_every_s);
-  auto skip = [&](std::int64_t id, const std::string& reason) {
-    ++result.skipped[reason];
-    result.skipped_cases.emplace_back(id, reason);
-  };
-  // Records are built (tokenised) here, cheaply; their clean and noised passes are the expensive part
-  // and go through the executor in chunks, their contrasts stored per position in `order`. The
-  // records considered per round depend only on how many usable cases are still missing, so the
-  // stored table is the same whatever the chunk size, rank count or restarts.
   const std::size_t round = 64;  // records per executor call
-  struct Candidate {
-    UsableCase c;
-    std::string skip_reason;  // set when the record cannot be built into a prompt
-  };
-  const std::vector<RowOutput> outputs{{fmt::format("{}/multiplier_{}", layout::kScan, settings.noise_multiplier), 2}};
+  const std::vector<RowOutput> outputs{{TracingResults::scan_table(settings.noise_multiplier), 2}};
   for (std::size_t pos = 0; pos < order.size() && result.cases.size() < target;) {
     // Never more than the cases still missing (but at least a few): the tail of a round past the
     // target is computed for nothing.
@@ -83,45 +95,20 @@ ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, cons
         fail_input("case {} of the explicit case list cannot be used: {}", rec.case_id, built.skip_reason);
       if (built.skip_reason.empty()) to_run.push_back(static_cast<int>(j));
       pending.push_back({UsableCase{rec, built.prompt_text, built.prompt, NAN, NAN,
-                                    explicit_ids ? fixed_split[j] : Split::Discovery},
+                                    explicit_ids ? so.fixed_split[j] : Split::Discovery},
                          built.skip_reason});
     }
-    auto candidate = [&](int position) -> Candidate& { return pending[static_cast<std::size_t>(position) - pos]; };
-    executor.set_row_cost([&](int position) { return static_cast<double>(candidate(position).c.prompt.num_tokens()); });
-    const Matrix2 contrasts = executor.run_rows(
-        "", static_cast<int>(order.size()), to_run, outputs, [&](const std::vector<int>& positions) {
-          std::vector<const UsableCase*> chunk;
-          for (int p : positions) chunk.push_back(&candidate(p).c);
-          std::vector<std::vector<double>> rows;
-          for (const auto& tc : prepared_.get(chunk, settings.noise_multiplier, RecordLevel::Base)) {
-            double sum = 0;
-            for (const StreamOutput& o : tc->noised) sum += o.contrast;
-            rows.push_back({tc->clean.contrast, sum / static_cast<double>(tc->noised.size())});
-          }
-          return rows;
-        });
-    executor.set_row_cost(nullptr);
+    auto candidate = [&](int position) -> UsableCase& { return pending[static_cast<std::size_t>(position) - pos].c; };
+    const Matrix2 contrasts = contrast_rows(executor, static_cast<int>(order.size()), to_run, outputs, candidate,
+                                            settings.noise_multiplier);
     for (int p : to_run) {
-      candidate(p).c.d_clean = contrasts.at(p, 0);
-      candidate(p).c.d_noised = contrasts.at(p, 1);
+      candidate(p).d_clean = contrasts.at(p, 0);
+      candidate(p).d_noised = contrasts.at(p, 1);
     }
     pos += n;
     for (Candidate& p : pending) {
       if (result.cases.size() >= target) break;
-      ++result.records_seen;
-      if (!p.skip_reason.empty()) {
-        skip(p.c.record.case_id, p.skip_reason);
-        continue;
-      }
-      // Explicit case lists are the paper's fixed sets: they are kept whatever the filter says.
-      if (!explicit_ids && !passes_filter(settings.filter, p.c.d_clean, p.c.d_noised)) {
-        skip(p.c.record.case_id, p.c.d_clean < (settings.filter == FilterKind::Strict ? 1.0 : 0.5)
-                                     ? "filtered: clean contrast too small"
-                                     : "filtered: noise does not lower the contrast enough");
-        continue;
-      }
-      result.cases.push_back(std::move(p.c));
-      progress.update(result.cases.size());
+      if (accept(std::move(p.c), p.skip_reason, settings.filter, explicit_ids, result)) progress.update(result.cases.size());
     }
   }
   progress.finish();
@@ -134,6 +121,42 @@ ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, cons
     spdlog::warn("only {} usable cases found in {} records (asked for {})", result.cases.size(), result.records_seen,
                  config_.num_cases);
   return result;
+}
+
+// The clean and mean noised contrast of the candidates at `positions` (of a table of `rows`).
+Matrix2 CaseScanner::contrast_rows(RowExecutor& executor, int rows, const std::vector<int>& positions,
+                                   const std::vector<RowOutput>& outputs,
+                                   const std::function<UsableCase&(int)>& candidate, double multiplier) const {
+  const RowCost cost = [&](int position) { return static_cast<double>(candidate(position).prompt.num_tokens()); };
+  return executor.run_rows("", rows, positions, cost, outputs, [&](const std::vector<int>& chunk_positions) {
+    std::vector<const UsableCase*> chunk;
+    for (int p : chunk_positions) chunk.push_back(&candidate(p));
+    std::vector<std::vector<double>> out;
+    for (const auto& tc : prepared_.get(chunk, multiplier, RecordLevel::Base)) {
+      double sum = 0;
+      for (const StreamOutput& o : tc->noised) sum += o.contrast;
+      out.push_back({tc->clean.contrast, sum / static_cast<double>(tc->noised.size())});
+    }
+    return out;
+  });
+}
+
+// A scanned record: counted, then kept as a usable case or skipped with its reason. Explicit case
+// lists are the paper's fixed sets: they are kept whatever the filter says.
+bool CaseScanner::accept(UsableCase c, const std::string& skip_reason, FilterKind filter, bool explicit_ids,
+                         ScanResult& result) {
+  ++result.records_seen;
+  std::string reason = skip_reason;
+  if (reason.empty() && !explicit_ids && !passes_filter(filter, c.d_clean, c.d_noised))
+    reason = c.d_clean < (filter == FilterKind::Strict ? 1.0 : 0.5) ? "filtered: clean contrast too small"
+                                                                   : "filtered: noise does not lower the contrast enough";
+  if (!reason.empty()) {
+    ++result.skipped[reason];
+    result.skipped_cases.emplace_back(c.record.case_id, reason);
+    return false;
+  }
+  result.cases.push_back(std::move(c));
+  return true;
 }
 
 }  // namespace moetrace

@@ -76,6 +76,12 @@ class CaseScanner {
                   RowExecutor& executor) const;
 
  private:
+  Matrix2 contrast_rows(RowExecutor& executor, int rows, const std::vector<int>& positions,
+                        const std::vector<RowOutput>& outputs, const std::function<UsableCase&(int)>& candidate,
+                        double multiplier) const;
+  static bool accept(UsableCase c, const std::string& skip_reason, FilterKind filter, bool explicit_ids,
+                     ScanResult& result);
+
   const RunConfig& config_;
   const CaseBuilder& builder_;
   PreparedCases& prepared_;

@@ -138,24 +138,26 @@ DistributedRowExecutor::DistributedRowExecutor(Communicator& world, Communicator
                   "world rank 0 must be rank 0 of the leaders");
 }
 
+// A leader takes chunks from the coordinator and broadcasts each to its group; the others follow.
+void DistributedRowExecutor::follow(const ChunkFunction& compute) {
+  const bool leader = group_.rank() == 0;
+  while (true) {
+    Bytes item = leader ? leaders_.recv(0, kTagWork, nullptr) : Bytes{};
+    group_.broadcast(item, 0);
+    const std::vector<int> rows = decode_chunk(item);
+    if (rows.empty()) break;
+    const std::vector<std::vector<double>> values = compute(rows);
+    if (leader) leaders_.send(encode_results(rows, values), 0, kTagResult);
+  }
+}
+
 bool DistributedRowExecutor::distribute(const std::string& label, const std::vector<std::vector<int>>& chunks,
                                         const ChunkFunction& compute,
                                         const std::function<void(int, const std::vector<double>&)>& deliver) {
-  const bool leader = group_.rank() == 0;
   if (!coordinator()) {
-    // A leader takes chunks from the coordinator and broadcasts each to its group; the others follow.
-    while (true) {
-      Bytes item = leader ? leaders_.recv(0, kTagWork, nullptr) : Bytes{};
-      group_.broadcast(item, 0);
-      const std::vector<int> rows = decode_chunk(item);
-      if (rows.empty()) break;
-      const std::vector<std::vector<double>> values = compute(rows);
-      if (leader) leaders_.send(encode_results(rows, values), 0, kTagResult);
-    }
+    follow(compute);
     return false;
   }
-
-  // The coordinator.
   std::size_t total = 0;
   for (const auto& c : chunks) total += c.size();
   std::deque<const std::vector<int>*> queue;
@@ -214,7 +216,7 @@ bool DistributedRowExecutor::distribute(const std::string& label, const std::vec
   return stopping;
 }
 
-Matrix2 DistributedRowExecutor::run_rows(const std::string& label, int rows, const std::vector<int>& subset,
+Matrix2 DistributedRowExecutor::run_rows(const std::string& label, int rows, const std::vector<int>& subset, const RowCost& cost,
                                          const std::vector<RowOutput>& outputs, const ChunkFunction& compute) {
   StoredRows stored;
   std::vector<std::vector<int>> chunks;
@@ -226,7 +228,7 @@ Matrix2 DistributedRowExecutor::run_rows(const std::string& label, int rows, con
       if (!stored.done[i]) todo.push_back(i);
     complete = static_cast<std::size_t>(std::count(stored.done.begin(), stored.done.end(), true)) + todo.size() ==
                static_cast<std::size_t>(rows);
-    chunks = make_chunks(todo);
+    chunks = make_chunks(todo, cost);
   }
   const bool stopped = distribute(label, chunks, compute, [&](int row, const std::vector<double>& values) {
     store_row(results_, row, outputs, values, stored.values);

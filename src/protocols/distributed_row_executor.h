@@ -33,7 +33,7 @@ class DistributedRowExecutor final : public RowExecutor {
   // stored chunk.
   DistributedRowExecutor(Communicator& world, Communicator& group, Communicator& leaders, ResultsFile& results,
                          int chunk_tokens, double progress_every_s, std::function<void()> checkpoint);
-  Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset,
+  Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset, const RowCost& cost,
                    const std::vector<RowOutput>& outputs, const ChunkFunction& compute) override;
   bool writer() const override { return coordinator(); }
   std::vector<char> on_writer(const std::function<std::vector<char>()>& compute) override;
@@ -44,6 +44,8 @@ class DistributedRowExecutor final : public RowExecutor {
   bool distribute(const std::string& label, const std::vector<std::vector<int>>& chunks, const ChunkFunction& compute,
                   const std::function<void(int, const std::vector<double>&)>& deliver);
   bool coordinator() const { return world_.rank() == 0; }
+  // A rank other than the coordinator: computes the chunks its group leader receives until an empty one.
+  void follow(const ChunkFunction& compute);
 
   Communicator& world_;
   Communicator& group_;

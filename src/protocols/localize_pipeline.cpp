@@ -14,8 +14,9 @@
 namespace moetrace::localize {
 namespace {
 
+namespace S = localize_summary;
+
 // Seed offsets: independent streams per use (docs/localize.md).
-constexpr std::uint64_t kSplitSeedTag = 0x73706c6974ull;
 constexpr std::uint64_t kControlSeedTag = 0x63746c72ull;
 constexpr std::uint64_t kBootstrapSeedTag = 0x62737470ull;
 
@@ -32,25 +33,21 @@ constexpr std::array<RoutingStatistic, kRoutingStatisticCount> kStoredStatistics
 // all but the last when max_new_tokens did.
 int generated_positions(int generated, int stop_id) { return stop_id >= 0 ? generated : std::max(0, generated - 1); }
 
-namespace L = layout::localize;
-
 // Column of the first value of statistic `s` in an asked row (outcome, generated, then the statistics).
 int routing_column(RoutingStatistic s, int max_new_tokens, int cells) {
   const auto at = std::find(kStoredStatistics.begin(), kStoredStatistics.end(), s) - kStoredStatistics.begin();
   MOETRACE_ASSERT(at < static_cast<std::ptrdiff_t>(kStoredStatistics.size()), "a routing statistic the pipeline does not store");
-  return L::kOutcomeColumns + max_new_tokens + static_cast<int>(at) * cells;
+  return LocalizeResults::kOutcomeWidth + max_new_tokens + static_cast<int>(at) * cells;
 }
 
-Bucket bucket_at(const Matrix2& t, int row) { return t.at(row, L::kOutcomeBucket) == 1.0 ? Bucket::Success : Bucket::Failure; }
+Bucket bucket_at(const Matrix2& t, int row) {
+  return LocalizeResults::success(t.v.data() + static_cast<std::size_t>(row) * t.cols) ? Bucket::Success : Bucket::Failure;
+}
 
 std::vector<double> pair_row(const AskedPair& p, int max_new_tokens, bool routing) {
-  std::vector<double> row(L::kOutcomeColumns + static_cast<std::size_t>(max_new_tokens), -1.0);
-  row[L::kOutcomeBucket] = p.bucket == Bucket::Success ? 1.0 : 0.0;
-  row[L::kOutcomeMatch] = static_cast<double>(static_cast<int>(p.match));
-  row[L::kOutcomeLogprob] = p.answer_logprob;
-  row[L::kOutcomeStopId] = p.stop_id;
-  row[L::kOutcomeGenerated] = static_cast<double>(p.generated.size());
-  for (std::size_t k = 0; k < p.generated.size(); ++k) row[L::kOutcomeColumns + k] = p.generated[k];
+  std::vector<double> row = LocalizeResults::encode_outcome(
+      {p.bucket == Bucket::Success, static_cast<int>(p.match), p.answer_logprob, p.stop_id, p.generated},
+      max_new_tokens);
   if (routing)
     for (RoutingStatistic s : kStoredStatistics) {
       const std::vector<double>& v = routing_values(p.routing, s);
@@ -68,14 +65,32 @@ void check_options(const LocalizeOptions& o) {
       fail_input("localize: the curve's N must be ascending, distinct and >= 1");
 }
 
-SummaryRecord empty_record(const std::string& name) { return {name, 0, NAN, NAN, NAN, NAN, 1.0}; }
-
 Matrix2 first_columns(const Matrix2& t, int cols) {
   if (t.cols <= cols) return t;
   Matrix2 out(t.rows, cols, NAN);
   for (int r = 0; r < t.rows; ++r)
     std::copy_n(t.v.data() + static_cast<std::size_t>(r) * t.cols, cols, out.v.data() + static_cast<std::size_t>(r) * cols);
   return out;
+}
+
+// The contrast as stored: one vector per field, the rankings as flat indices.
+LocalizeContrastTable contrast_table(const ContrastResult& c, int layers, std::size_t top_n) {
+  LocalizeContrastTable t;
+  for (const ExpertContrast& e : c.experts)
+    for (auto [to, from] : {std::pair{&t.mean_success, e.mean_success}, std::pair{&t.mean_failure, e.mean_failure},
+                            std::pair{&t.effect, e.effect}, std::pair{&t.statistic, e.statistic}, std::pair{&t.df, e.df},
+                            std::pair{&t.p, e.p}, std::pair{&t.q, e.q}})
+      to->push_back(from);
+  t.n_success = static_cast<std::int64_t>(c.n_success);
+  t.n_failure = static_cast<std::int64_t>(c.n_failure);
+  t.n_questions = static_cast<std::int64_t>(c.n_questions);
+  t.n_mixed_questions = static_cast<std::int64_t>(c.n_mixed_questions);
+  for (std::size_t i : c.top_global) t.top_global.push_back(static_cast<int>(i));
+  t.top_n = static_cast<std::int64_t>(top_n);
+  t.top_per_layer.assign(static_cast<std::size_t>(layers) * top_n, -1);
+  for (std::size_t l = 0; l < c.top_per_layer.size(); ++l)
+    for (std::size_t k = 0; k < c.top_per_layer[l].size(); ++k) t.top_per_layer[l * top_n + k] = static_cast<int>(c.top_per_layer[l][k]);
+  return t;
 }
 
 // The condition sets (names and experts) and the validation pairs, as the writing rank shares them.
@@ -135,11 +150,23 @@ LocalizePipeline::LocalizePipeline(Engine& engine, const Tokenizer& tokenizer, c
     fail_input("localize: top_n = {} per layer is more than the {} a layer's deactivated set may hold", o_.contrast.top_n, cap);
 }
 
+void LocalizePipeline::ConditionTables::add(Matrix2 t, std::size_t random_draws) {
+  const std::size_t k = added++;
+  if (k == 0)
+    chosen = std::move(t);
+  else if (k == 1)
+    popular = std::move(t);
+  else if (k < 2 + random_draws)
+    random.push_back(std::move(t));
+  else
+    curve.push_back(std::move(t));
+}
+
 Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& qs, const PairList& pairs,
                                    const std::string& outcome, const std::string& generated,
                                    const ExpertList* deactivated, bool routing) {
   const int M = o_.ask.max_new_tokens;
-  std::vector<RowOutput> outputs{{outcome, L::kOutcomeColumns}, {generated, M}};
+  std::vector<RowOutput> outputs{{outcome, LocalizeResults::kOutcomeWidth}, {generated, M}};
   if (routing)
     for (RoutingStatistic s : kStoredStatistics)
       outputs.push_back({LocalizeResults::asked_routing(std::string(routing_statistic_name(s))), layers_ * experts_});
@@ -154,9 +181,9 @@ Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& 
     cost[i] = static_cast<double>(
         tokenizer_.encode_ids(qs.questions[pairs[i].first].entries[pairs[i].second].prompt, o_.ask.add_special_tokens).size() +
         static_cast<std::size_t>(M));
-  executor_.set_row_cost([&cost](int r) { return cost[static_cast<std::size_t>(r)]; });
   const Deactivation d = deactivated ? Deactivation(deactivated->begin(), deactivated->end()) : Deactivation{};
-  Matrix2 t = executor_.run(label, static_cast<int>(pairs.size()), outputs, [&](const std::vector<int>& rows) {
+  const RowCost row_cost = [&cost](int r) { return cost[static_cast<std::size_t>(r)]; };
+  return executor_.run(label, static_cast<int>(pairs.size()), row_cost, outputs, [&](const std::vector<int>& rows) {
     PairList chunk;
     for (int r : rows) chunk.push_back(pairs[static_cast<std::size_t>(r)]);
     AskOptions a = o_.ask;
@@ -166,8 +193,6 @@ Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& 
     for (const AskedPair& p : ask_questions(engine_, tokenizer_, qs, chunk, a)) values.push_back(pair_row(p, M, routing));
     return values;
   });
-  executor_.set_row_cost(nullptr);
-  return t;
 }
 
 void LocalizePipeline::set_shard(CaseShard shard) {
@@ -188,12 +213,12 @@ AskedPair LocalizePipeline::asked_pair(const Matrix2& t, int p) const {
   AskedPair a;
   a.question = static_cast<std::size_t>(p) / NL;
   a.language = static_cast<std::size_t>(p) % NL;
-  a.bucket = bucket_at(t, p);
-  a.match = static_cast<MatchKind>(static_cast<int>(row[L::kOutcomeMatch]));
-  a.answer_logprob = row[L::kOutcomeLogprob];
-  a.stop_id = static_cast<int>(row[L::kOutcomeStopId]);
-  const int n = static_cast<int>(row[L::kOutcomeGenerated]);
-  for (int k = 0; k < n && k < M; ++k) a.generated.push_back(static_cast<int>(row[L::kOutcomeColumns + k]));
+  const StoredOutcome o = LocalizeResults::decode_outcome(row, M);
+  a.bucket = o.success ? Bucket::Success : Bucket::Failure;
+  a.match = static_cast<MatchKind>(o.match);
+  a.answer_logprob = o.answer_logprob;
+  a.stop_id = o.stop_id;
+  a.generated = o.generated;
   std::vector<std::int32_t> ids(a.generated.begin(), a.generated.end());
   if (a.stop_id >= 0) ids.push_back(a.stop_id);
   a.output = tokenizer_.decode(ids, true);
@@ -204,7 +229,7 @@ AskedPair LocalizePipeline::asked_pair(const Matrix2& t, int p) const {
     const int col = routing_column(s, M, C);
     const_cast<std::vector<double>&>(routing_values(a.routing, s)).assign(row + col, row + col + C);
   }
-  a.routing.generated_positions = generated_positions(n, a.stop_id);
+  a.routing.generated_positions = generated_positions(static_cast<int>(a.generated.size()), a.stop_id);
   return a;
 }
 
@@ -212,76 +237,17 @@ AskedPair LocalizePipeline::asked_pair(const Matrix2& t, int p) const {
 // enough for the curve), `frequency` the mean selected_mean over the discovery pairs.
 void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, ExpertList& ranked,
                               std::vector<double>& frequency) {
-  const std::size_t NL = qs_.languages.size(), cells = static_cast<std::size_t>(layers_) * experts_;
   std::vector<std::string> ids;
   for (const Question& q : qs_.questions) ids.push_back(q.id);
   r.split = split_questions(ids, o_.seed ^ kSplitSeedTag);
   std::vector<int> split(qs_.questions.size(), 1);
   for (std::size_t q : r.split.discovery) split[q] = 0;
   out_.write_split(split);
-
-  const int M = o_.ask.max_new_tokens, C = static_cast<int>(cells);
-  const int stat_col = routing_column(o_.statistic, M, C), freq_col = routing_column(RoutingStatistic::SelectedMean, M, C);
-  ContrastInput input{layers_, experts_, {}};
-  frequency.assign(cells, 0.0);
-  std::size_t n_discovery = 0, n_without = 0;
-  for (int p = 0; p < asked.rows; ++p) {
-    const std::size_t q = static_cast<std::size_t>(p) / NL, l = static_cast<std::size_t>(p) % NL;
-    if (split[q] != 0) {
-      r.validation_pairs.push_back(static_cast<std::size_t>(p));
-      continue;
-    }
-    const double* row = asked.v.data() + static_cast<std::size_t>(p) * asked.cols;
-    for (std::size_t k = 0; k < cells; ++k) frequency[k] += row[freq_col + static_cast<int>(k)];
-    ++n_discovery;
-    if (std::isnan(row[stat_col])) {  // a statistic at generated tokens of a pair with none to average
-      ++n_without;
-      continue;
-    }
-    input.pairs.push_back({qs_.questions[q].id, qs_.languages[l], bucket_at(asked, p),
-                           std::vector<double>(row + stat_col, row + stat_col + C)});
-  }
-  for (double& f : frequency) f /= static_cast<double>(std::max<std::size_t>(n_discovery, 1));
-  if (n_without)
-    spdlog::warn("contrast: {} discovery pair(s) generated no token to average {} over: left out of the contrast",
-                 n_without, routing_statistic_name(o_.statistic));
-
-  // Rank every expert (a total order, so the first top_n are the top_n ranking's); the chosen set
-  // is the first top_n of that ranking passing over experts of a layer at its cap, or the first
-  // top_n of every layer. The file keeps the first max(top_n, max curve_n).
-  ContrastOptions contrast = o_.contrast;
-  contrast.top_n = cells;
-  std::size_t stored = o_.contrast.top_n;
-  for (std::size_t n : o_.curve_n) stored = std::max(stored, n);
-  r.contrast = contrast_experts(input, contrast);
-  for (std::size_t i : r.contrast.top_global) ranked.emplace_back(r.contrast.experts[i].layer, r.contrast.experts[i].expert);
-  r.contrast.top_global.resize(std::min(r.contrast.top_global.size(), stored));
-  for (auto& layer : r.contrast.top_per_layer) layer.resize(std::min(layer.size(), o_.contrast.top_n));
-
-  LocalizeContrastTable t;
-  std::vector<double> ms, mf, eff, st, df, pv, qv;
-  for (const ExpertContrast& e : r.contrast.experts) {
-    ms.push_back(e.mean_success);
-    mf.push_back(e.mean_failure);
-    eff.push_back(e.effect);
-    st.push_back(e.statistic);
-    df.push_back(e.df);
-    pv.push_back(e.p);
-    qv.push_back(e.q);
-  }
-  t.fields = {{"mean_success", ms}, {"mean_failure", mf}, {"effect", eff}, {"statistic", st}, {"df", df}, {"p", pv}, {"q", qv}};
-  t.n_success = static_cast<std::int64_t>(r.contrast.n_success);
-  t.n_failure = static_cast<std::int64_t>(r.contrast.n_failure);
-  t.n_questions = static_cast<std::int64_t>(r.contrast.n_questions);
-  t.n_mixed_questions = static_cast<std::int64_t>(r.contrast.n_mixed_questions);
-  for (std::size_t i : r.contrast.top_global) t.top_global.push_back(static_cast<int>(i));
-  t.top_n = static_cast<std::int64_t>(o_.contrast.top_n);
-  t.top_per_layer.assign(static_cast<std::size_t>(layers_) * o_.contrast.top_n, -1);
-  for (std::size_t l = 0; l < r.contrast.top_per_layer.size(); ++l)
-    for (std::size_t k = 0; k < r.contrast.top_per_layer[l].size(); ++k)
-      t.top_per_layer[l * o_.contrast.top_n + k] = static_cast<int>(r.contrast.top_per_layer[l][k]);
-  out_.write_contrast(t);
-
+  for (int p = 0; p < asked.rows; ++p)
+    if (split[static_cast<std::size_t>(p) / qs_.languages.size()] != 0) r.validation_pairs.push_back(static_cast<std::size_t>(p));
+  std::size_t n_discovery = 0;
+  const ContrastInput input = discovery_input(asked, split, frequency, n_discovery);
+  rank_experts(r, input, ranked);
   if (o_.selection == ExpertSelection::Global) {
     r.chosen = capped_prefix(ranked, o_.contrast.top_n, layers_, chosen_cap(experts_, engine_.model().config.top_k));
   } else {
@@ -297,18 +263,62 @@ void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, Exper
                r.contrast.n_questions, r.chosen.size(), expert_selection_name(o_.selection));
 }
 
+// The contrast's input: the configured statistic of every discovery pair that has it; `frequency`
+// the mean selected_mean over the discovery pairs, `n_discovery` their number.
+ContrastInput LocalizePipeline::discovery_input(const Matrix2& asked, const std::vector<int>& split,
+                                                std::vector<double>& frequency, std::size_t& n_discovery) const {
+  const std::size_t NL = qs_.languages.size(), cells = static_cast<std::size_t>(layers_) * experts_;
+  const int M = o_.ask.max_new_tokens, C = static_cast<int>(cells);
+  const int stat_col = routing_column(o_.statistic, M, C), freq_col = routing_column(RoutingStatistic::SelectedMean, M, C);
+  ContrastInput input{layers_, experts_, {}};
+  frequency.assign(cells, 0.0);
+  std::size_t n_without = 0;
+  for (int p = 0; p < asked.rows; ++p) {
+    const std::size_t q = static_cast<std::size_t>(p) / NL, l = static_cast<std::size_t>(p) % NL;
+    if (split[q] != 0) continue;
+    const double* row = asked.v.data() + static_cast<std::size_t>(p) * asked.cols;
+    for (std::size_t k = 0; k < cells; ++k) frequency[k] += row[freq_col + static_cast<int>(k)];
+    ++n_discovery;
+    if (std::isnan(row[stat_col])) {  // a statistic at generated tokens of a pair with none to average
+      ++n_without;
+      continue;
+    }
+    input.pairs.push_back({qs_.questions[q].id, qs_.languages[l], bucket_at(asked, p),
+                           std::vector<double>(row + stat_col, row + stat_col + C)});
+  }
+  for (double& f : frequency) f /= static_cast<double>(std::max<std::size_t>(n_discovery, 1));
+  if (n_without)
+    spdlog::warn("contrast: {} discovery pair(s) generated no token to average {} over: left out of the contrast",
+                 n_without, routing_statistic_name(o_.statistic));
+  return input;
+}
+
+// Ranks every expert (a total order, so the first top_n are the top_n ranking's) into `ranked` and
+// stores the contrast; the file keeps the first max(top_n, max curve_n) of the global ranking.
+void LocalizePipeline::rank_experts(LocalizationResult& r, const ContrastInput& input, ExpertList& ranked) {
+  ContrastOptions contrast = o_.contrast;
+  contrast.top_n = static_cast<std::size_t>(layers_) * experts_;
+  std::size_t stored = o_.contrast.top_n;
+  for (std::size_t n : o_.curve_n) stored = std::max(stored, n);
+  r.contrast = contrast_experts(input, contrast);
+  for (std::size_t i : r.contrast.top_global) ranked.emplace_back(r.contrast.experts[i].layer, r.contrast.experts[i].expert);
+  r.contrast.top_global.resize(std::min(r.contrast.top_global.size(), stored));
+  for (auto& layer : r.contrast.top_per_layer) layer.resize(std::min(layer.size(), o_.contrast.top_n));
+  out_.write_contrast(contrast_table(r.contrast, layers_, o_.contrast.top_n));
+}
+
 LocalizePipeline::NamedSets LocalizePipeline::make_sets(const LocalizationResult& r, const ExpertList& ranked,
                                                         const std::vector<double>& frequency) const {
   // The popular and curve sets are the first experts of their rankings that keep every layer within
   // the deactivation cap (no token left with fewer than top_k experts).
   const std::int32_t cap = deactivation_cap(experts_, engine_.model().config.top_k);
-  NamedSets sets{{"chosen", r.chosen}};
-  sets.emplace_back("popular", capped_prefix(popular_experts(frequency, layers_, experts_, frequency.size()), r.chosen.size(),
+  NamedSets sets{{LocalizeResults::chosen_condition(), r.chosen}};
+  sets.emplace_back(LocalizeResults::popular_condition(), capped_prefix(popular_experts(frequency, layers_, experts_, frequency.size()), r.chosen.size(),
                                              layers_, cap));
   for (std::uint32_t d = 0; d < o_.control_draws; ++d)
-    sets.emplace_back("random_" + std::to_string(d),
+    sets.emplace_back(LocalizeResults::random_condition(d),
                       random_layer_matched(r.chosen, layers_, experts_, o_.seed ^ kControlSeedTag, d));
-  for (std::size_t n : o_.curve_n) sets.emplace_back("curve_" + std::to_string(n), capped_prefix(ranked, n, layers_, cap));
+  for (std::size_t n : o_.curve_n) sets.emplace_back(LocalizeResults::curve_condition(n), capped_prefix(ranked, n, layers_, cap));
   return sets;
 }
 
@@ -334,163 +344,152 @@ LocalizePipeline::NamedSets LocalizePipeline::condition_sets(LocalizationResult&
 // values), frac_positive, and for a difference a sign-flip p (over question sums or values).
 SummaryRecord LocalizePipeline::record(const std::string& name, const std::vector<double>& values,
                                        const std::vector<std::size_t>& questions, bool difference) const {
-  if (values.empty()) return empty_record(name);
-  const std::uint64_t seed = o_.seed ^ kBootstrapSeedTag;
-  SummaryRecord s;
-  s.name = name;
-  s.n = static_cast<int>(values.size());
-  s.mean = mean(values);
-  s.frac_positive = fraction_positive(values);
-  std::vector<std::size_t> cluster(values.size());
-  std::map<std::size_t, std::size_t> dense;
-  for (std::size_t i = 0; i < values.size(); ++i) cluster[i] = dense.try_emplace(questions[i], dense.size()).first->second;
+  SummaryOptions s;
+  s.seed = o_.seed ^ kBootstrapSeedTag;
+  s.bootstrap_resamples = o_.bootstrap_resamples;
+  s.sign_flips = o_.contrast.sign_flips;
+  s.sign_flip = difference;
+  s.empty_p = 1.0;
   const bool by_question = o_.bootstrap_unit == BootstrapUnit::Question;
-  const Interval ci = by_question ? cluster_bootstrap_ci(values, cluster, seed, o_.bootstrap_resamples)
-                                  : bootstrap_ci(values, seed, o_.bootstrap_resamples);
-  s.ci_low = ci.low;
-  s.ci_high = ci.high;
-  s.p_value = difference ? sign_flip_test(by_question ? cluster_sums(values, cluster) : values, seed, o_.contrast.sign_flips).p
-                         : 1.0;
+  return summary_record(name, values, s, by_question ? std::span<const std::size_t>(questions) : std::span<const std::size_t>());
+}
+
+// Per validation pair j of `o`: 1 when the condition of table `t` turned it (wrong if it was
+// correct, right if wrong).
+double LocalizePipeline::Outcomes::flipped(const Matrix2& t, std::size_t j) const {
+  return before(j) != bucket_at(t, static_cast<int>(j)) ? 1.0 : 0.0;
+}
+Bucket LocalizePipeline::Outcomes::before(std::size_t j) const { return bucket_at(asked, static_cast<int>(pairs[j])); }
+
+// Values over the validation pairs with a given bucket before (optionally one language: language >= 0).
+LocalizePipeline::Series LocalizePipeline::series(const Outcomes& o, Bucket before, long language) const {
+  const std::size_t NL = qs_.languages.size();
+  Series s;
+  for (std::size_t j = 0; j < o.pairs.size(); ++j) {
+    if (o.before(j) != before) continue;
+    if (language >= 0 && o.pairs[j] % NL != static_cast<std::size_t>(language)) continue;
+    s.question.push_back(o.pairs[j] / NL);
+    s.chosen.push_back(o.flipped(o.after.chosen, j));
+    s.popular.push_back(o.flipped(o.after.popular, j));
+    double sum = 0;
+    for (const Matrix2& t : o.after.random) sum += o.flipped(t, j);
+    s.random.push_back(sum / static_cast<double>(o.after.random.size()));
+  }
   return s;
 }
 
-void LocalizePipeline::summaries(LocalizationResult& r, const Matrix2& asked,
-                                 const std::vector<std::pair<std::string, Matrix2>>& after, const Matrix2* unrelated_before,
-                                 const Matrix2* unrelated_after) {
+DeactivationEffect LocalizePipeline::effect(const Outcomes& o, const Matrix2& after, const ExpertList& experts) const {
   const std::size_t NL = qs_.languages.size();
-  const std::vector<std::size_t>& vp = r.validation_pairs;
-  auto table = [&](const std::string& name) -> const Matrix2& {
-    for (const auto& [n, t] : after)
-      if (n == name) return t;
-    MOETRACE_ASSERT(false, "condition table");
-    return after.front().second;
-  };
-  // Per validation pair j: 1 when the condition turned it (wrong if it was correct, right if wrong).
-  auto flips = [&](const Matrix2& t, std::size_t j) {
-    return bucket_at(asked, static_cast<int>(vp[j])) != bucket_at(t, static_cast<int>(j)) ? 1.0 : 0.0;
-  };
-  auto effect = [&](const std::string& name, const ExpertList& experts) {
-    DeactivationEffect e;
-    e.experts = experts;
-    std::vector<PairOutcome> outcomes;
-    const Matrix2& t = table(name);
-    for (std::size_t j = 0; j < vp.size(); ++j) {
-      const std::size_t q = vp[j] / NL, l = vp[j] % NL;
-      const Bucket before = bucket_at(asked, static_cast<int>(vp[j]));
-      outcomes.push_back({qs_.questions[q].id, qs_.languages[l], before, bucket_at(t, static_cast<int>(j))});
-      if (before == Bucket::Success) e.turned_wrong.push_back(flips(t, j));
-    }
-    e.flips = count_flips(outcomes);
-    return e;
-  };
-  r.effect = effect("chosen", r.effect.experts);
-  r.popular = effect("popular", r.popular.experts);
-  for (std::size_t d = 0; d < r.random.size(); ++d) r.random[d] = effect("random_" + std::to_string(d), r.random[d].experts);
-  for (CurvePoint& c : r.curve) c.flips = effect("curve_" + std::to_string(c.n), {}).flips;
+  DeactivationEffect e;
+  e.experts = experts;
+  std::vector<PairOutcome> outcomes;
+  for (std::size_t j = 0; j < o.pairs.size(); ++j) {
+    const Bucket before = o.before(j);
+    outcomes.push_back({qs_.questions[o.pairs[j] / NL].id, qs_.languages[o.pairs[j] % NL], before, bucket_at(after, static_cast<int>(j))});
+    if (before == Bucket::Success) e.turned_wrong.push_back(o.flipped(after, j));
+  }
+  e.flips = count_flips(outcomes);
+  return e;
+}
 
-  // Values over the validation pairs with a given bucket before (optionally one language), and their questions.
-  struct Series {
-    std::vector<double> chosen, popular, random;
-    std::vector<std::size_t> question;
-  };
-  auto series = [&](Bucket before, long language) {
-    Series s;
-    for (std::size_t j = 0; j < vp.size(); ++j) {
-      if (bucket_at(asked, static_cast<int>(vp[j])) != before) continue;
-      if (language >= 0 && vp[j] % NL != static_cast<std::size_t>(language)) continue;
-      s.question.push_back(vp[j] / NL);
-      s.chosen.push_back(flips(table("chosen"), j));
-      s.popular.push_back(flips(table("popular"), j));
-      double sum = 0;
-      for (std::size_t d = 0; d < r.random.size(); ++d) sum += flips(table("random_" + std::to_string(d)), j);
-      s.random.push_back(sum / static_cast<double>(r.random.size()));
-    }
-    return s;
-  };
+void LocalizePipeline::summaries(LocalizationResult& r, const Outcomes& o, const Matrix2* unrelated_before,
+                                 const Matrix2* unrelated_after) {
+  r.effect = effect(o, o.after.chosen, r.effect.experts);
+  r.popular = effect(o, o.after.popular, r.popular.experts);
+  for (std::size_t d = 0; d < r.random.size(); ++d) r.random[d] = effect(o, o.after.random[d], r.random[d].experts);
+  for (std::size_t c = 0; c < r.curve.size(); ++c) r.curve[c].flips = effect(o, o.after.curve[c], {}).flips;
+  effect_summaries(r, o);
+  for (std::size_t l = 0; l < qs_.languages.size(); ++l) {
+    const Series s = series(o, Bucket::Success, static_cast<long>(l));
+    const std::string g = LocalizeResults::effect_by_language_group(qs_.languages[l]);
+    out_.write_summary(g, record(S::kChosen, s.chosen, s.question, false));
+    out_.write_summary(g, record(S::kPopular, s.popular, s.question, false));
+    out_.write_summary(g, record(S::kRandom, s.random, s.question, false));
+  }
+  for (std::size_t c = 0; c < r.curve.size(); ++c) {
+    std::vector<double> v;
+    std::vector<std::size_t> q;
+    for (std::size_t j = 0; j < o.pairs.size(); ++j)
+      if (o.before(j) == Bucket::Success) {
+        v.push_back(o.flipped(o.after.curve[c], j));
+        q.push_back(o.pairs[j] / qs_.languages.size());
+      }
+    out_.write_summary(LocalizeResults::curve_group(), record(S::curve_point(r.curve[c].n), v, q, false));
+  }
+  for (long l = -1; l < static_cast<long>(qs_.languages.size()); ++l) accuracy_summaries(o, l);
+  if (unrelated_before) unrelated_summary(r, *unrelated_before, *unrelated_after);
+}
+
+// The chosen set's effect on the correct validation pairs against the controls, and its
+// turned-right shares on the wrong ones (/localize/effect).
+void LocalizePipeline::effect_summaries(LocalizationResult& r, const Outcomes& o) {
   auto minus = [](const std::vector<double>& a, const std::vector<double>& b) {
     std::vector<double> d(a.size());
     for (std::size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
     return d;
   };
-  const std::string eg = LocalizeResults::effect_group();
-  const Series wrong = series(Bucket::Success, -1), right = series(Bucket::Failure, -1);
-  const SummaryRecord chosen = record("chosen", wrong.chosen, wrong.question, false);
-  const SummaryRecord vs_random = record("chosen_minus_random", minus(wrong.chosen, wrong.random), wrong.question, true);
+  const Series wrong = series(o, Bucket::Success, -1), right = series(o, Bucket::Failure, -1);
+  const SummaryRecord chosen = record(S::kChosen, wrong.chosen, wrong.question, false);
+  const SummaryRecord vs_random = record(S::kChosenMinusRandom, minus(wrong.chosen, wrong.random), wrong.question, true);
   for (const SummaryRecord& s :
-       {chosen, record("popular", wrong.popular, wrong.question, false), record("random", wrong.random, wrong.question, false),
-        vs_random, record("chosen_minus_popular", minus(wrong.chosen, wrong.popular), wrong.question, true),
-        record("chosen_turned_right", right.chosen, right.question, false),
-        record("popular_turned_right", right.popular, right.question, false),
-        record("random_turned_right", right.random, right.question, false)})
-    out_.write_summary(eg, s);
+       {chosen, record(S::kPopular, wrong.popular, wrong.question, false), record(S::kRandom, wrong.random, wrong.question, false),
+        vs_random, record(S::kChosenMinusPopular, minus(wrong.chosen, wrong.popular), wrong.question, true),
+        record(S::kChosenTurnedRight, right.chosen, right.question, false),
+        record(S::kPopularTurnedRight, right.popular, right.question, false),
+        record(S::kRandomTurnedRight, right.random, right.question, false)})
+    out_.write_summary(LocalizeResults::effect_group(), s);
   r.share_turned_wrong = r.effect.flips.overall.share_turned_wrong();
   r.popular_share_turned_wrong = r.popular.flips.overall.share_turned_wrong();
   r.random_share_turned_wrong = wrong.random.empty() ? NAN : mean(wrong.random);
   r.share_ci = {chosen.ci_low, chosen.ci_high};
   r.difference_vs_random_ci = {vs_random.ci_low, vs_random.ci_high};
-
-  for (std::size_t l = 0; l < NL; ++l) {
-    const Series s = series(Bucket::Success, static_cast<long>(l));
-    const std::string g = LocalizeResults::effect_by_language_group(qs_.languages[l]);
-    out_.write_summary(g, record("chosen", s.chosen, s.question, false));
-    out_.write_summary(g, record("popular", s.popular, s.question, false));
-    out_.write_summary(g, record("random", s.random, s.question, false));
-  }
-
-  for (const CurvePoint& c : r.curve) {
-    const Matrix2& t = table("curve_" + std::to_string(c.n));
-    std::vector<double> v;
-    std::vector<std::size_t> q;
-    for (std::size_t j = 0; j < vp.size(); ++j)
-      if (bucket_at(asked, static_cast<int>(vp[j])) == Bucket::Success) {
-        v.push_back(flips(t, j));
-        q.push_back(vp[j] / NL);
-      }
-    out_.write_summary(LocalizeResults::curve_group(), record("n_" + std::to_string(c.n), v, q, false));
-  }
-
-  // Accuracy per language and overall: asked (all pairs), validation before and after the chosen set.
-  for (long l = -1; l < static_cast<long>(NL); ++l) {
-    auto of_language = [&](std::size_t p) { return l < 0 || p % NL == static_cast<std::size_t>(l); };
-    std::vector<double> all, before, after_chosen;
-    std::vector<std::size_t> qa, qv;
-    for (int p = 0; p < asked.rows; ++p)
-      if (of_language(static_cast<std::size_t>(p))) {
-        all.push_back(bucket_at(asked, p) == Bucket::Success ? 1.0 : 0.0);
-        qa.push_back(static_cast<std::size_t>(p) / NL);
-      }
-    for (std::size_t j = 0; j < vp.size(); ++j)
-      if (of_language(vp[j])) {
-        before.push_back(bucket_at(asked, static_cast<int>(vp[j])) == Bucket::Success ? 1.0 : 0.0);
-        after_chosen.push_back(bucket_at(table("chosen"), static_cast<int>(j)) == Bucket::Success ? 1.0 : 0.0);
-        qv.push_back(vp[j] / NL);
-      }
-    const std::string g = LocalizeResults::accuracy_group(l < 0 ? "overall" : qs_.languages[static_cast<std::size_t>(l)]);
-    out_.write_summary(g, record("asked", all, qa, false));
-    out_.write_summary(g, record("validation_before", before, qv, false));
-    out_.write_summary(g, record("validation_after", after_chosen, qv, false));
-  }
-
-  if (unrelated_before) {
-    const std::size_t UL = o_.unrelated->languages.size();
-    std::vector<PairOutcome> outcomes;
-    std::vector<double> v;
-    std::vector<std::size_t> q;
-    for (int p = 0; p < unrelated_before->rows; ++p) {
-      const Bucket b = bucket_at(*unrelated_before, p), a = bucket_at(*unrelated_after, p);
-      const std::size_t qi = static_cast<std::size_t>(p) / UL;
-      outcomes.push_back({o_.unrelated->questions[qi].id, o_.unrelated->languages[static_cast<std::size_t>(p) % UL], b, a});
-      if (b == Bucket::Success) {
-        v.push_back(a == Bucket::Failure ? 1.0 : 0.0);
-        q.push_back(qi);
-      }
-    }
-    r.unrelated = count_flips(outcomes);
-    out_.write_summary(eg, record("unrelated_turned_wrong", v, q, false));
-  }
 }
 
-LocalizationResult LocalizePipeline::run() {
+// Accuracy of one language (overall: language < 0): asked (all pairs), validation before and after
+// the chosen set.
+void LocalizePipeline::accuracy_summaries(const Outcomes& o, long language) {
+  const std::size_t NL = qs_.languages.size();
+  auto of_language = [&](std::size_t p) { return language < 0 || p % NL == static_cast<std::size_t>(language); };
+  auto success = [](Bucket b) { return b == Bucket::Success ? 1.0 : 0.0; };
+  std::vector<double> all, before, after_chosen;
+  std::vector<std::size_t> qa, qv;
+  for (int p = 0; p < o.asked.rows; ++p)
+    if (of_language(static_cast<std::size_t>(p))) {
+      all.push_back(success(bucket_at(o.asked, p)));
+      qa.push_back(static_cast<std::size_t>(p) / NL);
+    }
+  for (std::size_t j = 0; j < o.pairs.size(); ++j)
+    if (of_language(o.pairs[j])) {
+      before.push_back(success(o.before(j)));
+      after_chosen.push_back(success(bucket_at(o.after.chosen, static_cast<int>(j))));
+      qv.push_back(o.pairs[j] / NL);
+    }
+  const std::string g = LocalizeResults::accuracy_group(language < 0 ? "overall" : qs_.languages[static_cast<std::size_t>(language)]);
+  out_.write_summary(g, record(S::kAsked, all, qa, false));
+  out_.write_summary(g, record(S::kValidationBefore, before, qv, false));
+  out_.write_summary(g, record(S::kValidationAfter, after_chosen, qv, false));
+}
+
+// The unrelated questions turned wrong by the chosen set (specificity).
+void LocalizePipeline::unrelated_summary(LocalizationResult& r, const Matrix2& before, const Matrix2& after) {
+  const std::size_t UL = o_.unrelated->languages.size();
+  std::vector<PairOutcome> outcomes;
+  std::vector<double> v;
+  std::vector<std::size_t> q;
+  for (int p = 0; p < before.rows; ++p) {
+    const Bucket b = bucket_at(before, p), a = bucket_at(after, p);
+    const std::size_t qi = static_cast<std::size_t>(p) / UL;
+    outcomes.push_back({o_.unrelated->questions[qi].id, o_.unrelated->languages[static_cast<std::size_t>(p) % UL], b, a});
+    if (b == Bucket::Success) {
+      v.push_back(a == Bucket::Failure ? 1.0 : 0.0);
+      q.push_back(qi);
+    }
+  }
+  r.unrelated = count_flips(outcomes);
+  out_.write_summary(LocalizeResults::effect_group(), record(S::kUnrelatedTurnedWrong, v, q, false));
+}
+
+void LocalizePipeline::write_inputs() {
   const ModelConfig& mc = engine_.model().config;
   LocalizeRunInfo info{mc.num_layers, mc.num_experts, mc.top_k,
                        std::string(routing_statistic_name(o_.statistic)), std::string(contrast_method_name(o_.contrast.method)),
@@ -511,12 +510,33 @@ LocalizationResult LocalizePipeline::run() {
       skips.counts.emplace_back(std::string(problem_name(static_cast<RecordProblem>(k))),
                                 static_cast<std::int64_t>(qs_.skipped.counts[k]));
   out_.write_questions(ids, qs_.languages, skips);
+}
 
+// The unrelated questions asked before and after the chosen set.
+std::pair<Matrix2, Matrix2> LocalizePipeline::ask_unrelated(const ExpertList& chosen) {
+  std::vector<std::string> uids;
+  PairList upairs;
+  for (std::size_t q = 0; q < o_.unrelated->questions.size(); ++q) {
+    uids.push_back(o_.unrelated->questions[q].id);
+    for (std::size_t l = 0; l < o_.unrelated->languages.size(); ++l) upairs.emplace_back(q, l);
+  }
+  out_.write_unrelated_questions(uids);
+  Matrix2 before = ask_rows("unrelated questions", *o_.unrelated, upairs, LocalizeResults::unrelated_outcome(),
+                            LocalizeResults::unrelated_generated(), nullptr, false);
+  const std::string name = LocalizeResults::unrelated_condition();
+  out_.write_condition_experts(name, chosen);
+  Matrix2 after = ask_rows("condition " + name, *o_.unrelated, upairs, LocalizeResults::condition_outcome(name),
+                           LocalizeResults::condition_generated(name), &chosen, false);
+  return {std::move(before), std::move(after)};
+}
+
+LocalizationResult LocalizePipeline::run() {
+  write_inputs();
   // 1. Every pair, question-major, with its routing (kept by the writing rank alone).
   PairList all;
   for (std::size_t q = 0; q < qs_.questions.size(); ++q)
     for (std::size_t l = 0; l < qs_.languages.size(); ++l) all.emplace_back(q, l);
-  executor_.set_shared_columns(L::kOutcomeColumns);
+  executor_.set_shared_columns(LocalizeResults::kOutcomeWidth);
   Matrix2 asked = ask_rows("asking", qs_, all, LocalizeResults::asked_outcome(), LocalizeResults::asked_generated(),
                            nullptr, true);
   executor_.set_shared_columns(0);
@@ -527,39 +547,26 @@ LocalizationResult LocalizePipeline::run() {
 
   // 2. Split, contrast, chosen set, controls; then only the outcomes are needed.
   const NamedSets sets = condition_sets(r, asked);
-  asked = first_columns(asked, L::kOutcomeColumns);
+  asked = first_columns(asked, LocalizeResults::kOutcomeWidth);
 
   // 3. The validation pairs under each set; the unrelated questions before and after the chosen set.
   PairList validation;
   for (std::size_t p : r.validation_pairs) validation.push_back(all[p]);
-  std::vector<std::pair<std::string, Matrix2>> after;
+  ConditionTables after;
   for (const auto& [name, experts] : sets) {
     out_.write_condition_experts(name, experts);
-    after.emplace_back(name, ask_rows("condition " + name, qs_, validation, LocalizeResults::condition_outcome(name),
-                                      LocalizeResults::condition_generated(name), &experts, false));
+    after.add(ask_rows("condition " + name, qs_, validation, LocalizeResults::condition_outcome(name),
+                       LocalizeResults::condition_generated(name), &experts, false),
+              o_.control_draws);
   }
-  std::optional<Matrix2> unrelated_before, unrelated_after;
-  if (o_.unrelated) {
-    std::vector<std::string> uids;
-    PairList upairs;
-    for (std::size_t q = 0; q < o_.unrelated->questions.size(); ++q) {
-      uids.push_back(o_.unrelated->questions[q].id);
-      for (std::size_t l = 0; l < o_.unrelated->languages.size(); ++l) upairs.emplace_back(q, l);
-    }
-    out_.write_unrelated_questions(uids);
-    unrelated_before = ask_rows("unrelated questions", *o_.unrelated, upairs, LocalizeResults::unrelated_outcome(),
-                                LocalizeResults::unrelated_generated(), nullptr, false);
-    out_.write_condition_experts("unrelated_after", r.chosen);
-    unrelated_after = ask_rows("condition unrelated_after", *o_.unrelated, upairs,
-                               LocalizeResults::condition_outcome("unrelated_after"),
-                               LocalizeResults::condition_generated("unrelated_after"), &r.chosen, false);
-  }
+  std::optional<std::pair<Matrix2, Matrix2>> unrelated;
+  if (o_.unrelated) unrelated = ask_unrelated(r.chosen);
 
   // 4. Summaries.
   if (sharded_) return stop_shard(std::move(r), "the summaries");
-  summaries(r, asked, after, unrelated_before ? &*unrelated_before : nullptr, unrelated_after ? &*unrelated_after : nullptr);
-  file_.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
-  file_.flush();
+  summaries(r, {asked, r.validation_pairs, after}, unrelated ? &unrelated->first : nullptr,
+            unrelated ? &unrelated->second : nullptr);
+  file_.complete();
   return r;
 }
 

@@ -42,14 +42,45 @@ class LocalizePipeline {
   using NamedSets = std::vector<std::pair<std::string, ExpertList>>;
   Matrix2 ask_rows(const std::string& label, const QuestionSet& qs, const PairList& pairs, const std::string& outcome,
                    const std::string& generated, const ExpertList* deactivated, bool routing);
+  // The validation pairs' outcome tables under each condition set, in the order make_sets names them.
+  struct ConditionTables {
+    Matrix2 chosen, popular;
+    std::vector<Matrix2> random;  // per control draw
+    std::vector<Matrix2> curve;   // per curve N
+    std::size_t added = 0;
+    void add(Matrix2 t, std::size_t random_draws);  // the next set's table
+  };
+  // The outcomes a summary reads: the asked table (rows: every pair), the validation pairs (rows of
+  // `asked`) and their tables under each set (rows: validation pairs).
+  struct Outcomes {
+    const Matrix2& asked;
+    const std::vector<std::size_t>& pairs;
+    const ConditionTables& after;
+    Bucket before(std::size_t j) const;
+    double flipped(const Matrix2& t, std::size_t j) const;
+  };
+  // Values over validation pairs of one bucket before, and their questions.
+  struct Series {
+    std::vector<double> chosen, popular, random;
+    std::vector<std::size_t> question;
+  };
   void select(LocalizationResult& r, const Matrix2& asked, ExpertList& ranked, std::vector<double>& frequency);
+  ContrastInput discovery_input(const Matrix2& asked, const std::vector<int>& split, std::vector<double>& frequency,
+                                std::size_t& n_discovery) const;
+  void rank_experts(LocalizationResult& r, const ContrastInput& input, ExpertList& ranked);
   // Stage 2 on the writing rank (select, then the control and curve sets), its sets and validation
   // pairs shared with every rank.
   NamedSets condition_sets(LocalizationResult& r, const Matrix2& asked);
   NamedSets make_sets(const LocalizationResult& r, const ExpertList& ranked, const std::vector<double>& frequency) const;
+  void write_inputs();  // run info, questions and skips
+  std::pair<Matrix2, Matrix2> ask_unrelated(const ExpertList& chosen);
   LocalizationResult stop_shard(LocalizationResult r, const char* step);
-  void summaries(LocalizationResult& r, const Matrix2& asked, const std::vector<std::pair<std::string, Matrix2>>& after,
-                 const Matrix2* unrelated_before, const Matrix2* unrelated_after);
+  void summaries(LocalizationResult& r, const Outcomes& o, const Matrix2* unrelated_before, const Matrix2* unrelated_after);
+  Series series(const Outcomes& o, Bucket before, long language) const;
+  DeactivationEffect effect(const Outcomes& o, const Matrix2& after, const ExpertList& experts) const;
+  void effect_summaries(LocalizationResult& r, const Outcomes& o);
+  void accuracy_summaries(const Outcomes& o, long language);
+  void unrelated_summary(LocalizationResult& r, const Matrix2& before, const Matrix2& after);
   // An asked pair as stored (its text decoded again from the stored token ids).
   AskedPair asked_pair(const Matrix2& asked, int row) const;
   SummaryRecord record(const std::string& name, const std::vector<double>& values, const std::vector<std::size_t>& questions,

@@ -8,12 +8,15 @@
 #include <nlohmann/json.hpp>
 
 #include "protocols/report.h"
+#include "protocols/report_format.h"
 #include "protocols/report_provenance_format.h"
+#include "results/localize_results.h"
 
 namespace moetrace {
 namespace {
 
 using json = nlohmann::ordered_json;
+namespace S = localize_summary;
 
 std::string expert_name(const LocalizeExpert& e) { return fmt::format("L{}E{:03d}", e.layer, e.expert); }
 
@@ -86,35 +89,35 @@ void print_top_experts(const LocalizeReportData& d, std::ostream& out) {
 }
 
 void print_effect(const LocalizeReportData& d, std::ostream& out) {
-  if (const LocalizeCondition* c = d.condition("chosen"))
+  if (const LocalizeCondition* c = d.condition(LocalizeResults::chosen_condition()))
     fmt::print(out, "\nDeactivated: chosen {} experts: {}\n", c->experts.size(), expert_list(c->experts));
-  if (const LocalizeCondition* c = d.condition("popular"))
+  if (const LocalizeCondition* c = d.condition(LocalizeResults::popular_condition()))
     fmt::print(out, "  popular control (top {} by routing frequency): {}\n", c->experts.size(), expert_list(c->experts));
   if (const std::size_t draws = d.random_draws())
     fmt::print(out, "  random control: {} draws of {} experts, matched to the chosen set's layers\n", draws,
-               d.condition("random_0") ? d.condition("random_0")->experts.size() : 0);
+               d.condition(LocalizeResults::random_condition(0)) ? d.condition(LocalizeResults::random_condition(0))->experts.size() : 0);
   if (d.effect_records.empty()) return;
   fmt::print(out, "\nDeactivation effect on validation pairs ({} pairs): share of previously correct pairs turned "
                   "wrong, 95% bootstrap intervals\n",
              d.validation_pairs.size());
   fmt::print(out, "  {:<26} {:>6}  {:<38} {:>9}\n", "condition", "n", "share [95% CI]", "p (flip)");
-  for (auto [name, label] : {std::pair{"chosen", "chosen"}, std::pair{"popular", "popular control"},
-                             std::pair{"random", "random control (mean)"}, std::pair{"chosen_minus_random", "chosen - random"},
-                             std::pair{"chosen_minus_popular", "chosen - popular"}}) {
+  for (auto [name, label] : {std::pair{S::kChosen, "chosen"}, std::pair{S::kPopular, "popular control"},
+                             std::pair{S::kRandom, "random control (mean)"}, std::pair{S::kChosenMinusRandom, "chosen - random"},
+                             std::pair{S::kChosenMinusPopular, "chosen - popular"}}) {
     const SummaryRecord* s = d.effect_record(name);
     if (!s) continue;
     const bool diff = std::string(name).find("_minus_") != std::string::npos;
     fmt::print(out, "  {:<26} {:>6}  {:<38} {:>9}\n", label, s->n, interval(s), diff ? pvalue(s->p_value) : "");
   }
-  const SummaryRecord* vr = d.effect_record("chosen_minus_random");
-  const SummaryRecord* vp = d.effect_record("chosen_minus_popular");
+  const SummaryRecord* vr = d.effect_record(S::kChosenMinusRandom);
+  const SummaryRecord* vp = d.effect_record(S::kChosenMinusPopular);
   const bool both = vr && vp && !std::isnan(vr->ci_low) && !std::isnan(vp->ci_low) && vr->ci_low > 0 && vp->ci_low > 0;
   fmt::print(out, "Verdict: chosen - random {}, chosen - popular {}: {}\n", interval_verdict(vr), interval_verdict(vp),
              both ? "the chosen experts' effect exceeds both controls"
                   : "the chosen experts' effect is not shown to exceed both controls");
   fmt::print(out, "\nTurned right (share of previously wrong validation pairs answered correctly after; near 0 expected)\n");
-  for (auto [name, label] : {std::pair{"chosen_turned_right", "chosen"}, std::pair{"popular_turned_right", "popular control"},
-                             std::pair{"random_turned_right", "random control (mean)"}})
+  for (auto [name, label] : {std::pair{S::kChosenTurnedRight, "chosen"}, std::pair{S::kPopularTurnedRight, "popular control"},
+                             std::pair{S::kRandomTurnedRight, "random control (mean)"}})
     if (const SummaryRecord* s = d.effect_record(name))
       fmt::print(out, "  {:<26} {:>6}  {}\n", label, s->n, interval(s));
 }
@@ -138,25 +141,23 @@ void print_curve(const LocalizeReportData& d, std::ostream& out) {
   fmt::print(out, "\nEffect vs N (global top N deactivated): share of previously correct validation pairs turned wrong\n");
   for (const LocalizeCurvePoint& c : d.curve)
     fmt::print(out, "  N = {:>5}  n = {:>6}  {}\n", c.n, c.share.n, interval(&c.share));
-  if (const SummaryRecord* r = d.effect_record("random"))
+  if (const SummaryRecord* r = d.effect_record(S::kRandom))
     fmt::print(out, "  random control at the chosen size: {}\n", interval(r));
 }
 
 void print_specificity(const LocalizeReportData& d, std::ostream& out) {
-  const SummaryRecord* s = d.effect_record("unrelated_turned_wrong");
+  const SummaryRecord* s = d.effect_record(S::kUnrelatedTurnedWrong);
   if (!s && d.unrelated_questions == 0) return;
   fmt::print(out, "\nSpecificity: {} unrelated questions, {} pairs, {} correct before; share turned wrong with the "
                   "chosen set deactivated: {}\n",
              d.unrelated_questions, d.unrelated_pairs, d.unrelated_correct_before, interval(s));
 }
 
-json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-
 json summary_json(const SummaryRecord& s) {
   return {{"name", s.name},           {"n", s.n},
-          {"mean", number(s.mean)},   {"ci_low", number(s.ci_low)},
-          {"ci_high", number(s.ci_high)}, {"frac_positive", number(s.frac_positive)},
-          {"p_sign_flip", number(s.p_value)}};
+          {"mean", json_number(s.mean)},   {"ci_low", json_number(s.ci_low)},
+          {"ci_high", json_number(s.ci_high)}, {"frac_positive", json_number(s.frac_positive)},
+          {"p_sign_flip", json_number(s.p_value)}};
 }
 
 json experts_json(const std::vector<LocalizeExpert>& v) {
@@ -169,28 +170,14 @@ json contrast_row_json(const LocalizeContrastRow& r) {
   return {{"rank", r.rank},
           {"layer", r.at.layer},
           {"expert", r.at.expert},
-          {"mean_success", number(r.mean_success)},
-          {"mean_failure", number(r.mean_failure)},
-          {"effect", number(r.effect)},
-          {"statistic", number(r.statistic)},
-          {"df", number(r.df)},
-          {"p", number(r.p)},
-          {"q", number(r.q)},
+          {"mean_success", json_number(r.mean_success)},
+          {"mean_failure", json_number(r.mean_failure)},
+          {"effect", json_number(r.effect)},
+          {"statistic", json_number(r.statistic)},
+          {"df", json_number(r.df)},
+          {"p", json_number(r.p)},
+          {"q", json_number(r.q)},
           {"chosen", r.chosen}};
-}
-
-std::string csv_number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : ""; }
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return out + "\"";
-}
-
-void csv_row(std::ostream& out, const std::vector<std::string>& fields) {
-  for (std::size_t i = 0; i < fields.size(); ++i) fmt::print(out, "{}{}", i ? "," : "", csv_field(fields[i]));
-  fmt::print(out, "\n");
 }
 
 std::vector<std::string> summary_fields(const std::string& group, const SummaryRecord& s) {
@@ -246,7 +233,7 @@ void write_localize_report_json(const LocalizeReportData& d, std::ostream& out) 
   json buckets = json::array();
   for (const LocalizeBuckets& b : d.buckets)
     buckets.push_back({{"language", b.language}, {"pairs", b.pairs}, {"success", b.success}, {"failure", b.failure},
-                       {"accuracy", number(b.accuracy())}});
+                       {"accuracy", json_number(b.accuracy())}});
   j["buckets"] = buckets;
   j["contrast"] = nullptr;
   if (d.has_contrast) {
@@ -263,8 +250,8 @@ void write_localize_report_json(const LocalizeReportData& d, std::ostream& out) 
   json effect = json::array();
   for (const SummaryRecord& s : d.effect_records) effect.push_back(summary_json(s));
   j["effect"] = effect;
-  j["verdict"] = {{"chosen_minus_random", interval_verdict(d.effect_record("chosen_minus_random"))},
-                  {"chosen_minus_popular", interval_verdict(d.effect_record("chosen_minus_popular"))}};
+  j["verdict"] = {{"chosen_minus_random", interval_verdict(d.effect_record(S::kChosenMinusRandom))},
+                  {"chosen_minus_popular", interval_verdict(d.effect_record(S::kChosenMinusPopular))}};
   json langs = json::array();
   for (const LocalizeLanguageSummary& s : d.by_language)
     langs.push_back({{"language", s.language}, {"asked", summary_json(s.asked)},
@@ -279,18 +266,55 @@ void write_localize_report_json(const LocalizeReportData& d, std::ostream& out) 
     curve.push_back(row);
   }
   j["curve"] = curve;
-  const SummaryRecord* u = d.effect_record("unrelated_turned_wrong");
+  const SummaryRecord* u = d.effect_record(S::kUnrelatedTurnedWrong);
   j["specificity"] = {{"unrelated_questions", d.unrelated_questions}, {"unrelated_pairs", d.unrelated_pairs},
                       {"correct_before", d.unrelated_correct_before},
                       {"turned_wrong", u ? summary_json(*u) : json(nullptr)}};
   out << j.dump(2) << "\n";
 }
 
+namespace {
+
+const std::vector<std::string> summary_head{"group", "record", "n", "mean", "ci_low", "ci_high", "frac_positive",
+                                            "p_sign_flip"};
+const std::vector<std::string> contrast_head{"rank", "layer", "expert", "mean_success", "mean_failure", "effect",
+                                             "statistic", "df", "p", "q", "chosen"};
+
+void write_effects_csv(const LocalizeReportData& d, std::ostream& out) {
+  csv_row(out, summary_head);
+  for (const SummaryRecord& s : d.effect_records) csv_row(out, summary_fields("effect", s));
+  for (const LocalizeLanguageSummary& l : d.by_language) {
+    for (const SummaryRecord* s : {&l.asked, &l.validation_before, &l.validation_after})
+      if (!std::isnan(s->mean) || s->n > 0) csv_row(out, summary_fields("accuracy/" + l.language, *s));
+    if (l.has_effect && l.language != "overall")
+      for (const SummaryRecord* s : {&l.chosen, &l.popular, &l.random})
+        csv_row(out, summary_fields("effect_by_language/" + l.language, *s));
+  }
+  for (const LocalizeCurvePoint& c : d.curve) csv_row(out, summary_fields("curve", c.share));
+}
+
+// Every (layer, expert), rank = position in the global ranking (empty beyond it).
+void write_contrast_csv(const LocalizeReportData& d, std::ostream& out) {
+  csv_row(out, contrast_head);
+  if (!d.has_contrast) return;
+  std::vector<int> rank(d.effect.size(), 0);
+  for (std::size_t k = 0; k < d.top_global.size(); ++k) rank[static_cast<std::size_t>(d.top_global[k])] = static_cast<int>(k) + 1;
+  const LocalizeCondition* chosen = d.condition(LocalizeResults::chosen_condition());
+  for (std::size_t i = 0; i < d.effect.size(); ++i) {
+    const LocalizeExpert at{static_cast<int>(static_cast<std::int64_t>(i) / d.experts),
+                            static_cast<int>(static_cast<std::int64_t>(i) % d.experts)};
+    LocalizeContrastRow r{rank[i], at, d.mean_success[i], d.mean_failure[i], d.effect[i], d.statistic_value[i],
+                          d.df[i], d.p[i], d.q[i],
+                          chosen && std::find(chosen->experts.begin(), chosen->experts.end(), at) != chosen->experts.end()};
+    std::vector<std::string> f = contrast_fields(r);
+    if (r.rank == 0) f[0] = "";
+    csv_row(out, f);
+  }
+}
+
+}  // namespace
+
 void write_localize_report_csv(const LocalizeReportData& d, LocalizeCsvTable table, std::ostream& out) {
-  const std::vector<std::string> summary_head{"group", "record", "n", "mean", "ci_low", "ci_high", "frac_positive",
-                                              "p_sign_flip"};
-  const std::vector<std::string> contrast_head{"rank", "layer", "expert", "mean_success", "mean_failure", "effect",
-                                               "statistic", "df", "p", "q", "chosen"};
   switch (table) {
     case LocalizeCsvTable::Buckets:
       csv_row(out, {"language", "pairs", "success", "failure", "accuracy"});
@@ -303,16 +327,7 @@ void write_localize_report_csv(const LocalizeReportData& d, LocalizeCsvTable tab
       for (const LocalizeContrastRow& r : d.top_experts) csv_row(out, contrast_fields(r));
       return;
     case LocalizeCsvTable::Effects:
-      csv_row(out, summary_head);
-      for (const SummaryRecord& s : d.effect_records) csv_row(out, summary_fields("effect", s));
-      for (const LocalizeLanguageSummary& l : d.by_language) {
-        for (const SummaryRecord* s : {&l.asked, &l.validation_before, &l.validation_after})
-          if (!std::isnan(s->mean) || s->n > 0) csv_row(out, summary_fields("accuracy/" + l.language, *s));
-        if (l.has_effect && l.language != "overall")
-          for (const SummaryRecord* s : {&l.chosen, &l.popular, &l.random})
-            csv_row(out, summary_fields("effect_by_language/" + l.language, *s));
-      }
-      for (const LocalizeCurvePoint& c : d.curve) csv_row(out, summary_fields("curve", c.share));
+      write_effects_csv(d, out);
       return;
     case LocalizeCsvTable::Languages:
       csv_row(out, {"language", "pairs", "success", "accuracy_asked", "validation_before", "validation_after",
@@ -332,25 +347,9 @@ void write_localize_report_csv(const LocalizeReportData& d, LocalizeCsvTable tab
         csv_row(out, {std::to_string(c.n), std::to_string(c.share.n), csv_number(c.share.mean),
                       csv_number(c.share.ci_low), csv_number(c.share.ci_high)});
       return;
-    case LocalizeCsvTable::Contrast: {
-      // Every (layer, expert), rank = position in the global ranking (empty beyond it).
-      csv_row(out, contrast_head);
-      if (!d.has_contrast) return;
-      std::vector<int> rank(d.effect.size(), 0);
-      for (std::size_t k = 0; k < d.top_global.size(); ++k) rank[static_cast<std::size_t>(d.top_global[k])] = static_cast<int>(k) + 1;
-      const LocalizeCondition* chosen = d.condition("chosen");
-      for (std::size_t i = 0; i < d.effect.size(); ++i) {
-        const LocalizeExpert at{static_cast<int>(static_cast<std::int64_t>(i) / d.experts),
-                                static_cast<int>(static_cast<std::int64_t>(i) % d.experts)};
-        LocalizeContrastRow r{rank[i], at, d.mean_success[i], d.mean_failure[i], d.effect[i], d.statistic_value[i],
-                              d.df[i], d.p[i], d.q[i],
-                              chosen && std::find(chosen->experts.begin(), chosen->experts.end(), at) != chosen->experts.end()};
-        std::vector<std::string> f = contrast_fields(r);
-        if (r.rank == 0) f[0] = "";
-        csv_row(out, f);
-      }
+    case LocalizeCsvTable::Contrast:
+      write_contrast_csv(d, out);
       return;
-    }
   }
 }
 

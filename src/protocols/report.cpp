@@ -92,13 +92,13 @@ std::optional<std::string> degenerate_reason(const ReportData& d, const SummaryR
   const double noise = kNoiseTolerance * gap;
   const double size = std::max({std::abs(s.mean), std::abs(s.ci_low), std::abs(s.ci_high)});
   if (!(size <= noise)) return std::nullopt;
-  if (s.name == "specificity_equal_norm") {
+  if (s.name == measure::kSpecificityEqualNorm) {
     // Both equal-norm rescues at noise level: the patches change nothing, i.e. the control's
     // patch (which sets the norm) is ~0.
     bool patches_zero = true;
     for (const CaseRow& c : d.cases)
       if (c.split == split)
-        for (int k : {3, 4})
+        for (int k : {kControlEqualNormSelected, kControlEqualNormControl})
           if (!std::isnan(c.controls[k]) && std::abs(c.controls[k]) > noise) patches_zero = false;
     if (patches_zero) return std::string("degenerate: control patch norm ~0");
   }
@@ -135,21 +135,21 @@ void print_report(const ReportData& d, std::ostream& out) {
     fmt::print(out, "\nSelected: layer {}; no expert traced yet\n", lstar);
   }
   const std::vector<std::pair<std::string, std::string>> order{
-      {"layer_rescue", fmt::format("layer {} rescue", lstar)},
-      {"layer_rescue_normalized", fmt::format("layer {} rescue (normalised)", lstar)},
-      {"expert_rescue", fmt::format("expert L{}E{:03d} rescue", lstar, estar)},
-      {"specificity", "specificity vs sampled controls"},
-      {"specificity_gate_matched", "specificity vs gate-matched"},
-      {"specificity_equal_norm", "specificity, equal-norm patches"},
-      {"coalition_clean_topk", "coalition: clean top-k"},
-      {"coalition_union", "coalition: union"}};
+      {measure::kLayerRescue, fmt::format("layer {} rescue", lstar)},
+      {measure::kLayerRescueNormalized, fmt::format("layer {} rescue (normalised)", lstar)},
+      {measure::kExpertRescue, fmt::format("expert L{}E{:03d} rescue", lstar, estar)},
+      {measure::kSpecificity, "specificity vs sampled controls"},
+      {measure::kSpecificityGateMatched, "specificity vs gate-matched"},
+      {measure::kSpecificityEqualNorm, "specificity, equal-norm patches"},
+      {measure::coalition("clean_topk"), "coalition: clean top-k"},
+      {measure::coalition("union"), "coalition: union"}};
   table(out, d, 1, "Held-out validation (selection fixed on discovery)", d.validation, order);
   table(out, d, 0, "Discovery (where the selection was made; optimistic)", d.discovery, order);
   print_experts_by_layer(out, d);
-  if (const SummaryRecord* v = find(d.validation, "layer_rescue"))
+  if (const SummaryRecord* v = find(d.validation, measure::kLayerRescue))
     fmt::print(out, "\nLocalisation: layer {} validation rescue interval {} zero.\n", lstar,
                v->ci_low > 0 || v->ci_high < 0 ? "excludes" : "includes");
-  if (const SummaryRecord* v = find(d.validation, "specificity"); v && estar >= 0) {
+  if (const SummaryRecord* v = find(d.validation, measure::kSpecificity); v && estar >= 0) {
     const auto deg = degenerate_reason(d, *v, 1);
     fmt::print(out, "Specificity of L{}E{:03d}: {} ({}).\n", lstar, estar, interval(*v),
                deg ? *deg
@@ -159,7 +159,7 @@ void print_report(const ReportData& d, std::ostream& out) {
 
   std::string group;
   for (const RobustnessRow& r : d.robustness) {
-    if (r.group != group) fmt::print(out, "\nRobustness: {}\n", group = r.group);
+    if (robustness_group_name(r.group) != group) fmt::print(out, "\nRobustness: {}\n", group = robustness_group_name(r.group));
     std::string extra = fmt::format("layer {}", r.selected_layer);
     if (r.selected_expert)
       extra += fmt::format(", expert {}, specificity {} [{}, {}]", *r.selected_expert, format_value(r.specificity_mean),

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "protocols/report.h"
+#include "protocols/report_format.h"
 #include "protocols/report_provenance_format.h"
 
 namespace moetrace {
@@ -13,18 +14,15 @@ namespace {
 
 using json = nlohmann::ordered_json;  // fields in the documented order
 
-// NaN and infinities become null (JSON has no NaN).
-json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-
 json summary_json(const ReportData& d, const SummaryRecord& s, int split) {
   const auto deg = degenerate_reason(d, s, split);
   return {{"name", s.name},
           {"n", s.n},
-          {"mean", number(s.mean)},
-          {"ci_low", number(s.ci_low)},
-          {"ci_high", number(s.ci_high)},
-          {"frac_positive", number(s.frac_positive)},
-          {"p_sign_flip", deg ? json(nullptr) : number(s.p_value)},
+          {"mean", json_number(s.mean)},
+          {"ci_low", json_number(s.ci_low)},
+          {"ci_high", json_number(s.ci_high)},
+          {"frac_positive", json_number(s.frac_positive)},
+          {"p_sign_flip", deg ? json(nullptr) : json_number(s.p_value)},
           {"degenerate", deg ? json(*deg) : json(nullptr)}};
 }
 
@@ -32,35 +30,19 @@ json case_json(const ReportData& d, const CaseRow& c) {
   json j{{"case_id", c.case_id},       {"split", c.split == 0 ? "discovery" : "validation"},
          {"relation_id", c.relation},  {"subject", c.subject},
          {"true_object", c.true_object}, {"foil_object", c.foil_object},
-         {"prompt", c.prompt},         {"d_clean", number(c.d_clean)},
-         {"d_noised", number(c.d_noised)}, {"layer_rescue", number(c.layer_rescue)},
-         {"expert_clean_active", c.expert_clean_active != 0}, {"expert_rescue", number(c.expert_rescue)}};
-  for (std::size_t k = 0; k < d.control_columns.size() && k < 5; ++k) {
+         {"prompt", c.prompt},         {"d_clean", json_number(c.d_clean)},
+         {"d_noised", json_number(c.d_noised)}, {"layer_rescue", json_number(c.layer_rescue)},
+         {"expert_clean_active", c.expert_clean_active != 0}, {"expert_rescue", json_number(c.expert_rescue)}};
+  for (std::size_t k = 0; k < d.control_columns.size() && k < kControlColumns; ++k) {
     const double v = c.controls[k];
-    if (d.control_columns[k] == "gate_matched_expert")  // an expert index, not a measurement
+    if (d.control_columns[k] == kGateMatchedExpertColumn)  // an expert index, not a measurement
       j[d.control_columns[k]] = std::isfinite(v) && v >= 0 ? json(static_cast<int>(v)) : json(nullptr);
     else
-      j[d.control_columns[k]] = number(v);
+      j[d.control_columns[k]] = json_number(v);
   }
   for (std::size_t k = 0; k < d.coalition_names.size(); ++k)
-    j["coalition_" + d.coalition_names[k]] = number(c.coalitions[k]);
+    j["coalition_" + d.coalition_names[k]] = json_number(c.coalitions[k]);
   return j;
-}
-
-// RFC 4180: quote a field holding a comma, quote or line break, doubling its quotes.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return out + "\"";
-}
-
-// Numbers round-trip ({} is the shortest exact form); NaN is an empty field (pandas reads NaN).
-std::string csv_number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : ""; }
-
-void csv_row(std::ostream& out, const std::vector<std::string>& fields) {
-  for (std::size_t i = 0; i < fields.size(); ++i) fmt::print(out, "{}{}", i ? "," : "", csv_field(fields[i]));
-  fmt::print(out, "\n");
 }
 
 std::vector<std::string> summary_fields(const ReportData& d, const std::string& split_name, int split,
@@ -80,22 +62,22 @@ void write_report_json(const ReportData& d, std::ostream& out) {
   int disc = 0, val = 0;
   for (const CaseRow& c : d.cases) (c.split == 0 ? disc : val)++;
   j["cases"] = {{"usable", d.cases.size()}, {"discovery", disc}, {"validation", val},
-                {"records_seen", d.records_seen}, {"noise_sigma", number(d.noise_sigma)},
-                {"skipped", d.skipped}, {"gap_discovery", number(contrast_gap(d, 0))},
-                {"gap_validation", number(contrast_gap(d, 1))}};
+                {"records_seen", d.records_seen}, {"noise_sigma", json_number(d.noise_sigma)},
+                {"skipped", d.skipped}, {"gap_discovery", json_number(contrast_gap(d, 0))},
+                {"gap_validation", json_number(contrast_gap(d, 1))}};
   j["layer_sweep"] = nullptr;
   if (d.sweep) {
     const LayerSweepData& s = *d.sweep;
     json means = json::array();
-    for (double m : s.discovery_mean) means.push_back(number(m));
+    for (double m : s.discovery_mean) means.push_back(json_number(m));
     j["layer_sweep"] = {{"site", s.site}, {"window", s.window}, {"selected_layer", s.selected_layer},
                         {"discovery_mean", means}, {"tied_layers", s.tied_layers},
-                        {"tie_tolerance", s.tie_tolerance ? number(*s.tie_tolerance) : json(nullptr)},
+                        {"tie_tolerance", s.tie_tolerance ? json_number(*s.tie_tolerance) : json(nullptr)},
                         {"flat", s.flat}, {"zero", s.zero}, {"no_rescue", s.no_rescue}, {"warnings", s.warnings}};
   }
   j["selection"] = {{"layer", d.sweep ? json(d.sweep->selected_layer) : json(nullptr)},
                     {"expert", d.selected_expert >= 0 ? json(d.selected_expert) : json(nullptr)},
-                    {"candidates", d.candidates}, {"candidate_threshold", number(d.candidate_threshold)},
+                    {"candidates", d.candidates}, {"candidate_threshold", json_number(d.candidate_threshold)},
                     {"validation_cases", d.validation_cases},
                     {"validation_clean_active", d.validation_clean_active}};
   for (auto [key, rows, split] : {std::tuple{"validation", &d.validation, 1}, std::tuple{"discovery", &d.discovery, 0}}) {
@@ -112,12 +94,12 @@ void write_report_json(const ReportData& d, std::ostream& out) {
   json robust = json::array();
   for (const RobustnessRow& r : d.robustness) {
     json row = summary_json(d, r.rescue, 1);
-    row["group"] = r.group;
+    row["group"] = robustness_group_name(r.group);
     row["selected_layer"] = r.selected_layer;
     if (r.selected_expert) {
       row["selected_expert"] = *r.selected_expert;
-      row["specificity"] = {{"mean", number(r.specificity_mean)}, {"ci_low", number(r.specificity_ci_low)},
-                            {"ci_high", number(r.specificity_ci_high)}};
+      row["specificity"] = {{"mean", json_number(r.specificity_mean)}, {"ci_low", json_number(r.specificity_ci_low)},
+                            {"ci_high", json_number(r.specificity_ci_high)}};
     }
     robust.push_back(row);
   }
@@ -133,7 +115,7 @@ void write_report_csv(const ReportData& d, CsvTable table, std::ostream& out) {
     case CsvTable::Cases: {
       std::vector<std::string> head{"case_id", "split", "relation_id", "subject", "true_object", "foil_object",
                                     "d_clean", "d_noised", "layer_rescue", "expert_clean_active", "expert_rescue"};
-      for (std::size_t k = 0; k < d.control_columns.size() && k < 5; ++k) head.push_back(d.control_columns[k]);
+      for (std::size_t k = 0; k < d.control_columns.size() && k < kControlColumns; ++k) head.push_back(d.control_columns[k]);
       for (const std::string& n : d.coalition_names) head.push_back("coalition_" + n);
       csv_row(out, head);
       for (const CaseRow& c : d.cases) {
@@ -141,7 +123,7 @@ void write_report_csv(const ReportData& d, CsvTable table, std::ostream& out) {
                                    c.subject, c.true_object, c.foil_object, csv_number(c.d_clean),
                                    csv_number(c.d_noised), csv_number(c.layer_rescue),
                                    std::to_string(c.expert_clean_active), csv_number(c.expert_rescue)};
-        for (std::size_t k = 0; k < d.control_columns.size() && k < 5; ++k) f.push_back(csv_number(c.controls[k]));
+        for (std::size_t k = 0; k < d.control_columns.size() && k < kControlColumns; ++k) f.push_back(csv_number(c.controls[k]));
         for (double v : c.coalitions) f.push_back(csv_number(v));
         csv_row(out, f);
       }

@@ -9,16 +9,16 @@
 
 namespace moetrace {
 
-Matrix2 RowExecutor::run(const std::string& label, int rows, const std::vector<RowOutput>& outputs,
+Matrix2 RowExecutor::run(const std::string& label, int rows, const RowCost& cost, const std::vector<RowOutput>& outputs,
                          const ChunkFunction& compute) {
   std::vector<int> all;
   for (int i = 0; i < rows; ++i)
     if (shard_.has(i)) all.push_back(i);
-  return run_rows(label, rows, all, outputs, compute);
+  return run_rows(label, rows, all, cost, outputs, compute);
 }
 
-std::vector<std::vector<int>> RowExecutor::make_chunks(std::vector<int> rows) const {
-  auto cost = [&](int i) { return cost_ ? cost_(i) : 1.0; };
+std::vector<std::vector<int>> RowExecutor::make_chunks(std::vector<int> rows, const RowCost& row_cost) const {
+  auto cost = [&](int i) { return row_cost ? row_cost(i) : 1.0; };
   std::stable_sort(rows.begin(), rows.end(), [&](int a, int b) { return cost(a) > cost(b); });
   std::vector<std::vector<int>> chunks;
   double tokens = 0;
@@ -73,7 +73,7 @@ LocalRowExecutor::LocalRowExecutor(ResultsFile& results, int chunk_tokens, doubl
     : RowExecutor(chunk_tokens), results_(results), progress_every_s_(progress_every_s),
       between_chunks_(std::move(between_chunks)) {}
 
-Matrix2 LocalRowExecutor::run_rows(const std::string& label, int rows, const std::vector<int>& subset,
+Matrix2 LocalRowExecutor::run_rows(const std::string& label, int rows, const std::vector<int>& subset, const RowCost& cost,
                                    const std::vector<RowOutput>& outputs, const ChunkFunction& compute) {
   StoredRows stored = open_rows(results_, rows, outputs);
   std::vector<int> todo;
@@ -82,7 +82,7 @@ Matrix2 LocalRowExecutor::run_rows(const std::string& label, int rows, const std
   std::optional<ProgressMeter> progress;  // none for an unlabelled table (the scan reports its own)
   if (!label.empty()) progress.emplace(label, unit_, todo.size(), progress_every_s_);
   std::size_t done = 0;
-  for (const std::vector<int>& chunk : make_chunks(todo)) {
+  for (const std::vector<int>& chunk : make_chunks(todo, cost)) {
     const std::vector<std::vector<double>> values = compute(chunk);
     MOETRACE_ASSERT(values.size() == chunk.size(), "one result per row of a chunk");
     for (std::size_t k = 0; k < chunk.size(); ++k) store_row(results_, chunk[k], outputs, values[k], stored.values);

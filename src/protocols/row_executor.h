@@ -7,7 +7,7 @@
 // set_shared_columns, on_writer).
 //
 // The unit of work is a chunk: rows still to do, costliest first (by token rows, from
-// set_row_cost), grouped while their token rows add up to at most `chunk_tokens` (at least one row
+// the table's RowCost), grouped while their token rows add up to at most `chunk_tokens` (at least one row
 // per chunk). A chunk's cases are prepared and evaluated in a few batched engine calls. Every row
 // is a deterministic function of its case, so neither the chunking nor where a chunk runs can
 // change a result.
@@ -36,6 +36,9 @@ struct CaseShard {
 
 // The values of every row of a chunk (outputs concatenated), in the order of `rows`.
 using ChunkFunction = std::function<std::vector<std::vector<double>>(const std::vector<int>& rows)>;
+// Token rows of a row of a table (chunk sizing; distributed executors also hand the costliest out
+// first). An empty one counts every row as one token row.
+using RowCost = std::function<double(int row)>;
 
 class RowExecutor {
  public:
@@ -43,16 +46,14 @@ class RowExecutor {
   // Rows of `subset` (of a table of `rows` rows) not yet marked done in the results file are
   // computed in chunks and handed to the results file; returns the whole table (rows done before
   // included, rows outside `subset` that were never computed NaN), identical on every rank.
-  virtual Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset,
+  virtual Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset, const RowCost& cost,
                            const std::vector<RowOutput>& outputs, const ChunkFunction& compute) = 0;
   // run_rows over every row, or every row of the shard when one is set.
-  Matrix2 run(const std::string& label, int rows, const std::vector<RowOutput>& outputs, const ChunkFunction& compute);
+  Matrix2 run(const std::string& label, int rows, const RowCost& cost, const std::vector<RowOutput>& outputs,
+              const ChunkFunction& compute);
   void set_shard(CaseShard shard) { shard_ = shard; }
   // Whether every row of the last table (rows outside its subset included) is done, on every rank.
   bool last_complete() const { return last_complete_; }
-  // Token rows of a row (chunk sizing; distributed executors also hand the costliest out first).
-  // Without one, every row counts as one token row.
-  void set_row_cost(std::function<double(int)> cost) { cost_ = std::move(cost); }
   // What a row is, for progress lines ("cases" for tracing, "pairs" for localisation).
   void set_row_unit(std::string unit) { unit_ = std::move(unit); }
   // For the next tables: ranks other than the writing one get only their first `columns` columns
@@ -69,10 +70,9 @@ class RowExecutor {
  protected:
   explicit RowExecutor(int chunk_tokens) : chunk_tokens_(chunk_tokens) {}
   // Rows in chunks: costliest first (ties in row order), each chunk at most chunk_tokens_ token rows.
-  std::vector<std::vector<int>> make_chunks(std::vector<int> rows) const;
+  std::vector<std::vector<int>> make_chunks(std::vector<int> rows, const RowCost& cost) const;
 
   int chunk_tokens_;
-  std::function<double(int)> cost_;
   std::string unit_ = "cases";
   CaseShard shard_;
   int shared_columns_ = 0;
@@ -84,7 +84,7 @@ class LocalRowExecutor final : public RowExecutor {
  public:
   // `between_chunks` is called after every computed chunk (checkpointing, stop signals).
   LocalRowExecutor(ResultsFile& results, int chunk_tokens, double progress_every_s, std::function<void()> between_chunks);
-  Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset,
+  Matrix2 run_rows(const std::string& label, int rows, const std::vector<int>& subset, const RowCost& cost,
                    const std::vector<RowOutput>& outputs, const ChunkFunction& compute) override;
 
  private:

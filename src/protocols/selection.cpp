@@ -153,8 +153,7 @@ ExpertControls expert_controls(const std::vector<double>& rescue, const std::vec
 }
 
 void split_halves(int n, std::uint64_t seed, std::vector<int>& first, std::vector<int>& second) {
-  constexpr std::uint64_t kSplitTag = 0x73706c6974ULL;  // "split"
-  std::vector<int> p = seeded_permutation(n, seed, kSplitTag);
+  std::vector<int> p = seeded_permutation(n, seed, kSplitSeedTag);
   first.assign(p.begin(), p.begin() + (n + 1) / 2);
   second.assign(p.begin() + (n + 1) / 2, p.end());
   std::sort(first.begin(), first.end());

@@ -70,6 +70,9 @@ ExpertControls expert_controls(const std::vector<double>& rescue, const std::vec
                                const std::vector<double>& weight, int expert, int num_sampled, std::uint64_t seed,
                                std::int64_t case_id);
 
+// The tag of the discovery / validation split's random stream ("split"), xor-ed into or beside a
+// split seed: split_halves here, the question split of `moetrace localize`.
+inline constexpr std::uint64_t kSplitSeedTag = 0x73706c6974ull;
 // Random split of indices into two halves (first half: discovery), reproducible from the seed.
 void split_halves(int n, std::uint64_t seed, std::vector<int>& first, std::vector<int>& second);
 

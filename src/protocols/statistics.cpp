@@ -1,5 +1,7 @@
 #include "protocols/statistics.h"
 
+#include <map>
+
 #include <algorithm>
 #include <cmath>
 
@@ -190,6 +192,28 @@ SummaryStats summarize(std::span<const double> values, std::uint64_t seed, const
   out.p_sign_flip = sf.p;
   out.p_exact = sf.exact;
   return out;
+}
+
+SummaryRecord summary_record(const std::string& name, std::span<const double> values, const SummaryOptions& o,
+                             std::span<const std::size_t> clusters) {
+  std::vector<double> v;
+  std::vector<std::size_t> unit;  // dense cluster indices, in order of first appearance
+  std::map<std::size_t, std::size_t> dense;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (std::isnan(values[i])) continue;
+    v.push_back(values[i]);
+    if (!clusters.empty()) unit.push_back(dense.try_emplace(clusters[i], dense.size()).first->second);
+  }
+  SummaryRecord r{name, static_cast<int>(v.size()), NAN, NAN, NAN, NAN, o.empty_p};
+  if (v.empty()) return r;
+  r.mean = mean(v);
+  r.frac_positive = fraction_positive(v);
+  const Interval ci = unit.empty() ? bootstrap_ci(v, o.seed, o.bootstrap_resamples)
+                                   : cluster_bootstrap_ci(v, unit, o.seed, o.bootstrap_resamples);
+  r.ci_low = ci.low;
+  r.ci_high = ci.high;
+  r.p_value = !o.sign_flip ? 1.0 : sign_flip_test(unit.empty() ? v : cluster_sums(v, unit), o.seed, o.sign_flips).p;
+  return r;
 }
 
 }  // namespace moetrace

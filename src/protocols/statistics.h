@@ -29,9 +29,12 @@
 // Inputs: empty vectors and non-finite values (NaN, +-inf) are rejected with InputError naming
 // the first offending index; callers drop or impute missing cases first and report how many.
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <vector>
+
+#include "results/results_file.h"
 
 namespace moetrace {
 
@@ -110,5 +113,20 @@ std::vector<double> cluster_sums(std::span<const double> values, std::span<const
 // Everything above; one seed serves both (their streams differ by tag).
 SummaryStats summarize(std::span<const double> values, std::uint64_t seed,
                        const StatsOptions& options = {});
+
+// How a stored summary record (mean, interval, fraction positive, p) is computed: the one rule of
+// both protocols' summaries.
+struct SummaryOptions {
+  std::uint64_t seed = 0;
+  std::uint32_t bootstrap_resamples = kDefaultBootstrapResamples;
+  std::uint32_t sign_flips = kDefaultSignFlips;
+  bool sign_flip = true;  // false: p = 1 (a share, not a difference tested against zero)
+  double empty_p = NAN;   // the p of a record of no values (mean and interval NaN, n = 0)
+};
+// The record of `values`, NaNs left out. With `clusters` (one per value, e.g. question indices) the
+// interval is a cluster bootstrap and the sign flips flip whole clusters' sums; without, every value
+// is its own unit (then the record equals `summarize`'s).
+SummaryRecord summary_record(const std::string& name, std::span<const double> values, const SummaryOptions& options,
+                             std::span<const std::size_t> clusters = {});
 
 }  // namespace moetrace

@@ -55,34 +55,24 @@ std::vector<double> row_of(const Matrix2& m, int r) {
 }
 
 SummaryRecord summarize_named(const std::string& name, const std::vector<double>& values, const RunConfig& c) {
-  std::vector<double> finite;
-  for (double v : values)
-    if (!std::isnan(v)) finite.push_back(v);
-  SummaryRecord r;
-  r.name = name;
-  r.n = static_cast<int>(finite.size());
-  if (finite.empty()) {
-    r.mean = r.ci_low = r.ci_high = r.frac_positive = r.p_value = NAN;
-    return r;
-  }
-  StatsOptions options;
-  options.bootstrap_resamples = static_cast<std::uint32_t>(c.bootstrap_resamples);
-  options.sign_flips = static_cast<std::uint32_t>(c.sign_flips);
-  const SummaryStats s = summarize(finite, c.stats_seed, options);
-  r.mean = s.mean;
-  r.ci_low = s.ci_low;
-  r.ci_high = s.ci_high;
-  r.frac_positive = s.frac_positive;
-  r.p_value = s.p_sign_flip;
-  return r;
+  SummaryOptions o;
+  o.seed = c.stats_seed;
+  o.bootstrap_resamples = static_cast<std::uint32_t>(c.bootstrap_resamples);
+  o.sign_flips = static_cast<std::uint32_t>(c.sign_flips);
+  return summary_record(name, values, o);
 }
 
-std::string expert_group(int layer) { return fmt::format("{}/layer_{}", layout::kExperts, layer); }
-
-// The three per-expert outputs of one traced layer, as stored.
+// The three per-expert outputs of one traced layer, in the order of an expert row.
 std::vector<RowOutput> expert_outputs(int layer, int E) {
-  const std::string g = expert_group(layer);
-  return {{g + "/clean_active", E}, {g + "/clean_weight", E}, {g + "/rescue", E}};
+  return {{TracingResults::expert_table(layer, ExpertTable::CleanActive), E},
+          {TracingResults::expert_table(layer, ExpertTable::CleanWeight), E},
+          {TracingResults::expert_table(layer, ExpertTable::Rescue), E}};
+}
+
+// A case's cost: its prompt's token rows (chunks are sized by token rows; distributed executors hand
+// the longest prompts out first).
+RowCost prompt_tokens(const std::vector<UsableCase>& cases) {
+  return [&cases](int i) { return static_cast<double>(cases[static_cast<std::size_t>(i)].prompt.num_tokens()); };
 }
 
 std::vector<int> all_rows(int n) {
@@ -108,7 +98,7 @@ TracingPipeline::TracingPipeline(const RunConfig& config, CaseTracer& tracer, co
                                  double sigma_base, ResultsFile& results, RowExecutor& executor)
     : config_(config), tracer_(tracer),
       prepared_(config, tracer, sigma_base, static_cast<std::size_t>(config.prepared_cache_mib) << 20),
-      scanner_(config, builder, prepared_, sigma_base), sweeps_(config, tracer), results_(results),
+      scanner_(config, builder, prepared_, sigma_base), sweeps_(config, tracer), out_(results),
       executor_(executor), builder_(builder) {
   L_ = tracer.engine().model().config.num_layers;
   E_ = tracer.engine().model().config.num_experts;
@@ -121,11 +111,6 @@ std::vector<std::shared_ptr<const TracedCase>> TracingPipeline::prepare(const st
   std::vector<const UsableCase*> chunk;
   for (int i : rows) chunk.push_back(&cases[i]);
   return prepared_.get(chunk, multiplier, level, full_from);
-}
-
-void TracingPipeline::use_case_costs(const std::vector<UsableCase>& cases) {
-  // Chunks are sized by token rows; distributed executors hand the longest prompts out first.
-  executor_.set_row_cost([&cases](int i) { return static_cast<double>(cases[i].prompt.num_tokens()); });
 }
 
 void TracingPipeline::set_shard(CaseShard shard) {
@@ -146,7 +131,7 @@ PipelineSummary TracingPipeline::run(const std::vector<CounterFactRecord>& recor
   try {
     return run_stages(records);
   } catch (const ShardStop& stop) {
-    results_.flush();
+    out_.flush();
     summary_.stopped_before = stop.before;
     summary_.preparations = prepared_.stats();
     return summary_;
@@ -162,11 +147,10 @@ PipelineSummary TracingPipeline::run_stages(const std::vector<CounterFactRecord>
   controls_and_coalitions();
   stop_shard("the statistics");
   statistics();
-  results_.flush();
+  out_.flush();
   if (config_.heatmap_cases > 0) heatmaps();
   robustness(records);
-  results_.set_attr(layout::kProvenance, "completed", static_cast<std::int64_t>(1));
-  results_.flush();
+  out_.complete();
   summary_.preparations = prepared_.stats();
   return summary_;
 }
@@ -186,67 +170,55 @@ void TracingPipeline::scan_cases(const std::vector<CounterFactRecord>& records) 
   if (discovery_.empty() || validation_.empty())
     fail_input("only {} usable cases: the protocol needs at least one discovery and one validation case", N);
   const CaseTable table = case_table(cases_);
-  if (results_.has(std::string(layout::kCases) + "/case_id")) {
-    if (results_.read_cases(layout::kCases).case_id != table.case_id)
-      fail_input("{}: the cases of the run being resumed differ from this run's (changed data or code?)", results_.path());
-  } else {
-    results_.write_cases(layout::kCases, table);
-    std::vector<std::int64_t> ids;
-    std::vector<std::string> reasons;
-    for (const auto& [id, r] : scan.skipped_cases) {
-      ids.push_back(id);
-      reasons.push_back(r);
-    }
-    results_.write_skips(layout::kSkipped, ids, reasons);
-  }
-  results_.set_attr(layout::kCases, "records_seen", static_cast<std::int64_t>(scan.records_seen));
-  results_.set_attr(layout::kCases, "noise_sigma", scan.sigma);
-  for (const auto& [reason, count] : scan.skipped) results_.set_attr(layout::kSkipped, reason, static_cast<std::int64_t>(count));
-  results_.flush();
+  if (!out_.has_cases())
+    out_.write_cases(table, scan.skipped_cases);
+  else if (out_.stored_case_ids() != table.case_id)
+    fail_input("{}: the cases of the run being resumed differ from this run's (changed data or code?)", out_.file().path());
+  out_.write_scan_counts(scan.records_seen, scan.sigma, scan.skipped);
+  out_.flush();
 }
 
 // ---- 2. layer sweep --------------------------------------------------------------------------
 void TracingPipeline::layer_sweep() {
-  const std::string sweep = std::string(layout::kLayerSweep) + "/rescue";
-  use_case_costs(cases_);
-  layer_rescue_ = executor_.run("layer sweep", static_cast<int>(cases_.size()), {{sweep, L_}}, [&](const std::vector<int>& rows) {
+  layer_rescue_ = executor_.run("layer sweep", static_cast<int>(cases_.size()), prompt_tokens(cases_),
+                                {{TracingResults::layer_sweep_table(), L_}}, [&](const std::vector<int>& rows) {
     return sweeps_.layer_sweep(chunk_of(prepare(cases_, rows, config_.noise_multiplier)));
   });
-  results_.set_attr(sweep, "site", std::string(site_name(config_.sweep_site)));
-  results_.set_attr(sweep, "window", static_cast<std::int64_t>(config_.sweep_window));
+  out_.write_layer_sweep_settings(std::string(site_name(config_.sweep_site)), config_.sweep_window);
   stop_shard_unless_complete("the layer selection");
-  std::vector<double> discovery_means(L_);
-  for (int l = 0; l < L_; ++l) discovery_means[l] = column_mean(layer_rescue_, l, discovery_);
-  double gap = 0;
-  for (int i : discovery_) gap += (cases_[i].d_clean - cases_[i].d_noised) / static_cast<double>(discovery_.size());
-  const LayerChoice choice = choose_layer(discovery_means, gap, config_.tie_tolerance);
-  const int lstar = choice.layer;
-  if (lstar < 0) fail_input("the layer sweep produced no finite rescue on the discovery cases");
+  const LayerSweepData sweep = choose_layer_on_discovery();
+  const int lstar = sweep.selected_layer;
   summary_.selected_layer = lstar;
-  results_.write_vector(std::string(layout::kLayerSweep) + "/discovery_mean", discovery_means);
-  results_.write_ints(std::string(layout::kLayerSweep) + "/tied_layers", choice.tied);
-  results_.set_attr(layout::kLayerSweep, "selected_layer", static_cast<std::int64_t>(lstar));
-  results_.set_attr(layout::kLayerSweep, "tie_tolerance", config_.tie_tolerance);
-  results_.set_attr(layout::kLayerSweep, "discovery_gap", gap);
-  results_.set_attr(layout::kLayerSweep, "curve_flat", static_cast<std::int64_t>(choice.flat));
-  results_.set_attr(layout::kLayerSweep, "curve_zero", static_cast<std::int64_t>(choice.zero));
-  results_.set_attr(layout::kLayerSweep, "no_rescue", static_cast<std::int64_t>(choice.no_rescue));
-  const std::vector<std::string> warnings = layer_choice_warnings(choice, discovery_means);
-  std::string joined;  // stored for `moetrace report`, one warning a line ("" when none)
-  for (const std::string& w : warnings) {
-    spdlog::warn("layer sweep: {}", w);
-    if (!joined.empty()) joined += '\n';
-    joined += w;
-  }
-  results_.set_attr(layout::kLayerSweep, "warnings", joined);
-  spdlog::info("layer sweep: selected layer {} (discovery mean rescue {:.6g})", lstar, discovery_means[lstar]);
-  if (choice.no_rescue && !config_.trace_without_rescue) {
-    results_.flush();
+  out_.write_layer_choice(sweep);
+  for (const std::string& w : sweep.warnings) spdlog::warn("layer sweep: {}", w);
+  spdlog::info("layer sweep: selected layer {} (discovery mean rescue {:.6g})", lstar, sweep.discovery_mean[lstar]);
+  if (sweep.no_rescue && !config_.trace_without_rescue) {
+    out_.flush();
     fail_input("the selected layer {} has no rescue (discovery mean {:.3g}, at most {:.0e} of the clean-noised gap "
                "{:.3g}): expert tracing there would trace noise. The layer sweep is saved; set "
                "[experts] trace_without_rescue = true to trace anyway",
-               lstar, discovery_means[lstar], kZeroRescueTolerance, gap);
+               lstar, sweep.discovery_mean[lstar], kZeroRescueTolerance, *sweep.discovery_gap);
   }
+}
+
+// l* from the discovery cases' mean rescue per layer (the tie rule, docs/PROTOCOL.md), with its warnings.
+LayerSweepData TracingPipeline::choose_layer_on_discovery() const {
+  LayerSweepData d;
+  d.discovery_mean.resize(L_);
+  for (int l = 0; l < L_; ++l) d.discovery_mean[l] = column_mean(layer_rescue_, l, discovery_);
+  double gap = 0;
+  for (int i : discovery_) gap += (cases_[i].d_clean - cases_[i].d_noised) / static_cast<double>(discovery_.size());
+  const LayerChoice choice = choose_layer(d.discovery_mean, gap, config_.tie_tolerance);
+  if (choice.layer < 0) fail_input("the layer sweep produced no finite rescue on the discovery cases");
+  d.selected_layer = choice.layer;
+  d.tied_layers = choice.tied;
+  d.tie_tolerance = config_.tie_tolerance;
+  d.discovery_gap = gap;
+  d.flat = choice.flat;
+  d.zero = choice.zero;
+  d.no_rescue = choice.no_rescue;
+  d.warnings = layer_choice_warnings(choice, d.discovery_mean);  // stored for `moetrace report`
+  return d;
 }
 
 // ---- 3. expert tracing -----------------------------------------------------------------------
@@ -262,8 +234,8 @@ void TracingPipeline::trace_expert_layers(const std::vector<int>& wanted) {
     for (const RowOutput& o : expert_outputs(l, E_)) outputs.push_back(o);
   const std::string label = layers.size() == 1 ? fmt::format("expert tracing (layer {})", layers[0])
                                                : fmt::format("expert tracing ({} layers)", layers.size());
-  use_case_costs(cases_);
-  const Matrix2 m = executor_.run(label, static_cast<int>(cases_.size()), outputs, [&](const std::vector<int>& rows) {
+  const Matrix2 m = executor_.run(label, static_cast<int>(cases_.size()), prompt_tokens(cases_), outputs,
+                                  [&](const std::vector<int>& rows) {
     const auto tcs = prepare(cases_, rows, config_.noise_multiplier);
     std::vector<std::vector<double>> out;
     for (const std::vector<ExpertRow>& per_layer : sweeps_.expert_layers(chunk_of(tcs), layers)) {
@@ -287,10 +259,7 @@ void TracingPipeline::select_expert_stage() {
   const std::vector<int> candidates = expert_candidates(X.active, discovery_, config_.candidate_threshold);
   const int estar = select_expert(X.rescue, X.active, discovery_, candidates);
   summary_.selected_expert = estar;
-  results_.write_ints(std::string(layout::kExperts) + "/candidates", candidates);
-  results_.set_attr(layout::kExperts, "selected_layer", static_cast<std::int64_t>(lstar));
-  results_.set_attr(layout::kExperts, "selected_expert", static_cast<std::int64_t>(estar));
-  results_.set_attr(layout::kExperts, "candidate_threshold", config_.candidate_threshold);
+  out_.write_expert_selection({lstar, estar, candidates, config_.candidate_threshold});
   if (estar < 0)
     spdlog::warn("no expert at layer {} is clean-active in {:.0f}% of discovery cases: no expert selected", lstar,
                  100 * config_.candidate_threshold);
@@ -300,124 +269,131 @@ void TracingPipeline::select_expert_stage() {
     for (const auto& [layer, M] : experts_) per_layer_expert_summary(layer, M);
 }
 
+// Expert e's rescue (0 where not clean-active) and specificity vs sampled controls (where
+// clean-active with peers) over `rows`; none when e < 0.
+TracingPipeline::ExpertValues TracingPipeline::expert_values(const ExpertMatrices& M, int e,
+                                                             const std::vector<int>& rows) const {
+  ExpertValues v;
+  for (int i : rows) {
+    if (e < 0) break;
+    v.rescue.push_back(rescue_or_zero(M.rescue, M.active, i, e));
+    if (M.active.at(i, e) == 0) continue;
+    ++v.clean_active;
+    const ExpertControls ctl = expert_controls(row_of(M.rescue, i), row_of(M.active, i), row_of(M.weight, i), e,
+                                               config_.sampled_controls, config_.control_seed, cases_[i].record.case_id);
+    if (!std::isnan(ctl.sampled)) v.specificity.push_back(M.rescue.at(i, e) - ctl.sampled);
+  }
+  return v;
+}
+
 // mode = "all_layers": the best candidate of every traced layer, chosen on discovery cases by the
 // same rule as e*, with its validation rescue and specificity (vs sampled controls), for the
 // report's per-layer expert table.
 void TracingPipeline::per_layer_expert_summary(int layer, const ExpertMatrices& M) {
   const std::vector<int> cand = expert_candidates(M.active, discovery_, config_.candidate_threshold);
   const int e = select_expert(M.rescue, M.active, discovery_, cand);
-  std::vector<double> rescue, spec;
-  int active = 0;
-  for (int i : validation_) {
-    if (e < 0) break;
-    rescue.push_back(rescue_or_zero(M.rescue, M.active, i, e));
-    if (M.active.at(i, e) == 0) continue;
-    ++active;
-    const ExpertControls ctl = expert_controls(row_of(M.rescue, i), row_of(M.active, i), row_of(M.weight, i), e,
-                                               config_.sampled_controls, config_.control_seed, cases_[i].record.case_id);
-    if (!std::isnan(ctl.sampled)) spec.push_back(M.rescue.at(i, e) - ctl.sampled);
-  }
-  const std::string g = expert_group(layer) + "/validation";
-  results_.write_summary(g, summarize_named("expert_rescue", rescue, config_));
-  results_.write_summary(g, summarize_named("specificity", spec, config_));
-  results_.set_attr(g, "best_expert", static_cast<std::int64_t>(e));
-  results_.set_attr(g, "candidates", static_cast<std::int64_t>(cand.size()));
-  results_.set_attr(g, "clean_active", static_cast<std::int64_t>(active));
-  results_.set_attr(g, "cases", static_cast<std::int64_t>(validation_.size()));
+  const ExpertValues v = expert_values(M, e, validation_);
+  LayerExpertRow row;
+  row.layer = layer;
+  row.best_expert = e;
+  row.candidates = static_cast<std::int64_t>(cand.size());
+  row.clean_active = v.clean_active;
+  row.cases = static_cast<std::int64_t>(validation_.size());
+  row.rescue = summarize_named(measure::kExpertRescue, v.rescue, config_);
+  row.specificity = summarize_named(measure::kSpecificity, v.specificity, config_);
+  out_.write_layer_expert(row);
 }
 
 // ---- 4. controls and coalitions --------------------------------------------------------------
 void TracingPipeline::controls_and_coalitions() {
-  const int lstar = summary_.selected_layer, estar = summary_.selected_expert;
-  const ExpertMatrices& X = experts_.at(lstar);
-  const std::string controls = std::string(layout::kControls) + "/values";
-  const std::string coalitions = std::string(layout::kCoalitions) + "/rescue";
   const int S = static_cast<int>(config_.coalitions.size());
-  use_case_costs(cases_);
-  controls_ = executor_.run("controls and coalitions", static_cast<int>(cases_.size()), {{controls, 5}, {coalitions, S}},
-                            [&](const std::vector<int>& rows) {
-    // Columns: sampled controls' mean rescue, gate-matched expert, its rescue, equal-norm rescue
-    // of e* and of the gate-matched control; then one rescue per coalition. Cases whose e* is
-    // clean-active need noised runs recorded in full at layer l* (equal-norm controls): a kept
-    // case gets them by re-recording its noised runs from l* on, not by being prepared again.
-    std::vector<int> full, base;
-    for (int i : rows) (estar >= 0 && X.active.at(i, estar) != 0 ? full : base).push_back(i);
-    std::map<int, std::shared_ptr<const TracedCase>> tcs;
-    for (auto [list, level] : {std::pair{&full, RecordLevel::Full}, std::pair{&base, RecordLevel::Base}}) {
-      const auto p = prepare(cases_, *list, config_.noise_multiplier, level, lstar);
-      for (std::size_t k = 0; k < list->size(); ++k) tcs[(*list)[k]] = p[k];
-    }
-    std::vector<std::vector<double>> out(rows.size(), std::vector<double>(5, NAN));
-    std::vector<EqualNormRequest> equal_norm;
-    std::vector<std::size_t> equal_norm_row;
-    Chunk chunk;
-    for (std::size_t k = 0; k < rows.size(); ++k) {
-      const int i = rows[k];
-      chunk.push_back(tcs[i].get());
-      if (estar < 0 || X.active.at(i, estar) == 0) continue;
-      const ExpertControls ctl = expert_controls(row_of(X.rescue, i), row_of(X.active, i), row_of(X.weight, i), estar,
-                                                 config_.sampled_controls, config_.control_seed, cases_[i].record.case_id);
-      out[k][0] = ctl.sampled;
-      out[k][1] = ctl.gate_matched_expert;
-      out[k][2] = ctl.gate_matched;
-      if (ctl.gate_matched_expert >= 0) {
-        equal_norm.push_back({tcs[i].get(), estar, ctl.gate_matched_expert});
-        equal_norm_row.push_back(k);
-      }
-    }
-    const auto norms = sweeps_.equal_norm(equal_norm, lstar);
-    for (std::size_t j = 0; j < norms.size(); ++j) std::tie(out[equal_norm_row[j]][3], out[equal_norm_row[j]][4]) = norms[j];
-    const auto coal = sweeps_.coalitions(chunk, lstar, config_.coalitions);
-    for (std::size_t k = 0; k < rows.size(); ++k) out[k].insert(out[k].end(), coal[k].begin(), coal[k].end());
-    return out;
-  });
+  controls_ = executor_.run("controls and coalitions", static_cast<int>(cases_.size()), prompt_tokens(cases_),
+                            {{TracingResults::controls_table(), kControlColumns}, {TracingResults::coalitions_table(), S}},
+                            [&](const std::vector<int>& rows) { return control_rows(rows); });
   std::vector<std::string> names;
   for (CoalitionSet set : config_.coalitions) names.emplace_back(coalition_name(set));
-  results_.set_attr(controls, "columns", std::string("sampled_controls_mean, gate_matched_expert, gate_matched_rescue, "
-                                                     "equal_norm_selected, equal_norm_control"));
-  results_.set_attr(coalitions, "columns", fmt::format("{}", fmt::join(names, ", ")));
-  results_.set_attr(coalitions, "layer", static_cast<std::int64_t>(lstar));
+  out_.write_control_columns(names, summary_.selected_layer);
+}
+
+// The ControlColumn values at (l*, e*), then one rescue per coalition. Cases whose e* is
+// clean-active need noised runs recorded in full at layer l* (equal-norm controls): a kept case
+// gets them by re-recording its noised runs from l* on, not by being prepared again.
+std::vector<std::vector<double>> TracingPipeline::control_rows(const std::vector<int>& rows) {
+  const int lstar = summary_.selected_layer, estar = summary_.selected_expert;
+  const ExpertMatrices& X = experts_.at(lstar);
+  std::vector<int> full, base;
+  for (int i : rows) (estar >= 0 && X.active.at(i, estar) != 0 ? full : base).push_back(i);
+  std::map<int, std::shared_ptr<const TracedCase>> tcs;
+  for (auto [list, level] : {std::pair{&full, RecordLevel::Full}, std::pair{&base, RecordLevel::Base}}) {
+    const auto p = prepare(cases_, *list, config_.noise_multiplier, level, lstar);
+    for (std::size_t k = 0; k < list->size(); ++k) tcs[(*list)[k]] = p[k];
+  }
+  std::vector<std::vector<double>> out(rows.size(), std::vector<double>(kControlColumns, NAN));
+  std::vector<EqualNormRequest> equal_norm;
+  std::vector<std::size_t> equal_norm_row;
+  Chunk chunk;
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    const int i = rows[k];
+    chunk.push_back(tcs[i].get());
+    if (estar < 0 || X.active.at(i, estar) == 0) continue;
+    const ExpertControls ctl = expert_controls(row_of(X.rescue, i), row_of(X.active, i), row_of(X.weight, i), estar,
+                                               config_.sampled_controls, config_.control_seed, cases_[i].record.case_id);
+    out[k][kControlSampled] = ctl.sampled;
+    out[k][kControlGateMatchedExpert] = ctl.gate_matched_expert;
+    out[k][kControlGateMatched] = ctl.gate_matched;
+    if (ctl.gate_matched_expert >= 0) {
+      equal_norm.push_back({tcs[i].get(), estar, ctl.gate_matched_expert});
+      equal_norm_row.push_back(k);
+    }
+  }
+  const auto norms = sweeps_.equal_norm(equal_norm, lstar);
+  for (std::size_t j = 0; j < norms.size(); ++j)
+    std::tie(out[equal_norm_row[j]][kControlEqualNormSelected], out[equal_norm_row[j]][kControlEqualNormControl]) = norms[j];
+  const auto coal = sweeps_.coalitions(chunk, lstar, config_.coalitions);
+  for (std::size_t k = 0; k < rows.size(); ++k) out[k].insert(out[k].end(), coal[k].begin(), coal[k].end());
+  return out;
 }
 
 // ---- 5. statistics ---------------------------------------------------------------------------
 void TracingPipeline::statistics() {
+  out_.write_split_statistics(split_statistics(Split::Validation, validation_));
+  out_.write_split_statistics(split_statistics(Split::Discovery, discovery_));
+}
+
+SplitStatistics TracingPipeline::split_statistics(Split split, const std::vector<int>& rows) const {
   const int lstar = summary_.selected_layer, estar = summary_.selected_expert;
   const ExpertMatrices& X = experts_.at(lstar);
   const Matrix2& CK = controls_;
-  const int S = static_cast<int>(config_.coalitions.size());
-  for (auto [group, rows] : {std::pair{layout::kValidation, &validation_}, std::pair{layout::kDiscovery, &discovery_}}) {
-    std::vector<double> layer, normalized, expert, spec, spec_gate, spec_norm;
-    int active_count = 0;
-    for (int i : *rows) {
-      const double r = layer_rescue_.at(i, lstar);
-      layer.push_back(r);
-      normalized.push_back(r / (cases_[i].d_clean - cases_[i].d_noised));
-      if (estar < 0) continue;
-      expert.push_back(rescue_or_zero(X.rescue, X.active, i, estar));
-      if (X.active.at(i, estar) == 0) continue;
-      ++active_count;
-      spec.push_back(X.rescue.at(i, estar) - CK.at(i, 0));
-      spec_gate.push_back(X.rescue.at(i, estar) - CK.at(i, 2));
-      spec_norm.push_back(CK.at(i, 3) - CK.at(i, 4));
-    }
-    results_.write_summary(group, summarize_named("layer_rescue", layer, config_));
-    results_.write_summary(group, summarize_named("layer_rescue_normalized", normalized, config_));
-    if (estar >= 0) {
-      results_.write_summary(group, summarize_named("expert_rescue", expert, config_));
-      results_.write_summary(group, summarize_named("specificity", spec, config_));
-      results_.write_summary(group, summarize_named("specificity_gate_matched", spec_gate, config_));
-      results_.write_summary(group, summarize_named("specificity_equal_norm", spec_norm, config_));
-    }
-    for (int s = 0; s < S; ++s) {
-      std::vector<double> v;
-      for (int i : *rows) v.push_back(CK.at(i, 5 + s));
-      results_.write_summary(group, summarize_named(std::string("coalition_") + coalition_name(config_.coalitions[s]), v, config_));
-    }
-    results_.set_attr(group, "selected_layer", static_cast<std::int64_t>(lstar));
-    results_.set_attr(group, "selected_expert", static_cast<std::int64_t>(estar));
-    results_.set_attr(group, "cases", static_cast<std::int64_t>(rows->size()));
-    results_.set_attr(group, "selected_expert_clean_active", static_cast<std::int64_t>(active_count));
+  std::vector<double> layer, normalized, expert, spec, spec_gate, spec_norm;
+  int active_count = 0;
+  for (int i : rows) {
+    const double r = layer_rescue_.at(i, lstar);
+    layer.push_back(r);
+    normalized.push_back(r / (cases_[i].d_clean - cases_[i].d_noised));
+    if (estar < 0) continue;
+    expert.push_back(rescue_or_zero(X.rescue, X.active, i, estar));
+    if (X.active.at(i, estar) == 0) continue;
+    ++active_count;
+    spec.push_back(X.rescue.at(i, estar) - CK.at(i, kControlSampled));
+    spec_gate.push_back(X.rescue.at(i, estar) - CK.at(i, kControlGateMatched));
+    spec_norm.push_back(CK.at(i, kControlEqualNormSelected) - CK.at(i, kControlEqualNormControl));
   }
+  SplitStatistics s{static_cast<int>(split), {}, lstar, estar, static_cast<std::int64_t>(rows.size()), active_count};
+  auto add = [&](const std::string& name, const std::vector<double>& v) { s.summaries.push_back(summarize_named(name, v, config_)); };
+  add(measure::kLayerRescue, layer);
+  add(measure::kLayerRescueNormalized, normalized);
+  if (estar >= 0) {
+    add(measure::kExpertRescue, expert);
+    add(measure::kSpecificity, spec);
+    add(measure::kSpecificityGateMatched, spec_gate);
+    add(measure::kSpecificityEqualNorm, spec_norm);
+  }
+  for (std::size_t c = 0; c < config_.coalitions.size(); ++c) {
+    std::vector<double> v;
+    for (int i : rows) v.push_back(CK.at(i, kControlColumns + static_cast<int>(c)));
+    add(measure::coalition(coalition_name(config_.coalitions[c])), v);
+  }
+  return s;
 }
 
 // ---- 6a. heat maps ---------------------------------------------------------------------------
@@ -426,118 +402,102 @@ void TracingPipeline::heatmaps() {
   int tmax = 0;
   for (int j = 0; j < n; ++j) tmax = std::max(tmax, cases_[validation_[j]].prompt.num_tokens());
   const std::vector<int> heat_rows(validation_.begin(), validation_.begin() + n);
-  results_.write_ints(std::string(layout::kHeatmap) + "/case_index", heat_rows);
+  out_.write_heatmap_cases(heat_rows);
   const std::size_t cells = static_cast<std::size_t>(L_) * tmax;
-  const std::string g = layout::kHeatmap;
-  executor_.set_row_cost([&](int j) { return static_cast<double>(cases_[heat_rows[j]].prompt.num_tokens()); });
-  executor_.run("heat maps", n, {{g + "/hidden", static_cast<int>(cells)}, {g + "/attn", static_cast<int>(cells)},
-                                 {g + "/moe", static_cast<int>(cells)}},
-                [&](const std::vector<int>& js) {
-                  std::vector<int> rows;
-                  for (int j : js) rows.push_back(heat_rows[j]);
-                  const auto tcs = prepare(cases_, rows, config_.noise_multiplier);
-                  const auto maps = sweeps_.heatmaps(chunk_of(tcs));
-                  std::vector<std::vector<double>> out;
-                  for (std::size_t c = 0; c < js.size(); ++c) {
-                    const int T = tcs[c]->prompt.num_tokens();
-                    std::vector<double> row(3 * cells, NAN);
-                    for (int k = 0; k < 3; ++k)
-                      for (int l = 0; l < L_; ++l)
-                        for (int t = 0; t < T; ++t) row[k * cells + static_cast<std::size_t>(l) * tmax + t] = maps[c][k][l * T + t];
-                    out.push_back(std::move(row));
-                  }
-                  return out;
-                });
+  std::vector<RowOutput> outputs;
+  for (const char* site : kHeatmapSites) outputs.push_back({TracingResults::heatmap_table(site), static_cast<int>(cells)});
+  const RowCost cost = [&](int j) { return static_cast<double>(cases_[heat_rows[j]].prompt.num_tokens()); };
+  executor_.run("heat maps", n, cost, outputs, [&](const std::vector<int>& js) {
+    std::vector<int> rows;
+    for (int j : js) rows.push_back(heat_rows[j]);
+    const auto tcs = prepare(cases_, rows, config_.noise_multiplier);
+    const auto maps = sweeps_.heatmaps(chunk_of(tcs));
+    std::vector<std::vector<double>> out;
+    for (std::size_t c = 0; c < js.size(); ++c) {
+      const int T = tcs[c]->prompt.num_tokens();
+      std::vector<double> row(3 * cells, NAN);
+      for (int k = 0; k < 3; ++k)
+        for (int l = 0; l < L_; ++l)
+          for (int t = 0; t < T; ++t) row[k * cells + static_cast<std::size_t>(l) * tmax + t] = maps[c][k][l * T + t];
+      out.push_back(std::move(row));
+    }
+    return out;
+  });
   // Each token's decoded text, [cases x tokens] flattened ("" past a prompt's end), for labels;
-  // the ids stay in /cases/token_ids.
+  // the ids stay in the case table.
   std::vector<std::string> texts;
   for (int i : heat_rows) {
     std::vector<std::string> t = builder_.token_texts(cases_[i].prompt.ids);
     t.resize(tmax);
     texts.insert(texts.end(), t.begin(), t.end());
   }
-  results_.write_strings(g + "/token_text", texts);
-  results_.set_attr(g + "/token_text", "tokens", static_cast<std::int64_t>(tmax));
-  for (const char* site : {"hidden", "attn", "moe"}) {  // rows are [layers x tokens], flattened
-    results_.set_attr(g + "/" + site, "layers", static_cast<std::int64_t>(L_));
-    results_.set_attr(g + "/" + site, "tokens", static_cast<std::int64_t>(tmax));
-  }
+  out_.write_heatmap_labels(texts, L_, tmax);
 }
 
 // ---- 6b. robustness --------------------------------------------------------------------------
 // Reruns of the case scan and layer sweep under other settings; their per-case rows are stored
-// (group/name/layer_rescue), so a resumed run computes only what is missing.
-std::pair<int, SummaryRecord> TracingPipeline::rerun_layer_stage(const std::vector<CounterFactRecord>& records,
-                                                                 const std::string& group, const std::string& name,
-                                                                 double multiplier, FilterKind filter) {
+// (one table per variant), so a resumed run computes only what is missing.
+RobustnessRow TracingPipeline::rerun_layer_stage(const std::vector<CounterFactRecord>& records, RobustnessGroup group,
+                                                 const std::string& name, double multiplier, FilterKind filter) {
   const ScanResult s = scanner_.scan(records, {multiplier, filter, config_.split_seed}, executor_);
   const int n = static_cast<int>(s.cases.size());
   Matrix2 m(n, L_, NAN);
-  if (n > 0) {
-    use_case_costs(s.cases);
-    m = executor_.run("robustness: " + name, n, {{group + "/" + name + "/layer_rescue", L_}},
+  if (n > 0)
+    m = executor_.run("robustness: " + name, n, prompt_tokens(s.cases), {{TracingResults::robustness_table(group, name), L_}},
                       [&](const std::vector<int>& rows) {
                         return sweeps_.layer_sweep(chunk_of(prepare(s.cases, rows, multiplier)));
                       });
-  }
   const std::vector<int> disc = rows_of(s.cases, Split::Discovery), val = rows_of(s.cases, Split::Validation);
   const int best = select_best_column(m, disc, config_.tie_tolerance);
   std::vector<double> v;
   for (int i : val) v.push_back(best >= 0 ? m.at(i, best) : NAN);
   spdlog::info("robustness {}: {} cases, layer {}", name, n, best);
-  return {best, summarize_named(name, v, config_)};
+  RobustnessRow row;
+  row.group = group;
+  row.rescue = summarize_named(name, v, config_);
+  row.selected_layer = best;
+  return row;
 }
 
 void TracingPipeline::robustness(const std::vector<CounterFactRecord>& records) {
-  if (!config_.robust_noise_multipliers.empty()) {
-    const std::string g = std::string(layout::kRobustness) + "/noise_multiplier";
-    for (double m : config_.robust_noise_multipliers) {
-      auto [best, rec] = rerun_layer_stage(records, g, fmt::format("multiplier_{}", m), m, config_.filter);
-      results_.write_summary(g, rec);
-      results_.set_attr(g + "/" + rec.name, "selected_layer", static_cast<std::int64_t>(best));
-      results_.set_attr(g + "/" + rec.name, "multiplier", m);
-    }
+  for (double m : config_.robust_noise_multipliers) {
+    RobustnessRow row = rerun_layer_stage(records, RobustnessGroup::NoiseMultiplier, fmt::format("multiplier_{}", m), m,
+                                          config_.filter);
+    row.multiplier = m;
+    out_.write_robustness(row);
   }
-  if (config_.robust_relaxed_filter) {
-    const std::string g = std::string(layout::kRobustness) + "/filter";
-    auto [best, rec] = rerun_layer_stage(records, g, "relaxed_filter", config_.noise_multiplier, FilterKind::Relaxed);
-    results_.write_summary(g, rec);
-    results_.set_attr(g + "/" + rec.name, "selected_layer", static_cast<std::int64_t>(best));
-  }
-  if (config_.robust_split_seeds.empty()) return;
+  if (config_.robust_relaxed_filter)
+    out_.write_robustness(
+        rerun_layer_stage(records, RobustnessGroup::Filter, "relaxed_filter", config_.noise_multiplier, FilterKind::Relaxed));
+  for (std::uint64_t seed : config_.robust_split_seeds) robust_split(seed);
+}
+
+// Another discovery / validation split of the same cases: l* and e* chosen again on its discovery
+// half (for every candidate threshold), rescue and specificity on its validation half.
+void TracingPipeline::robust_split(std::uint64_t seed) {
   std::vector<double> thresholds = config_.robust_candidate_thresholds;
   if (thresholds.empty()) thresholds.push_back(config_.candidate_threshold);
-  const std::string g = std::string(layout::kRobustness) + "/splits";
-  const int N = static_cast<int>(cases_.size());
-  for (std::uint64_t seed : config_.robust_split_seeds) {
-    std::vector<int> disc, val;
-    split_halves(N, seed, disc, val);
-    const int l = select_best_column(layer_rescue_, disc, config_.tie_tolerance);
-    trace_expert_layers({l});
-    const ExpertMatrices& M = experts_.at(l);
-    for (double th : thresholds) {
-      const std::vector<int> cand = expert_candidates(M.active, disc, th);
-      const int e = select_expert(M.rescue, M.active, disc, cand);
-      std::vector<double> rescue, spec;
-      for (int i : val) {
-        if (e < 0) break;
-        rescue.push_back(rescue_or_zero(M.rescue, M.active, i, e));
-        const ExpertControls ctl = expert_controls(row_of(M.rescue, i), row_of(M.active, i), row_of(M.weight, i), e,
-                                                   config_.sampled_controls, config_.control_seed, cases_[i].record.case_id);
-        if (!std::isnan(ctl.sampled)) spec.push_back(M.rescue.at(i, e) - ctl.sampled);
-      }
-      const std::string name = fmt::format("seed_{}_threshold_{}", seed, th);
-      results_.write_summary(g, summarize_named(name, rescue, config_));
-      const SummaryRecord sp = summarize_named(name, spec, config_);
-      const std::string o = g + "/" + name;
-      results_.set_attr(o, "split_seed", static_cast<std::int64_t>(seed));
-      results_.set_attr(o, "threshold", th);
-      results_.set_attr(o, "selected_layer", static_cast<std::int64_t>(l));
-      results_.set_attr(o, "selected_expert", static_cast<std::int64_t>(e));
-      results_.set_attr(o, "specificity_mean", sp.mean);
-      results_.set_attr(o, "specificity_ci_low", sp.ci_low);
-      results_.set_attr(o, "specificity_ci_high", sp.ci_high);
-    }
+  std::vector<int> disc, val;
+  split_halves(static_cast<int>(cases_.size()), seed, disc, val);
+  const int l = select_best_column(layer_rescue_, disc, config_.tie_tolerance);
+  trace_expert_layers({l});
+  const ExpertMatrices& M = experts_.at(l);
+  for (double th : thresholds) {
+    const int e = select_expert(M.rescue, M.active, disc, expert_candidates(M.active, disc, th));
+    const ExpertValues v = expert_values(M, e, val);
+    const std::string name = fmt::format("seed_{}_threshold_{}", seed, th);
+    const SummaryRecord sp = summarize_named(name, v.specificity, config_);
+    RobustnessRow row;
+    row.group = RobustnessGroup::Splits;
+    row.rescue = summarize_named(name, v.rescue, config_);
+    row.split_seed = static_cast<std::int64_t>(seed);
+    row.threshold = th;
+    row.selected_layer = l;
+    row.selected_expert = e;
+    row.specificity_mean = sp.mean;
+    row.specificity_ci_low = sp.ci_low;
+    row.specificity_ci_high = sp.ci_high;
+    out_.write_robustness(row);
   }
 }
 

@@ -19,6 +19,7 @@
 #include "protocols/run_config.h"
 #include "protocols/sweeps.h"
 #include "results/results_file.h"
+#include "results/tracing_results.h"
 
 namespace moetrace {
 
@@ -50,6 +51,10 @@ class TracingPipeline {
   struct ExpertMatrices {
     Matrix2 rescue, active, weight;
   };
+  struct ExpertValues {
+    std::vector<double> rescue, specificity;
+    int clean_active = 0;
+  };
 
   PipelineSummary run_stages(const std::vector<CounterFactRecord>& records);
   // A shard run's stop before `step` when the last table is not complete (or in any case).
@@ -57,31 +62,34 @@ class TracingPipeline {
   void stop_shard(const char* step) const;
   void scan_cases(const std::vector<CounterFactRecord>& records);
   void layer_sweep();
+  LayerSweepData choose_layer_on_discovery() const;
   void trace_expert_layers(const std::vector<int>& layers);
   void select_expert_stage();
+  ExpertValues expert_values(const ExpertMatrices& M, int expert, const std::vector<int>& rows) const;
   void per_layer_expert_summary(int layer, const ExpertMatrices& M);
   void controls_and_coalitions();
+  std::vector<std::vector<double>> control_rows(const std::vector<int>& rows);
   void statistics();
+  SplitStatistics split_statistics(Split split, const std::vector<int>& rows) const;
   void heatmaps();
   void robustness(const std::vector<CounterFactRecord>& records);
-  // Layer-sweep rerun of a robustness variant (its own scan); returns its selected layer and summary.
-  std::pair<int, SummaryRecord> rerun_layer_stage(const std::vector<CounterFactRecord>& records,
-                                                  const std::string& group, const std::string& name,
-                                                  double multiplier, FilterKind filter);
+  // Layer-sweep rerun of a robustness variant (its own scan): its selected layer and summary.
+  RobustnessRow rerun_layer_stage(const std::vector<CounterFactRecord>& records, RobustnessGroup group,
+                                  const std::string& name, double multiplier, FilterKind filter);
+  void robust_split(std::uint64_t seed);
 
   // Prepared runs of the listed cases (indices into `cases`); Full: noised runs recorded in full at
   // the layers >= full_from (PreparedCases::get).
   std::vector<std::shared_ptr<const TracedCase>> prepare(const std::vector<UsableCase>& cases,
                                                          const std::vector<int>& rows, double multiplier,
                                                          RecordLevel level = RecordLevel::Base, int full_from = 0);
-  void use_case_costs(const std::vector<UsableCase>& cases);
 
   const RunConfig& config_;
   CaseTracer& tracer_;
   PreparedCases prepared_;
   CaseScanner scanner_;
   Sweeps sweeps_;
-  ResultsFile& results_;
+  TracingResults out_;
   RowExecutor& executor_;
   bool sharded_ = false;
   const CaseBuilder& builder_;  // decodes token texts for heat-map labels

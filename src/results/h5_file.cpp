@@ -258,75 +258,90 @@ Handle& Handle::operator=(Handle&& o) noexcept {
 }
 
 File::File(const std::string& path, Mode mode) : path_(path) {
-  hid_t id = -1;
-  switch (mode) {
-    case Mode::ReadOnly:
-    case Mode::ReadWrite:
-      // A file moetrace sealed is checked whole before HDF5 parses any of it.
-      sealed_ = seal::check(path) == seal::State::Sealed;
-      seal_on_close_ = sealed_ && mode == Mode::ReadWrite;
-      if (H5Fis_hdf5(path.c_str()) <= 0) {
-        FILE* f = std::fopen(path.c_str(), "rb");
-        if (!f) fail_input("cannot open {}: no such file or not readable", path);
-        std::fclose(f);
-        fail_input("{} is not an HDF5 file (or it is damaged)", path);
-      }
-      id = H5Fopen(path.c_str(), mode == Mode::ReadOnly ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT);
-      if (id < 0) fail_input("cannot open HDF5 file {} ({})", path, mode == Mode::ReadOnly ? "read" : "read-write");
-      break;
-    case Mode::Create:
-      id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, sealable_fcpl(path).id(), writing_fapl(path, false).id());
-      if (id < 0) fail_input("cannot create HDF5 file {} (it exists, or the folder is missing or read-only)", path);
-      seal_on_close_ = true;
-      break;
-    case Mode::Scratch: {
-      Handle fapl = writing_fapl(path, true);
-      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
-      if (id < 0) fail_internal(__FILE__, __LINE__, "cannot create an in-memory HDF5 file");
-      break;
-    }
-    case Mode::SnapshotCreate:
-    case Mode::SnapshotResume: {
-      snapshot_ = true;
-      Handle fapl = writing_fapl(path, true);
-      if (mode == Mode::SnapshotCreate) {
-        if (std::filesystem::exists(path)) fail_input("{} already exists", path);
-        id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, sealable_fcpl(path).id(), fapl.id());
-        if (id < 0) fail_input("cannot create HDF5 file {} in memory", path);
-      } else {
-        sealed_ = seal::check(path) == seal::State::Sealed;
-        if (H5Fis_hdf5(path.c_str()) <= 0)
-          fail_input("{} is not a readable HDF5 file (damaged?): move it away to start afresh; it is not "
-                     "overwritten", path);
-        id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id());
-        if (id < 0) fail_damaged(path, "the file", "HDF5 cannot open it to resume");
-      }
-      break;
-    }
-    case Mode::Truncate:
-      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, sealable_fcpl(path).id(), writing_fapl(path, false).id());
-      if (id < 0) fail_input("cannot create HDF5 file {} (missing or read-only folder?)", path);
-      seal_on_close_ = true;
-      break;
-  }
-  file_ = Handle(id);
+  file_ = Handle(open_id(mode));
   if (snapshot_) journal_ = std::make_unique<Journal>(path);
-  // Everything a resumed run keeps is checked before it is trusted.
-  if (mode == Mode::SnapshotResume) {
-    const std::size_t unchecked = verify();
-    if (unchecked)
-      spdlog::warn("{}: {} dataset(s) carry no checksum (written by an older moetrace): their damage cannot be "
-                   "detected", path, unchecked);
-    if (!sealed_)
-      spdlog::warn("{}: the file has no whole-file checksum (written by an older moetrace): damage to its HDF5 "
-                   "metadata cannot be detected before it is read (a new run writes files with one)",
-                   path);
-    replay_journal();
-  }
+  if (mode == Mode::SnapshotResume) check_resumed();
   if (mode == Mode::ReadOnly && std::filesystem::exists(journal::path_for(path)))
     spdlog::warn("{}: a checkpoint journal ({}) holds rows not yet folded into this file (the run was interrupted): "
                  "`moetrace run --resume` folds them in; this read shows the last full snapshot",
                  path, journal::path_for(path));
+}
+
+std::int64_t File::open_id(Mode mode) {
+  const std::string& path = path_;
+  hid_t id = -1;
+  switch (mode) {
+    case Mode::ReadOnly:
+    case Mode::ReadWrite:
+      return open_existing(mode == Mode::ReadOnly);
+    case Mode::Create:
+      id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, sealable_fcpl(path).id(), writing_fapl(path, false).id());
+      if (id < 0) fail_input("cannot create HDF5 file {} (it exists, or the folder is missing or read-only)", path);
+      seal_on_close_ = true;
+      return id;
+    case Mode::Scratch:
+      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, writing_fapl(path, true).id());
+      if (id < 0) fail_internal(__FILE__, __LINE__, "cannot create an in-memory HDF5 file");
+      return id;
+    case Mode::SnapshotCreate:
+    case Mode::SnapshotResume:
+      return open_snapshot(mode == Mode::SnapshotCreate);
+    case Mode::Truncate:
+      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, sealable_fcpl(path).id(), writing_fapl(path, false).id());
+      if (id < 0) fail_input("cannot create HDF5 file {} (missing or read-only folder?)", path);
+      seal_on_close_ = true;
+      return id;
+  }
+  return id;
+}
+
+std::int64_t File::open_existing(bool read_only) {
+  const std::string& path = path_;
+  // A file moetrace sealed is checked whole before HDF5 parses any of it.
+  sealed_ = seal::check(path) == seal::State::Sealed;
+  seal_on_close_ = sealed_ && !read_only;
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail_input("cannot open {}: no such file or not readable", path);
+    std::fclose(f);
+    fail_input("{} is not an HDF5 file (or it is damaged)", path);
+  }
+  const hid_t id = H5Fopen(path.c_str(), read_only ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT);
+  if (id < 0) fail_input("cannot open HDF5 file {} ({})", path, read_only ? "read" : "read-write");
+  return id;
+}
+
+std::int64_t File::open_snapshot(bool create) {
+  const std::string& path = path_;
+  snapshot_ = true;
+  Handle fapl = writing_fapl(path, true);
+  hid_t id = -1;
+  if (create) {
+    if (std::filesystem::exists(path)) fail_input("{} already exists", path);
+    id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, sealable_fcpl(path).id(), fapl.id());
+    if (id < 0) fail_input("cannot create HDF5 file {} in memory", path);
+    return id;
+  }
+  sealed_ = seal::check(path) == seal::State::Sealed;
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+    fail_input("{} is not a readable HDF5 file (damaged?): move it away to start afresh; it is not "
+               "overwritten", path);
+  id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id());
+  if (id < 0) fail_damaged(path, "the file", "HDF5 cannot open it to resume");
+  return id;
+}
+
+// Everything a resumed run keeps is checked before it is trusted.
+void File::check_resumed() {
+  const std::size_t unchecked = verify();
+  if (unchecked)
+    spdlog::warn("{}: {} dataset(s) carry no checksum (written by an older moetrace): their damage cannot be "
+                 "detected", path_, unchecked);
+  if (!sealed_)
+    spdlog::warn("{}: the file has no whole-file checksum (written by an older moetrace): damage to its HDF5 "
+                 "metadata cannot be detected before it is read (a new run writes files with one)",
+                 path_);
+  replay_journal();
 }
 
 void File::replay_journal() {

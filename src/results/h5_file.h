@@ -156,6 +156,10 @@ class File {
   journal::PayloadWriter* record_op();
   void end_op() { --op_depth_; }
   void replay_journal();
+  std::int64_t open_id(Mode mode);  // the constructor's open or create, by mode (an HDF5 file id)
+  std::int64_t open_existing(bool read_only);
+  std::int64_t open_snapshot(bool create);
+  void check_resumed();                // checksums, seal, then the journal
   void flush_image();  // the full snapshot
   void apply(journal::PayloadReader& op);
   std::string path_;

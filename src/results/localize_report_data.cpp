@@ -8,11 +8,13 @@
 #include <fmt/format.h>
 
 #include "results/localize_layout.h"
+#include "results/localize_results.h"
 
 namespace moetrace {
 namespace {
 
 namespace L = layout::localize;
+namespace S = localize_summary;
 
 std::string attr_or(const h5::File& h, const std::string& o, const char* name, const std::string& fallback = "") {
   return h.exists(o) && h.has_attr(o, name) ? h.attr_string(o, name) : fallback;
@@ -230,33 +232,26 @@ class Reader {
 
   void read_summaries() {
     d_.effect_records = f_.read_summaries(L::kEffect);
-    auto find = [](const std::vector<SummaryRecord>& v, const std::string& name) {
-      for (const auto& s : v)
-        if (s.name == name) return s;
-      SummaryRecord r;
-      r.name = name;
-      r.mean = r.ci_low = r.ci_high = r.frac_positive = r.p_value = NAN;
-      return r;
-    };
+    const auto find = summary_or_nan;
     std::vector<std::string> groups = d_.languages;
     groups.push_back("overall");
     for (const std::string& lang : groups) {
       LocalizeLanguageSummary s;
       s.language = lang;
       const auto acc = f_.read_summaries(std::string(L::kAccuracy) + "/" + lang);
-      s.asked = find(acc, "asked");
-      s.validation_before = find(acc, "validation_before");
-      s.validation_after = find(acc, "validation_after");
+      s.asked = find(acc, S::kAsked);
+      s.validation_before = find(acc, S::kValidationBefore);
+      s.validation_after = find(acc, S::kValidationAfter);
       const std::string eg = std::string(L::kEffectByLanguage) + "/" + lang;
       const auto eff = lang == "overall" ? d_.effect_records : f_.read_summaries(eg);
       s.has_effect = !eff.empty();
-      s.chosen = find(eff, "chosen");
-      s.popular = find(eff, "popular");
-      s.random = find(eff, "random");
+      s.chosen = find(eff, S::kChosen);
+      s.popular = find(eff, S::kPopular);
+      s.random = find(eff, S::kRandom);
       d_.by_language.push_back(std::move(s));
     }
     for (const SummaryRecord& s : f_.read_summaries(L::kCurve)) {
-      const std::int64_t n = suffix_number(s.name, "n_");
+      const std::int64_t n = suffix_number(s.name, S::kCurvePrefix);
       if (n < 1) h5::fail_damaged(d_.path, fmt::format("group '{}/{}'", L::kCurve, s.name), "its name is not n_<number>");
       d_.curve.push_back({n, s});
     }

@@ -10,6 +10,28 @@ std::string parent_of(const std::string& dataset) { return dataset.substr(0, dat
 
 }  // namespace
 
+std::vector<double> LocalizeResults::encode_outcome(const StoredOutcome& o, int max_new_tokens) {
+  std::vector<double> row(L::kOutcomeColumns + static_cast<std::size_t>(max_new_tokens), -1.0);
+  row[L::kOutcomeBucket] = o.success ? 1.0 : 0.0;
+  row[L::kOutcomeMatch] = static_cast<double>(o.match);
+  row[L::kOutcomeLogprob] = o.answer_logprob;
+  row[L::kOutcomeStopId] = o.stop_id;
+  row[L::kOutcomeGenerated] = static_cast<double>(o.generated.size());
+  for (std::size_t k = 0; k < o.generated.size(); ++k) row[L::kOutcomeColumns + k] = o.generated[k];
+  return row;
+}
+
+StoredOutcome LocalizeResults::decode_outcome(const double* row, int max_new_tokens) {
+  StoredOutcome o;
+  o.success = success(row);
+  o.match = static_cast<int>(row[L::kOutcomeMatch]);
+  o.answer_logprob = row[L::kOutcomeLogprob];
+  o.stop_id = static_cast<int>(row[L::kOutcomeStopId]);
+  const int n = static_cast<int>(row[L::kOutcomeGenerated]);
+  for (int k = 0; k < n && k < max_new_tokens; ++k) o.generated.push_back(static_cast<int>(row[L::kOutcomeColumns + k]));
+  return o;
+}
+
 std::string LocalizeResults::asked_outcome() { return std::string(L::kAsked) + "/outcome"; }
 std::string LocalizeResults::asked_generated() { return std::string(L::kAsked) + "/generated"; }
 std::string LocalizeResults::asked_routing(const std::string& s) { return std::string(L::kAsked) + "/routing/" + s; }
@@ -61,7 +83,10 @@ void LocalizeResults::write_split(const std::vector<int>& split) {
 void LocalizeResults::write_contrast(const LocalizeContrastTable& t) {
   const std::string g = L::kContrast;
   file_.h5().create_groups(g);
-  for (const auto& [name, v] : t.fields) file_.write_vector(g + "/" + name, v);
+  for (auto [name, v] : {std::pair{"mean_success", &t.mean_success}, std::pair{"mean_failure", &t.mean_failure},
+                         std::pair{"effect", &t.effect}, std::pair{"statistic", &t.statistic}, std::pair{"df", &t.df},
+                         std::pair{"p", &t.p}, std::pair{"q", &t.q}})
+    file_.write_vector(g + "/" + name, *v);
   file_.write_ints(g + "/top_global", t.top_global);
   file_.write_ints(g + "/top_per_layer", t.top_per_layer);
   file_.set_attr(g + "/top_per_layer", "top_n", t.top_n);

@@ -14,6 +14,26 @@
 
 namespace moetrace {
 
+// Names of the summary records (ResultsFile::write_summary): in /localize/effect (all but the
+// accuracy ones), /localize/effect_by_language/<lang> (chosen, popular, random),
+// /localize/accuracy/<lang> (asked, validation_*), /localize/curve (curve_point).
+namespace localize_summary {
+inline constexpr const char* kChosen = "chosen";
+inline constexpr const char* kPopular = "popular";
+inline constexpr const char* kRandom = "random";
+inline constexpr const char* kChosenMinusRandom = "chosen_minus_random";
+inline constexpr const char* kChosenMinusPopular = "chosen_minus_popular";
+inline constexpr const char* kChosenTurnedRight = "chosen_turned_right";
+inline constexpr const char* kPopularTurnedRight = "popular_turned_right";
+inline constexpr const char* kRandomTurnedRight = "random_turned_right";
+inline constexpr const char* kUnrelatedTurnedWrong = "unrelated_turned_wrong";
+inline constexpr const char* kAsked = "asked";
+inline constexpr const char* kValidationBefore = "validation_before";
+inline constexpr const char* kValidationAfter = "validation_after";
+inline constexpr const char* kCurvePrefix = "n_";
+inline std::string curve_point(std::size_t n) { return kCurvePrefix + std::to_string(n); }
+}  // namespace localize_summary
+
 // The run summary stored as attributes of /localize.
 struct LocalizeRunInfo {
   std::int64_t layers = 0, experts = 0, top_k = 0;
@@ -29,17 +49,42 @@ struct LocalizeSkips {
 
 // One contrast vector per field, [layers x experts] each.
 struct LocalizeContrastTable {
-  std::vector<std::pair<std::string, std::vector<double>>> fields;  // mean_success, ..., q
+  std::vector<double> mean_success, mean_failure, effect, statistic, df, p, q;
   std::int64_t n_success = 0, n_failure = 0, n_questions = 0, n_mixed_questions = 0;
   std::vector<int> top_global;     // flat indices layer * experts + expert, best first
   std::vector<int> top_per_layer;  // [layers x top_n], -1 padded
   std::int64_t top_n = 0;
 };
 
+// One asked pair's answer as stored in a row of an outcome table and its generated-token table.
+struct StoredOutcome {
+  bool success = false;
+  int match = 0;              // 0 none, 1 prefix, 2 exact
+  double answer_logprob = 0;  // best first-token log-probability of an accepted answer
+  int stop_id = -1;           // -1: max_new_tokens ended decoding
+  std::vector<int> generated;
+};
+
 class LocalizeResults {
  public:
   explicit LocalizeResults(ResultsFile& file) : file_(file) {}
   ResultsFile& file() { return file_; }
+
+  // The row encoding of the outcome tables: kOutcomeColumns outcome columns, then (the generated
+  // table) max_new_tokens token ids, -1 past the generated ones.
+  static constexpr int kOutcomeWidth = layout::localize::kOutcomeColumns;
+  static std::vector<double> encode_outcome(const StoredOutcome& o, int max_new_tokens);
+  // `row` holds kOutcomeWidth + max_new_tokens values, as encode_outcome wrote them.
+  static StoredOutcome decode_outcome(const double* row, int max_new_tokens);
+  // Whether the outcome row `row` is a success (bucket 1).
+  static bool success(const double* row) { return row[layout::localize::kOutcomeBucket] == 1.0; }
+
+  // Condition names (/localize/conditions/<name>).
+  static std::string chosen_condition() { return "chosen"; }
+  static std::string popular_condition() { return "popular"; }
+  static std::string random_condition(std::size_t draw) { return "random_" + std::to_string(draw); }
+  static std::string curve_condition(std::size_t n) { return "curve_" + std::to_string(n); }
+  static std::string unrelated_condition() { return "unrelated_after"; }
 
   // Row tables (ResultsFile matrices), by name.
   static std::string asked_outcome();

@@ -259,9 +259,7 @@ std::string provenance_field(ResultsFile& f, const char* field) {
 }
 
 // Which command wrote a file: /provenance protocol ("localize"), "run" where there is none.
-std::string protocol_of(ResultsFile& f) {
-  return f.h5().has_attr(layout::kProvenance, "protocol") ? f.h5().attr_string(layout::kProvenance, "protocol") : "run";
-}
+std::string protocol_of(ResultsFile& f) { return f.protocol(); }
 
 void sync_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
@@ -315,9 +313,7 @@ MergeSummary merge_results(const std::vector<std::string>& inputs, const std::st
   const std::string tmp = out + ".tmp";
   std::string merged_from;
   for (std::size_t k = 0; k < files.size(); ++k) {
-    const std::string shard = files[k]->h5().has_attr(layout::kProvenance, "shard")
-                                  ? files[k]->h5().attr_string(layout::kProvenance, "shard")
-                                  : std::string("all");
+    const std::string shard = files[k]->shard().value_or("all");
     merged_from += fmt::format("{}{} (shard {})", k ? "\n" : "", inputs[k], shard);
   }
   MergeSummary summary;
@@ -328,8 +324,8 @@ MergeSummary merge_results(const std::vector<std::string>& inputs, const std::st
       Merger merger(inputs, o);
       for (std::size_t k = 1; k < files.size(); ++k) merger.add(static_cast<int>(k), files[k]->h5());
       // The merged file is no one shard's: its provenance is the first input's, plus where it came from.
-      if (o.has_attr(layout::kProvenance, "shard"))
-        if (H5Adelete_by_name(o.id(), layout::kProvenance, "shard", H5P_DEFAULT) < 0)
+      if (o.has_attr(layout::kProvenance, layout::kShardAttr))
+        if (H5Adelete_by_name(o.id(), layout::kProvenance, layout::kShardAttr, H5P_DEFAULT) < 0)
           fail_input("{}: cannot update its provenance", tmp);
       o.set_attr(layout::kProvenance, "merged_from", merged_from);
       summary = merger.summary();

@@ -7,8 +7,12 @@
 
 #include <fmt/format.h>
 
+#include "results/tracing_layout.h"
+
 namespace moetrace {
 namespace {
+
+namespace A = layout::attr;
 
 std::string attr_or(h5::File& h, const std::string& o, const char* name, const std::string& fallback = "") {
   return h.exists(o) && h.has_attr(o, name) ? h.attr_string(o, name) : fallback;
@@ -32,30 +36,21 @@ double cell(const h5::Array<double>& m, std::size_t r, std::size_t c) {
 
 LayerSweepData read_sweep(ResultsFile& f) {
   h5::File& h = f.h5();
-  const std::string g = layout::kLayerSweep, rescue = g + "/rescue";
+  const std::string g = layout::kLayerSweep, rescue = TracingResults::layer_sweep_table();
   LayerSweepData s;
-  s.site = attr_or(h, rescue, "site");
-  s.window = h.has_attr(rescue, "window") ? h.attr_int(rescue, "window") : 1;
-  s.selected_layer = static_cast<int>(h.attr_int(g, "selected_layer"));
-  s.discovery_mean = h.read_double(g + "/discovery_mean").data;
-  if (h.exists(g + "/tied_layers"))
-    for (auto v : h.read_int(g + "/tied_layers").data) s.tied_layers.push_back(static_cast<int>(v));
-  s.warnings = split_list(attr_or(h, g, "warnings"), '\n');
-  if (h.has_attr(g, "tie_tolerance")) s.tie_tolerance = h.attr_double(g, "tie_tolerance");
-  if (h.has_attr(g, "discovery_gap")) s.discovery_gap = h.attr_double(g, "discovery_gap");
-  s.flat = h.has_attr(g, "curve_flat") && h.attr_int(g, "curve_flat") != 0;
-  s.zero = h.has_attr(g, "curve_zero") && h.attr_int(g, "curve_zero") != 0;
-  s.no_rescue = h.has_attr(g, "no_rescue") && h.attr_int(g, "no_rescue") != 0;
+  s.site = attr_or(h, rescue, A::kSite);
+  s.window = h.has_attr(rescue, A::kWindow) ? h.attr_int(rescue, A::kWindow) : 1;
+  s.selected_layer = static_cast<int>(h.attr_int(g, A::kSelectedLayer));
+  s.discovery_mean = h.read_double(layout::kDiscoveryMean).data;
+  if (h.exists(layout::kTiedLayers))
+    for (auto v : h.read_int(layout::kTiedLayers).data) s.tied_layers.push_back(static_cast<int>(v));
+  s.warnings = split_list(attr_or(h, g, A::kWarnings), '\n');
+  if (h.has_attr(g, A::kTieTolerance)) s.tie_tolerance = h.attr_double(g, A::kTieTolerance);
+  if (h.has_attr(g, A::kDiscoveryGap)) s.discovery_gap = h.attr_double(g, A::kDiscoveryGap);
+  s.flat = h.has_attr(g, A::kCurveFlat) && h.attr_int(g, A::kCurveFlat) != 0;
+  s.zero = h.has_attr(g, A::kCurveZero) && h.attr_int(g, A::kCurveZero) != 0;
+  s.no_rescue = h.has_attr(g, A::kNoRescue) && h.attr_int(g, A::kNoRescue) != 0;
   return s;
-}
-
-SummaryRecord summary_or_nan(const std::vector<SummaryRecord>& v, const std::string& name) {
-  for (const auto& s : v)
-    if (s.name == name) return s;
-  SummaryRecord r;
-  r.name = name;
-  r.mean = r.ci_low = r.ci_high = r.frac_positive = r.p_value = NAN;
-  return r;
 }
 
 void read_experts_by_layer(ResultsFile& f, ReportData& d) {
@@ -76,32 +71,35 @@ void read_experts_by_layer(ResultsFile& f, ReportData& d) {
     const std::string g = fmt::format("{}/layer_{}/validation", layout::kExperts, l);
     LayerExpertRow row;
     row.layer = l;
-    row.best_expert = static_cast<int>(h.attr_int(g, "best_expert"));
-    row.candidates = h.attr_int(g, "candidates");
-    row.clean_active = h.attr_int(g, "clean_active");
-    row.cases = h.attr_int(g, "cases");
+    row.best_expert = static_cast<int>(h.attr_int(g, A::kBestExpert));
+    row.candidates = h.attr_int(g, A::kCandidates);
+    row.clean_active = h.attr_int(g, A::kCleanActive);
+    row.cases = h.attr_int(g, A::kCases);
     const auto s = f.read_summaries(g);
-    row.rescue = summary_or_nan(s, "expert_rescue");
-    row.specificity = summary_or_nan(s, "specificity");
+    row.rescue = summary_or_nan(s, measure::kExpertRescue);
+    row.specificity = summary_or_nan(s, measure::kSpecificity);
     d.experts_by_layer.push_back(row);
   }
 }
 
 void read_robustness(ResultsFile& f, ReportData& d) {
   h5::File& h = f.h5();
-  for (const char* name : {"noise_multiplier", "filter", "splits"}) {
-    const std::string group = std::string(layout::kRobustness) + "/" + name;
+  for (RobustnessGroup g : kRobustnessGroups) {
+    const std::string group = std::string(layout::kRobustness) + "/" + robustness_group_name(g);
     for (const SummaryRecord& s : f.read_summaries(group)) {
       const std::string o = group + "/" + s.name;
       RobustnessRow r;
-      r.group = name;
+      r.group = g;
       r.rescue = s;
-      r.selected_layer = h.attr_int(o, "selected_layer");
-      if (h.has_attr(o, "selected_expert")) {
-        r.selected_expert = h.attr_int(o, "selected_expert");
-        r.specificity_mean = h.attr_double(o, "specificity_mean");
-        r.specificity_ci_low = h.attr_double(o, "specificity_ci_low");
-        r.specificity_ci_high = h.attr_double(o, "specificity_ci_high");
+      r.selected_layer = h.attr_int(o, A::kSelectedLayer);
+      if (h.has_attr(o, A::kMultiplier)) r.multiplier = h.attr_double(o, A::kMultiplier);
+      if (h.has_attr(o, A::kSplitSeed)) r.split_seed = h.attr_int(o, A::kSplitSeed);
+      if (h.has_attr(o, A::kThreshold)) r.threshold = h.attr_double(o, A::kThreshold);
+      if (h.has_attr(o, A::kSelectedExpert)) {
+        r.selected_expert = h.attr_int(o, A::kSelectedExpert);
+        r.specificity_mean = h.attr_double(o, A::kSpecificityMean);
+        r.specificity_ci_low = h.attr_double(o, A::kSpecificityCiLow);
+        r.specificity_ci_high = h.attr_double(o, A::kSpecificityCiHigh);
       }
       d.robustness.push_back(r);
     }
@@ -119,18 +117,19 @@ void read_case_rows(ResultsFile& f, ReportData& d, bool case_texts, const CaseTa
   if (case_texts && relation.size() != n)
     h5::fail_damaged(f.path(), layout::kCases, "its datasets disagree on the number of cases");
   const int lstar = d.sweep ? d.sweep->selected_layer : -1, estar = d.selected_expert;
-  const std::string sweep = std::string(layout::kLayerSweep) + "/rescue";
+  const std::string sweep = TracingResults::layer_sweep_table();
   const auto layer = lstar >= 0 && h.exists(sweep) ? f.read_matrix(sweep) : h5::Array<double>{};
-  const std::string eg = fmt::format("{}/layer_{}", layout::kExperts, lstar);
-  const bool experts = estar >= 0 && h.exists(eg + "/rescue") && h.exists(eg + "/clean_active");
-  const auto rescue = experts ? f.read_matrix(eg + "/rescue") : h5::Array<double>{};
-  const auto active = experts ? f.read_matrix(eg + "/clean_active") : h5::Array<double>{};
-  const std::string controls = std::string(layout::kControls) + "/values";
+  const std::string rescue_table = TracingResults::expert_table(lstar, ExpertTable::Rescue),
+                    active_table = TracingResults::expert_table(lstar, ExpertTable::CleanActive);
+  const bool experts = estar >= 0 && h.exists(rescue_table) && h.exists(active_table);
+  const auto rescue = experts ? f.read_matrix(rescue_table) : h5::Array<double>{};
+  const auto active = experts ? f.read_matrix(active_table) : h5::Array<double>{};
+  const std::string controls = TracingResults::controls_table();
   const auto ctl = h.exists(controls) ? f.read_matrix(controls) : h5::Array<double>{};
-  if (h.exists(controls)) d.control_columns = split_list(attr_or(h, controls, "columns"), ',');
-  const std::string coalitions = std::string(layout::kCoalitions) + "/rescue";
+  if (h.exists(controls)) d.control_columns = split_list(attr_or(h, controls, A::kColumns), ',');
+  const std::string coalitions = TracingResults::coalitions_table();
   const auto coal = h.exists(coalitions) ? f.read_matrix(coalitions) : h5::Array<double>{};
-  if (h.exists(coalitions)) d.coalition_names = split_list(attr_or(h, coalitions, "columns"), ',');
+  if (h.exists(coalitions)) d.coalition_names = split_list(attr_or(h, coalitions, A::kColumns), ',');
   for (std::size_t i = 0; i < n; ++i) {
     CaseRow r;
     r.case_id = t.case_id[i];
@@ -147,7 +146,7 @@ void read_case_rows(ResultsFile& f, ReportData& d, bool case_texts, const CaseTa
       r.expert_clean_active = cell(active, i, estar) != 0 && !std::isnan(cell(active, i, estar));
       r.expert_rescue = r.expert_clean_active ? cell(rescue, i, estar) : 0.0;  // the protocol's convention
     }
-    for (std::size_t c = 0; c < 5; ++c) r.controls[c] = cell(ctl, i, c);
+    for (std::size_t c = 0; c < kControlColumns; ++c) r.controls[c] = cell(ctl, i, c);
     for (std::size_t c = 0; c < d.coalition_names.size(); ++c) r.coalitions.push_back(cell(coal, i, c));
     d.cases.push_back(std::move(r));
   }
@@ -164,24 +163,24 @@ ReportData read_report_data(const std::string& path, bool case_texts) {
   if (!h.exists(std::string(layout::kCases) + "/case_id")) return d;
   d.has_cases = true;
   const CaseTable cases = f.read_cases(layout::kCases);
-  d.records_seen = h.has_attr(layout::kCases, "records_seen") ? h.attr_int(layout::kCases, "records_seen") : 0;
-  d.noise_sigma = h.has_attr(layout::kCases, "noise_sigma") ? h.attr_double(layout::kCases, "noise_sigma") : NAN;
+  d.records_seen = h.has_attr(layout::kCases, A::kRecordsSeen) ? h.attr_int(layout::kCases, A::kRecordsSeen) : 0;
+  d.noise_sigma = h.has_attr(layout::kCases, A::kNoiseSigma) ? h.attr_double(layout::kCases, A::kNoiseSigma) : NAN;
   if (h.exists(std::string(layout::kSkipped) + "/reason"))
     for (const std::string& r : h.read_strings(std::string(layout::kSkipped) + "/reason")) ++d.skipped[r];
-  if (h.has_attr(layout::kLayerSweep, "selected_layer")) d.sweep = read_sweep(f);
-  if (h.exists(layout::kExperts) && h.has_attr(layout::kExperts, "selected_expert")) {
+  if (h.has_attr(layout::kLayerSweep, A::kSelectedLayer)) d.sweep = read_sweep(f);
+  if (h.exists(layout::kExperts) && h.has_attr(layout::kExperts, A::kSelectedExpert)) {
     d.has_expert_selection = true;
-    d.selected_expert = static_cast<int>(h.attr_int(layout::kExperts, "selected_expert"));
-    d.candidate_threshold = h.has_attr(layout::kExperts, "candidate_threshold")
-                                ? h.attr_double(layout::kExperts, "candidate_threshold") : NAN;
-    const std::string cand = std::string(layout::kExperts) + "/candidates";
+    d.selected_expert = static_cast<int>(h.attr_int(layout::kExperts, A::kSelectedExpert));
+    d.candidate_threshold = h.has_attr(layout::kExperts, A::kCandidateThreshold)
+                                ? h.attr_double(layout::kExperts, A::kCandidateThreshold) : NAN;
+    const std::string cand = layout::kCandidates;
     if (h.exists(cand))
       for (auto v : h.read_int(cand).data) d.candidates.push_back(static_cast<int>(v));
   }
   if (h.exists(layout::kValidation)) {
-    if (h.has_attr(layout::kValidation, "cases")) d.validation_cases = h.attr_int(layout::kValidation, "cases");
-    if (h.has_attr(layout::kValidation, "selected_expert_clean_active"))
-      d.validation_clean_active = h.attr_int(layout::kValidation, "selected_expert_clean_active");
+    if (h.has_attr(layout::kValidation, A::kCases)) d.validation_cases = h.attr_int(layout::kValidation, A::kCases);
+    if (h.has_attr(layout::kValidation, A::kSelectedExpertCleanActive))
+      d.validation_clean_active = h.attr_int(layout::kValidation, A::kSelectedExpertCleanActive);
   }
   d.validation = f.read_summaries(layout::kValidation);
   d.discovery = f.read_summaries(layout::kDiscovery);

@@ -10,34 +10,9 @@
 
 #include "results/report_provenance.h"
 #include "results/results_file.h"
+#include "results/tracing_results.h"
 
 namespace moetrace {
-
-struct LayerSweepData {
-  std::string site;
-  std::int64_t window = 1;
-  int selected_layer = -1;
-  std::vector<double> discovery_mean;
-  std::vector<int> tied_layers;          // empty in files written before the tie rule
-  std::vector<std::string> warnings;     // flat / zero / tie / near-tie, as logged by the run
-  std::optional<double> tie_tolerance, discovery_gap;
-  bool flat = false, zero = false, no_rescue = false;
-};
-
-// mode = "all_layers": the best candidate of one traced layer and its validation statistics.
-struct LayerExpertRow {
-  int layer = 0, best_expert = -1;
-  std::int64_t candidates = 0, clean_active = 0, cases = 0;
-  SummaryRecord rescue, specificity;
-};
-
-struct RobustnessRow {
-  std::string group;  // noise_multiplier, filter or splits
-  SummaryRecord rescue;
-  std::int64_t selected_layer = -1;
-  std::optional<std::int64_t> selected_expert;
-  double specificity_mean = 0, specificity_ci_low = 0, specificity_ci_high = 0;
-};
 
 // One usable case with its values at the selected layer and expert (NaN where not computed).
 struct CaseRow {
@@ -47,7 +22,7 @@ struct CaseRow {
   double d_clean = 0, d_noised = 0, layer_rescue = NAN;
   int expert_clean_active = 0;
   double expert_rescue = NAN;
-  double controls[5] = {NAN, NAN, NAN, NAN, NAN};  // /experts/controls/values columns
+  double controls[kControlColumns] = {NAN, NAN, NAN, NAN, NAN};  // the controls table's columns (ControlColumn)
   std::vector<double> coalitions;
 };
 

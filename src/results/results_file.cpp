@@ -144,6 +144,33 @@ void ResultsFile::write_ints(const std::string& name, const std::vector<int>& v)
 }
 void ResultsFile::write_strings(const std::string& name, const std::vector<std::string>& v) { file_.write_strings(name, v); }
 
+SummaryRecord summary_or_nan(const std::vector<SummaryRecord>& records, const std::string& name) {
+  for (const SummaryRecord& s : records)
+    if (s.name == name) return s;
+  SummaryRecord r;
+  r.name = name;
+  r.mean = r.ci_low = r.ci_high = r.frac_positive = r.p_value = NAN;
+  return r;
+}
+
+void ResultsFile::complete() {
+  set_attr(layout::kProvenance, layout::kCompletedAttr, static_cast<std::int64_t>(1));
+  flush();
+}
+void ResultsFile::set_protocol(const std::string& protocol) { set_attr(layout::kProvenance, layout::kProtocolAttr, protocol); }
+std::string ResultsFile::protocol() const {
+  return file_.has_attr(layout::kProvenance, layout::kProtocolAttr) ? file_.attr_string(layout::kProvenance, layout::kProtocolAttr)
+                                                                    : "run";
+}
+void ResultsFile::set_shard(const std::string& shard) { set_attr(layout::kProvenance, layout::kShardAttr, shard); }
+std::optional<std::string> ResultsFile::shard() const {
+  if (!file_.has_attr(layout::kProvenance, layout::kShardAttr)) return std::nullopt;
+  return file_.attr_string(layout::kProvenance, layout::kShardAttr);
+}
+void ResultsFile::set_working_directory(const std::string& directory) {
+  set_attr(layout::kProvenance, layout::kWorkingDirectoryAttr, directory);
+}
+
 void ResultsFile::write_summary(const std::string& group, const SummaryRecord& s) {
   const std::string g = group + "/" + s.name;
   file_.create_groups(g);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,20 +13,14 @@
 
 namespace moetrace {
 
-// Dataset and group names, in one place.
+// The group every command's results file has (its other names: tracing_layout.h, localize_layout.h).
 namespace layout {
-inline constexpr const char* kCases = "/cases";
-inline constexpr const char* kSkipped = "/cases/skipped";
-inline constexpr const char* kScan = "/case_scan";  // per noise multiplier: [records in scan order, 2]
-inline constexpr const char* kLayerSweep = "/layer_sweep";
-inline constexpr const char* kExperts = "/experts";
-inline constexpr const char* kControls = "/experts/controls";
-inline constexpr const char* kCoalitions = "/coalitions";
-inline constexpr const char* kValidation = "/validation";
-inline constexpr const char* kDiscovery = "/discovery";
-inline constexpr const char* kRobustness = "/robustness";
-inline constexpr const char* kHeatmap = "/heatmap";
 inline constexpr const char* kProvenance = "/provenance";
+// Attributes of /provenance set outside write_provenance (ResultsFile's setters below; merge).
+inline constexpr const char* kCompletedAttr = "completed";
+inline constexpr const char* kProtocolAttr = "protocol";
+inline constexpr const char* kShardAttr = "shard";
+inline constexpr const char* kWorkingDirectoryAttr = "working_directory";
 }  // namespace layout
 
 struct Provenance {
@@ -47,6 +42,8 @@ struct SummaryRecord {
   int n = 0;
   double mean = 0, ci_low = 0, ci_high = 0, frac_positive = 0, p_value = 1;
 };
+// The record named `name` of `records`, or one of that name with NaN values (n = 0) when none is.
+SummaryRecord summary_or_nan(const std::vector<SummaryRecord>& records, const std::string& name);
 
 class ResultsFile {
  public:
@@ -81,6 +78,14 @@ class ResultsFile {
   void set_attr(const std::string& object, const std::string& name, double v);
   void set_attr(const std::string& object, const std::string& name, std::int64_t v);
   void set_attr(const std::string& object, const std::string& name, const std::string& v);
+
+  // /provenance fields the commands set after write_provenance.
+  void complete();  // the run finished every step: marks /provenance completed and flushes
+  void set_protocol(const std::string& protocol);         // "localize"; a file without one is `run`'s
+  std::string protocol() const;                           // "run" where none is stored
+  void set_shard(const std::string& shard);               // "i/n", or "all" for a resumed merge
+  std::optional<std::string> shard() const;               // none: not written by a shard run
+  void set_working_directory(const std::string& directory);
   // Writes a full snapshot to disk (atomically, see h5::File::Mode::SnapshotCreate) and removes
   // the checkpoint journal: at stage ends, on a stop and at the end of the run.
   void flush();
