@@ -111,8 +111,7 @@ std::optional<CaseShard> parse_shard(const std::string& text) {
 }
 
 void record_shard(ResultsFile& f, const std::optional<CaseShard>& shard) {
-  if (shard || f.h5().has_attr(layout::kProvenance, "shard"))
-    f.set_attr(layout::kProvenance, "shard", shard ? fmt::format("{}/{}", shard->index, shard->count) : "all");
+  if (shard || f.shard()) f.set_shard(shard ? fmt::format("{}/{}", shard->index, shard->count) : "all");
 }
 
 }  // namespace moetrace::cli

@@ -123,7 +123,7 @@ void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Commun
       world, out, o.resume, o.config, config.source_text,
       [&] { return session.provenance(o.config, config.source_text); },
       [&](ResultsFile& f) {
-        f.set_attr(layout::kProvenance, "protocol", std::string("localize"));
+        f.set_protocol("localize");
         record_shard(f, shard);
       });
   std::unique_ptr<RowExecutor> executor = make_row_executor(world, session.group(), session.leaders(), *results, config.chunk_tokens,

@@ -115,7 +115,7 @@ void record_run(ResultsFile& f, bool resume, const std::string& config_path, int
   r.moetrace_version = MOETRACE_VERSION;
   r.git_commit = MOETRACE_GIT_COMMIT;
   r.ranks = ranks;
-  if (!resume) f.set_attr(layout::kProvenance, "working_directory", r.working_directory);
+  if (!resume) f.set_working_directory(r.working_directory);
   append_run_record(f, r);
 }
 
