@@ -271,6 +271,69 @@ class CudaRoutingResult final : public RoutingResult {
 
 // ---- the backend ------------------------------------------------------------------------------
 
+// ---- grouped expert products (run_experts) -------------------------------------------------------
+
+// Per-group offsets into the gate/up buffers (gate rows x group rows each), checking that all experts share
+// one precision and consistent shapes; experts may differ in width (they never do in the supported models).
+std::vector<long long> expert_offsets(const std::vector<ExpertTask>& tasks, const cuda_plan::ExpertPlan& plan, int H,
+                                      ElemType wt) {
+  const int G = plan.groups();
+  std::vector<long long> gu_off(G + 1, 0);
+  for (int g = 0; g < G; ++g) {
+    const ExpertTask& t = tasks[plan.task_of_group[g]];
+    MOETRACE_ASSERT(cu(*t.gate).type == wt && cu(*t.up).type == wt && cu(*t.down).type == wt,
+                    "run_experts: experts stored in different precisions");
+    MOETRACE_ASSERT(t.gate->cols() == H && t.up->cols() == H && t.down->rows() == H &&
+                        t.up->rows() == t.gate->rows() && t.down->cols() == t.gate->rows(),
+                    "run_experts: expert shapes");
+    gu_off[g + 1] = gu_off[g] + static_cast<long long>(plan.offsets[g + 1] - plan.offsets[g]) * t.gate->rows();
+  }
+  return gu_off;
+}
+
+// The grouped products' pointer arrays: (a1, b1, c1) gate and up of each group (2 problems a group),
+// (a2, b2, c2) down of each group.
+struct ExpertOperands {
+  std::vector<const void*> a1, b1, a2, b2;
+  std::vector<void*> c1, c2;
+};
+
+ExpertOperands expert_operands(const std::vector<ExpertTask>& tasks, const cuda_plan::ExpertPlan& plan,
+                               const std::vector<long long>& gu_off, int H, std::size_t es, const void* xg, void* gbuf,
+                               void* ubuf, const void* hbuf, void* ybuf) {
+  ExpertOperands o;
+  for (int g = 0; g < plan.groups(); ++g) {
+    const ExpertTask& t = tasks[plan.task_of_group[g]];
+    const char* xrow = static_cast<const char*>(xg) + static_cast<std::size_t>(plan.offsets[g]) * H * es;
+    o.a1.push_back(cu(*t.gate).data);
+    o.a1.push_back(cu(*t.up).data);
+    o.b1.push_back(xrow);
+    o.b1.push_back(xrow);
+    o.c1.push_back(static_cast<float*>(gbuf) + gu_off[g]);
+    o.c1.push_back(static_cast<float*>(ubuf) + gu_off[g]);
+    o.a2.push_back(cu(*t.down).data);
+    o.b2.push_back(static_cast<const char*>(hbuf) + gu_off[g] * es);
+    o.c2.push_back(static_cast<float*>(ybuf) + static_cast<std::size_t>(plan.offsets[g]) * H);
+  }
+  return o;
+}
+
+// The grouped products' shapes: gate and up [I, H] x [m_g, H]^T (2 problems a group), down [H, I] x [m_g, I]^T.
+struct ExpertProducts {
+  std::vector<int> m1, n1, k1, m2, n2, k2, size1, size2;
+};
+
+ExpertProducts expert_products(const std::vector<ExpertTask>& tasks, const cuda_plan::ExpertPlan& plan, int H) {
+  ExpertProducts p;
+  for (int g = 0; g < plan.groups(); ++g) {
+    const ExpertTask& t = tasks[plan.task_of_group[g]];
+    const int I = t.gate->rows(), mg = plan.offsets[g + 1] - plan.offsets[g];
+    p.m1.push_back(I), p.n1.push_back(mg), p.k1.push_back(H), p.size1.push_back(2);
+    p.m2.push_back(H), p.n2.push_back(mg), p.k2.push_back(I), p.size2.push_back(1);
+  }
+  return p;
+}
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const CudaBackendOptions& o) : opt_(o) {
@@ -513,38 +576,16 @@ class CudaBackend final : public Backend {
     MOETRACE_ASSERT(out.cols() == H, "run_experts: output width");
     const ElemType wt = cu(*tasks[plan.task_of_group[0]].gate).type;
     const ElemType at_t = wt;  // operand type of the products (activations converted to it)
-    // Per-group geometry; experts may differ in width (they never do in the supported models).
-    std::vector<long long> gu_off(G + 1, 0);
-    for (int g = 0; g < G; ++g) {
-      const ExpertTask& t = tasks[plan.task_of_group[g]];
-      MOETRACE_ASSERT(cu(*t.gate).type == wt && cu(*t.up).type == wt && cu(*t.down).type == wt,
-                      "run_experts: experts stored in different precisions");
-      MOETRACE_ASSERT(t.gate->cols() == H && t.up->cols() == H && t.down->rows() == H &&
-                          t.up->rows() == t.gate->rows() && t.down->cols() == t.gate->rows(),
-                      "run_experts: expert shapes");
-      gu_off[g + 1] = gu_off[g] + static_cast<long long>(plan.offsets[g + 1] - plan.offsets[g]) * t.gate->rows();
-    }
+    const std::vector<long long> gu_off = expert_offsets(tasks, plan, H, wt);
     const std::size_t es = elem_size(at_t);
     DeviceBlock xg(pool_, static_cast<std::size_t>(M) * H * es);
     DeviceBlock gbuf(pool_, gu_off[G] * 4), ubuf(pool_, gu_off[G] * 4), hbuf(pool_, gu_off[G] * es);
     DeviceBlock ybuf(pool_, static_cast<std::size_t>(M) * H * 4);
 
     // One upload: gather/scatter rows, weights and the grouped products' pointer arrays.
-    std::vector<const void*> a1, b1, a2, b2;
-    std::vector<void*> c1, c2;
-    for (int g = 0; g < G; ++g) {
-      const ExpertTask& t = tasks[plan.task_of_group[g]];
-      const char* xrow = static_cast<const char*>(xg.ptr) + static_cast<std::size_t>(plan.offsets[g]) * H * es;
-      a1.push_back(cu(*t.gate).data);
-      a1.push_back(cu(*t.up).data);
-      b1.push_back(xrow);
-      b1.push_back(xrow);
-      c1.push_back(static_cast<float*>(gbuf.ptr) + gu_off[g]);
-      c1.push_back(static_cast<float*>(ubuf.ptr) + gu_off[g]);
-      a2.push_back(cu(*t.down).data);
-      b2.push_back(static_cast<const char*>(hbuf.ptr) + gu_off[g] * es);
-      c2.push_back(static_cast<float*>(ybuf.ptr) + static_cast<std::size_t>(plan.offsets[g]) * H);
-    }
+    const ExpertOperands ops = expert_operands(tasks, plan, gu_off, H, es, xg.ptr, gbuf.ptr, ubuf.ptr, hbuf.ptr, ybuf.ptr);
+    const auto &a1 = ops.a1, &b1 = ops.b1, &a2 = ops.a2, &b2 = ops.b2;
+    const auto &c1 = ops.c1, &c2 = ops.c2;
     MetaPack pack;
     const std::size_t o_gather = pack.add(plan.gather_rows), o_scatter = pack.add(plan.scatter_rows),
                       o_w = pack.add(plan.weights), o_a1 = pack.add(a1), o_b1 = pack.add(b1), o_c1 = pack.add(c1),
@@ -554,18 +595,12 @@ class CudaBackend final : public Backend {
     kernels::gather_rows_as(read(x), at<int>(m, o_gather), xg.ptr, at_t, M, H, stream_);
 
     // gate and up: [I, H] x [m_g, H]^T per group, one grouped call (group g has 2 problems).
-    std::vector<int> m1, n1, k1, m2, n2, k2, size1, size2;
-    for (int g = 0; g < G; ++g) {
-      const ExpertTask& t = tasks[plan.task_of_group[g]];
-      const int I = t.gate->rows(), mg = plan.offsets[g + 1] - plan.offsets[g];
-      m1.push_back(I), n1.push_back(mg), k1.push_back(H), size1.push_back(2);
-      m2.push_back(H), n2.push_back(mg), k2.push_back(I), size2.push_back(1);
-    }
-    grouped_gemm(m1, n1, k1, size1, at<const void*>(m, o_a1), at<const void*>(m, o_b1), at<void*>(m, o_c1), at_t, a1,
-                 b1, c1);
+    const ExpertProducts p = expert_products(tasks, plan, H);
+    grouped_gemm(p.m1, p.n1, p.k1, p.size1, at<const void*>(m, o_a1), at<const void*>(m, o_b1), at<void*>(m, o_c1),
+                 at_t, a1, b1, c1);
     kernels::silu_mul(static_cast<const float*>(gbuf.ptr), static_cast<const float*>(ubuf.ptr), hbuf.ptr, at_t,
                       static_cast<std::size_t>(gu_off[G]), stream_);
-    grouped_gemm(m2, n2, k2, size2, at<const void*>(m, o_a2), at<const void*>(m, o_b2), at<void*>(m, o_c2), at_t, a2,
+    grouped_gemm(p.m2, p.n2, p.k2, p.size2, at<const void*>(m, o_a2), at<const void*>(m, o_b2), at<void*>(m, o_c2), at_t, a2,
                  b2, c2);
     kernels::scatter_weighted(static_cast<const float*>(ybuf.ptr), at<int>(m, o_scatter), at<float>(m, o_w),
                               write(out), M, H, stream_);

@@ -37,39 +37,24 @@ std::vector<std::int32_t> decode(const Bytes& b, std::int32_t& rows, std::int32_
   return idx;
 }
 
-}  // namespace
-
-ExpertParallelExchange::ExpertParallelExchange(Communicator& group) : group_(group) {}
-
-void ExpertParallelExchange::combine(Backend& backend, Tensor& slots) {
-  ++calls_;
-  const int R = group_.size();
-  if (R == 1) return;
-  const int me = group_.rank();
-  const int rows = slots.rows(), H = slots.cols();
-
-  // Host staging, for every backend (on CUDA: the slots down, the gathered rows back up).
-  std::vector<float> host(static_cast<std::size_t>(rows) * H);
-  if (!host.empty()) backend.download(slots, host.data());
-
+// The rows of the staged slots that hold a non-zero bit: the rows this rank computed.
+std::vector<std::int32_t> rows_with_bits(const std::vector<float>& host, int rows, int H) {
   std::vector<std::int32_t> mine;
   for (int r = 0; r < rows; ++r)
     if (!all_bits_zero(host.data() + static_cast<std::size_t>(r) * H, H)) mine.push_back(r);
+  return mine;
+}
 
-  // 1. Who computed which rows (and a shape check: every rank must be at the same MoE step).
-  const Bytes my_header = encode(rows, H, mine);
-  const std::vector<Bytes> headers = group_.allgather(my_header);
-  for (int r = 0; r < R; ++r)
-    if (r != me) {
-      bytes_sent_ += my_header.size();
-      bytes_received_ += headers[r].size();
-    }
+// Every rank's claimed rows, decoded from the allgathered headers. Every rank sees the same headers,
+// so every rank fails here together or not at all: on a shape mismatch (the ranks are not at the same
+// MoE step) or a row claimed twice (an expert held by two ranks).
+std::vector<std::vector<std::int32_t>> check_claims(const std::vector<Bytes>& headers, int me, int rows, int H) {
+  const int R = static_cast<int>(headers.size());
   std::vector<std::vector<std::int32_t>> claimed(R);
   std::vector<char> owner_seen(static_cast<std::size_t>(rows), 0);
   for (int r = 0; r < R; ++r) {
     std::int32_t rr = 0, hh = 0;
     claimed[r] = decode(headers[r], rr, hh);
-    // Every rank sees the same headers, so every rank fails here together or not at all.
     if (rr != rows || hh != H)
       fail_internal(__FILE__, __LINE__,
                     fmt::format("expert exchange: rank {} has slots [{}, {}] but rank {} has [{}, {}]: the ranks "
@@ -85,9 +70,14 @@ void ExpertParallelExchange::combine(Backend& backend, Tensor& slots) {
       owner_seen[i] = 1;
     }
   }
+  return claimed;
+}
 
-  // 2. Send my rows to every other rank, receive theirs (an all-gather as one alltoallv: every
-  //    destination reads the same packed send buffer).
+// Sends my rows to every other rank and receives theirs, in rank order (an all-gather as one
+// alltoallv: every destination reads the same packed send buffer).
+std::vector<float> gather_rows(Communicator& group, const std::vector<float>& host, const std::vector<std::int32_t>& mine,
+                               const std::vector<std::vector<std::int32_t>>& claimed, int H) {
+  const int R = group.size(), me = group.rank();
   std::vector<float> send(mine.size() * static_cast<std::size_t>(H));
   for (std::size_t j = 0; j < mine.size(); ++j)
     std::memcpy(send.data() + j * H, host.data() + static_cast<std::size_t>(mine[j]) * H, sizeof(float) * H);
@@ -101,9 +91,43 @@ void ExpertParallelExchange::combine(Backend& backend, Tensor& slots) {
   }
   MOETRACE_ASSERT(total <= static_cast<std::size_t>(INT32_MAX), "expert exchange too large for MPI counts");
   std::vector<float> recv(total);
-  group_.alltoallv(send.data(), send_counts, send_displs, recv.data(), recv_counts, recv_displs);
+  group.alltoallv(send.data(), send_counts, send_displs, recv.data(), recv_counts, recv_displs);
+  return recv;
+}
+
+}  // namespace
+
+ExpertParallelExchange::ExpertParallelExchange(Communicator& group) : group_(group) {}
+
+void ExpertParallelExchange::combine(Backend& backend, Tensor& slots) {
+  ++calls_;
+  const int R = group_.size();
+  if (R == 1) return;
+  const int me = group_.rank();
+  const int rows = slots.rows(), H = slots.cols();
+
+  // Host staging, for every backend (on CUDA: the slots down, the gathered rows back up).
+  std::vector<float> host(static_cast<std::size_t>(rows) * H);
+  if (!host.empty()) backend.download(slots, host.data());
+
+  const std::vector<std::int32_t> mine = rows_with_bits(host, rows, H);
+
+  // 1. Who computed which rows (and a shape check: every rank must be at the same MoE step).
+  const Bytes my_header = encode(rows, H, mine);
+  const std::vector<Bytes> headers = group_.allgather(my_header);
+  for (int r = 0; r < R; ++r)
+    if (r != me) {
+      bytes_sent_ += my_header.size();
+      bytes_received_ += headers[r].size();
+    }
+  const std::vector<std::vector<std::int32_t>> claimed = check_claims(headers, me, rows, H);
+
+  // 2. Send my rows to every other rank, receive theirs.
+  const std::vector<float> recv = gather_rows(group_, host, mine, claimed, H);
+  const std::size_t total = recv.size();
   rows_sent_ += mine.size();
-  const std::uint64_t payload_out = static_cast<std::uint64_t>(send.size()) * sizeof(float) * (R - 1);
+  const std::uint64_t payload_out =
+      static_cast<std::uint64_t>(mine.size() * static_cast<std::size_t>(H)) * sizeof(float) * (R - 1);
   const std::uint64_t payload_in = static_cast<std::uint64_t>(total) * sizeof(float);
   payload_bytes_sent_ += payload_out;
   payload_bytes_received_ += payload_in;

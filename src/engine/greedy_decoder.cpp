@@ -107,23 +107,23 @@ std::vector<StreamOutput> timed_run(Engine& engine, const std::vector<StreamSpec
   return outs;
 }
 
-void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, std::size_t begin, std::size_t end,
-                  const DecodeOptions& o, std::vector<DecodeResult>& out) {
-  const int E = engine.model().config.num_experts;
-  std::vector<Active> active(end - begin);
-  // Prompt runs: one call for the group.
+StreamSpec stream_spec(const Prompt& seq, const DecodeOptions& o) {
+  StreamSpec s;
+  s.prompt = &seq;
+  s.deactivation = o.deactivation;
+  s.record = o.capture_routing ? RecordLevel::Full : RecordLevel::Base;
+  s.readout = Readout::LastLogits;
+  return s;
+}
+
+// Prompt runs: one call for the group; each prompt's answer log-probabilities and its first chosen token.
+void run_prompts(Engine& engine, const std::vector<DecodeRequest>& requests, const DecodeOptions& o,
+                 std::vector<Active>& active, std::vector<DecodeResult>& out) {
   std::vector<StreamSpec> specs;
-  for (std::size_t i = begin; i < end; ++i) {
-    Active& a = active[i - begin];
-    a.request = i;
-    a.seq.ids = requests[i].prompt;
+  for (Active& a : active) {
+    a.seq.ids = requests[a.request].prompt;
     a.prompt_tokens = a.seq.num_tokens();
-    StreamSpec s;
-    s.prompt = &a.seq;
-    s.deactivation = o.deactivation;
-    s.record = o.capture_routing ? RecordLevel::Full : RecordLevel::Base;
-    s.readout = Readout::LastLogits;
-    specs.push_back(s);
+    specs.push_back(stream_spec(a.seq, o));
   }
   std::vector<StreamOutput> outs = timed_run(engine, specs, o.stats, true);
   for (std::size_t j = 0; j < active.size(); ++j) {
@@ -134,49 +134,63 @@ void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, st
     a.next = argmax(outs[j].logits, a.request);
     r.token_logprobs.push_back(log_softmax_at(outs[j].logits, a.next));
   }
+}
 
-  // Steps: take each prompt's chosen token; stop or continue by one token.
+// Takes each stream's chosen token: finishes the streams that stop here, returns those that go on.
+std::vector<Active*> take_chosen_tokens(std::vector<Active>& active, const DecodeOptions& o, int E,
+                                        std::vector<DecodeResult>& out) {
+  std::vector<Active*> running;
+  for (Active& a : active) {
+    if (!a.record) continue;
+    DecodeResult& r = out[a.request];
+    if (std::find(o.stop_ids.begin(), o.stop_ids.end(), a.next) != o.stop_ids.end()) {
+      r.stop_id = a.next;
+      r.token_logprobs.pop_back();  // the stop token is not part of the output
+      finish(a, o, E, r);
+      continue;
+    }
+    r.tokens.push_back(a.next);
+    if (static_cast<int>(r.tokens.size()) >= o.max_new_tokens) {
+      finish(a, o, E, r);
+      continue;
+    }
+    running.push_back(&a);
+  }
+  return running;
+}
+
+// One step: every running stream continues by its chosen token (one call) and chooses the next.
+void step(Engine& engine, const std::vector<Active*>& running, const DecodeOptions& o, std::vector<DecodeResult>& out) {
+  std::vector<std::unique_ptr<RunRecord>> bases;
+  std::vector<StreamSpec> specs;
+  for (Active* a : running) {
+    bases.push_back(extend_base(engine, *a->record, a->next));
+    a->record.reset();
+    a->seq.ids.push_back(a->next);
+    StreamSpec s = stream_spec(a->seq, o);
+    s.start_pos = a->seq.num_tokens() - 1;
+    s.base = bases.back().get();
+    specs.push_back(s);
+  }
+  std::vector<StreamOutput> outs = timed_run(engine, specs, o.stats, false);
+  for (std::size_t j = 0; j < running.size(); ++j) {
+    Active& a = *running[j];
+    a.record = std::move(outs[j].record);
+    a.next = argmax(outs[j].logits, a.request);
+    out[a.request].token_logprobs.push_back(log_softmax_at(outs[j].logits, a.next));
+  }
+}
+
+void decode_group(Engine& engine, const std::vector<DecodeRequest>& requests, std::size_t begin, std::size_t end,
+                  const DecodeOptions& o, std::vector<DecodeResult>& out) {
+  const int E = engine.model().config.num_experts;
+  std::vector<Active> active(end - begin);
+  for (std::size_t i = begin; i < end; ++i) active[i - begin].request = i;
+  run_prompts(engine, requests, o, active, out);
   for (;;) {
-    std::vector<Active*> running;
-    for (Active& a : active) {
-      if (!a.record) continue;
-      DecodeResult& r = out[a.request];
-      if (std::find(o.stop_ids.begin(), o.stop_ids.end(), a.next) != o.stop_ids.end()) {
-        r.stop_id = a.next;
-        r.token_logprobs.pop_back();  // the stop token is not part of the output
-        finish(a, o, E, r);
-        continue;
-      }
-      r.tokens.push_back(a.next);
-      if (static_cast<int>(r.tokens.size()) >= o.max_new_tokens) {
-        finish(a, o, E, r);
-        continue;
-      }
-      running.push_back(&a);
-    }
+    const std::vector<Active*> running = take_chosen_tokens(active, o, E, out);
     if (running.empty()) break;
-    std::vector<std::unique_ptr<RunRecord>> bases;
-    specs.clear();
-    for (Active* a : running) {
-      bases.push_back(extend_base(engine, *a->record, a->next));
-      a->record.reset();
-      a->seq.ids.push_back(a->next);
-      StreamSpec s;
-      s.prompt = &a->seq;
-      s.start_pos = a->seq.num_tokens() - 1;
-      s.base = bases.back().get();
-      s.deactivation = o.deactivation;
-      s.record = o.capture_routing ? RecordLevel::Full : RecordLevel::Base;
-      s.readout = Readout::LastLogits;
-      specs.push_back(s);
-    }
-    outs = timed_run(engine, specs, o.stats, false);
-    for (std::size_t j = 0; j < running.size(); ++j) {
-      Active& a = *running[j];
-      a.record = std::move(outs[j].record);
-      a.next = argmax(outs[j].logits, a.request);
-      out[a.request].token_logprobs.push_back(log_softmax_at(outs[j].logits, a.next));
-    }
+    step(engine, running, o, out);
   }
 }
 
@@ -194,6 +208,37 @@ double log_softmax_at(const std::vector<float>& logits, int id) {
 RoutingSummary summarise_routing(const RunRecord& record, int num_experts, const Deactivation* deactivation) {
   return summarise_routing(record, record.num_tokens, num_experts, deactivation);
 }
+
+namespace {
+
+// The router's probabilities over the experts not masked (masked ones: 0), in double.
+void masked_softmax(const float* z, const char* masked, int E, std::vector<double>& p) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int e = 0; e < E; ++e)
+    if (!masked[e]) mx = std::max(mx, static_cast<double>(z[e]));
+  double sum = 0.0;
+  for (int e = 0; e < E; ++e) {
+    p[e] = masked[e] ? 0.0 : std::exp(static_cast<double>(z[e]) - mx);
+    sum += p[e];
+  }
+  for (int e = 0; e < E; ++e) p[e] /= sum;
+}
+
+// One layer's sums over the prompt and over the generated positions become means.
+void sums_to_means(RoutingSummary& s, std::size_t row0, int E, int prompt_tokens) {
+  const double m = s.generated_positions > 0 ? static_cast<double>(s.generated_positions)
+                                              : std::numeric_limits<double>::quiet_NaN();
+  for (int e = 0; e < E; ++e) {
+    s.logit_mean[row0 + e] /= prompt_tokens;
+    s.prob_mean[row0 + e] /= prompt_tokens;
+    s.selected_mean[row0 + e] /= prompt_tokens;
+    s.logit_generated[row0 + e] /= m;  // 0 / NaN = NaN when nothing was generated
+    s.prob_generated[row0 + e] /= m;
+    s.selected_generated[row0 + e] /= m;
+  }
+}
+
+}  // namespace
 
 RoutingSummary summarise_routing(const RunRecord& record, int prompt_tokens, int num_experts,
                                  const Deactivation* deactivation) {
@@ -224,16 +269,8 @@ RoutingSummary summarise_routing(const RunRecord& record, int prompt_tokens, int
       double* prob = prompt ? &s.prob_mean[row0] : &s.prob_generated[row0];
       double* selected = prompt ? &s.selected_mean[row0] : &s.selected_generated[row0];
       const float* z = &R.router_logits[static_cast<std::size_t>(t) * E];
-      double mx = -std::numeric_limits<double>::infinity();
-      for (int e = 0; e < E; ++e)
-        if (!masked[row0 + e]) mx = std::max(mx, static_cast<double>(z[e]));
-      double sum = 0.0;
+      masked_softmax(z, &masked[row0], E, p);
       for (int e = 0; e < E; ++e) {
-        p[e] = masked[row0 + e] ? 0.0 : std::exp(static_cast<double>(z[e]) - mx);
-        sum += p[e];
-      }
-      for (int e = 0; e < E; ++e) {
-        p[e] /= sum;
         logit[e] += z[e];
         prob[e] += p[e];
       }
@@ -246,16 +283,7 @@ RoutingSummary summarise_routing(const RunRecord& record, int prompt_tokens, int
         for (int j = 0; j < K; ++j) s.selected_last[row0 + R.routing.experts[static_cast<std::size_t>(t) * K + j]] = 1.0;
       }
     }
-    const double m = s.generated_positions > 0 ? static_cast<double>(s.generated_positions)
-                                                : std::numeric_limits<double>::quiet_NaN();
-    for (int e = 0; e < E; ++e) {
-      s.logit_mean[row0 + e] /= prompt_tokens;
-      s.prob_mean[row0 + e] /= prompt_tokens;
-      s.selected_mean[row0 + e] /= prompt_tokens;
-      s.logit_generated[row0 + e] /= m;  // 0 / NaN = NaN when nothing was generated
-      s.prob_generated[row0 + e] /= m;
-      s.selected_generated[row0 + e] /= m;
-    }
+    sums_to_means(s, row0, E, prompt_tokens);
   }
   return s;
 }

@@ -84,10 +84,10 @@ std::vector<int> newline_token_ids(const Tokenizer& tokenizer, int model_vocab_s
   return ids;
 }
 
-std::vector<AskedPair> ask_questions(Engine& engine, const Tokenizer& tokenizer, const QuestionSet& qs,
-                                     const std::vector<std::pair<std::size_t, std::size_t>>& pairs,
-                                     const AskOptions& o) {
-  check_options(o);
+namespace {
+
+// The (question, language) pairs to ask: `pairs`, checked against the set, or every pair when empty.
+std::vector<AskedPair> select_pairs(const QuestionSet& qs, const std::vector<std::pair<std::size_t, std::size_t>>& pairs) {
   std::vector<AskedPair> out;
   if (pairs.empty()) {
     for (std::size_t q = 0; q < qs.questions.size(); ++q)
@@ -100,63 +100,80 @@ std::vector<AskedPair> ask_questions(Engine& engine, const Tokenizer& tokenizer,
       out.push_back({.question = q, .language = l});
     }
   }
+  return out;
+}
 
-  std::vector<DecodeRequest> requests;
-  requests.reserve(out.size());
-  for (const AskedPair& p : out) {
-    const LanguageEntry& e = qs.questions[p.question].entries[p.language];
-    DecodeRequest r;
-    const std::string& qid = qs.questions[p.question].id;
-    const std::string& language = qs.languages[p.language];
-    const int vocab = engine.model().config.vocab_size;
-    for (std::int32_t id : tokenizer.encode_ids(e.prompt, o.add_special_tokens)) {
-      if (id < 0 || id >= vocab)
-        fail_input("asking: question \"{}\" ({}): the prompt encodes to token id {}, outside the model's {} ids", qid,
-                   language, id, vocab);
-      r.prompt.push_back(id);
-    }
-    if (r.prompt.empty()) fail_input("asking: question \"{}\" ({}): the prompt encodes to no token", qid, language);
-    for (const std::string& a : e.answers) {
-      const std::vector<std::int32_t> ids = tokenizer.encode_ids(o.answer_prefix + a, false);
-      if (ids.empty()) fail_input("asking: question \"{}\" ({}): answer \"{}\" encodes to no token", qid, language, a.substr(0, 64));
-      if (ids.front() < 0 || ids.front() >= vocab)
-        fail_input("asking: question \"{}\" ({}): answer \"{}\" starts with token id {}, outside the model's {} ids", qid,
-                   language, a.substr(0, 64), ids.front(), vocab);
-      r.answer_ids.push_back(ids.front());
-    }
-    requests.push_back(std::move(r));
+// The prompt's token ids and the first token id of every answer, each checked against the model's vocabulary.
+DecodeRequest build_request(const Tokenizer& tokenizer, const QuestionSet& qs, const AskedPair& p, int vocab,
+                            const AskOptions& o) {
+  const LanguageEntry& e = qs.questions[p.question].entries[p.language];
+  DecodeRequest r;
+  const std::string& qid = qs.questions[p.question].id;
+  const std::string& language = qs.languages[p.language];
+  for (std::int32_t id : tokenizer.encode_ids(e.prompt, o.add_special_tokens)) {
+    if (id < 0 || id >= vocab)
+      fail_input("asking: question \"{}\" ({}): the prompt encodes to token id {}, outside the model's {} ids", qid,
+                 language, id, vocab);
+    r.prompt.push_back(id);
   }
+  if (r.prompt.empty()) fail_input("asking: question \"{}\" ({}): the prompt encodes to no token", qid, language);
+  for (const std::string& a : e.answers) {
+    const std::vector<std::int32_t> ids = tokenizer.encode_ids(o.answer_prefix + a, false);
+    if (ids.empty()) fail_input("asking: question \"{}\" ({}): answer \"{}\" encodes to no token", qid, language, a.substr(0, 64));
+    if (ids.front() < 0 || ids.front() >= vocab)
+      fail_input("asking: question \"{}\" ({}): answer \"{}\" starts with token id {}, outside the model's {} ids", qid,
+                 language, a.substr(0, 64), ids.front(), vocab);
+    r.answer_ids.push_back(ids.front());
+  }
+  return r;
+}
 
+// Decoding stops at any newline token and at the end-of-sequence ids.
+DecodeOptions decode_options(const Tokenizer& tokenizer, int vocab, const AskOptions& o) {
   DecodeOptions d;
   d.max_new_tokens = o.max_new_tokens;
   d.prompts_per_call = o.prompts_per_call;
   d.deactivation = o.deactivation;
   d.capture_routing = o.capture_routing;
   d.stats = o.stats;
-  d.stop_ids = newline_token_ids(tokenizer, engine.model().config.vocab_size);
+  d.stop_ids = newline_token_ids(tokenizer, vocab);
   for (int id : o.eos_ids)
     if (std::find(d.stop_ids.begin(), d.stop_ids.end(), id) == d.stop_ids.end()) d.stop_ids.push_back(id);
-  std::vector<DecodeResult> results = greedy_decode(engine, requests, d);
+  return d;
+}
 
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    AskedPair& p = out[i];
-    DecodeResult& r = results[i];
-    const LanguageEntry& e = qs.questions[p.question].entries[p.language];
-    const std::string& language = qs.languages[p.language];
-    p.generated = std::move(r.tokens);
-    p.stop_id = r.stop_id;
-    std::vector<std::int32_t> ids(p.generated.begin(), p.generated.end());
-    if (p.stop_id >= 0) ids.push_back(p.stop_id);  // a newline token may carry text before its line feed
-    p.output = tokenizer.decode(ids, true);
-    if (const auto nl = p.output.find('\n'); nl != std::string::npos) p.output.resize(nl);
-    const std::string normalised = normalise_answer(p.output, language);
-    for (const std::string& a : e.normalised_answers) p.match = std::max(p.match, match_normalised(normalised, a, o.match));
-    p.answer_logprob = *std::max_element(r.answer_logprobs.begin(), r.answer_logprobs.end());
-    const bool success = o.bucket == BucketRule::Generation ? p.match != MatchKind::None
-                                                            : p.answer_logprob >= o.logprob_threshold;
-    p.bucket = success ? Bucket::Success : Bucket::Failure;
-    p.routing = std::move(r.routing);
-  }
+// The pair's output (its first line), how it matches the answers, its best answer log-probability and its bucket.
+void score_pair(const Tokenizer& tokenizer, const QuestionSet& qs, const AskOptions& o, DecodeResult& r, AskedPair& p) {
+  const LanguageEntry& e = qs.questions[p.question].entries[p.language];
+  const std::string& language = qs.languages[p.language];
+  p.generated = std::move(r.tokens);
+  p.stop_id = r.stop_id;
+  std::vector<std::int32_t> ids(p.generated.begin(), p.generated.end());
+  if (p.stop_id >= 0) ids.push_back(p.stop_id);  // a newline token may carry text before its line feed
+  p.output = tokenizer.decode(ids, true);
+  if (const auto nl = p.output.find('\n'); nl != std::string::npos) p.output.resize(nl);
+  const std::string normalised = normalise_answer(p.output, language);
+  for (const std::string& a : e.normalised_answers) p.match = std::max(p.match, match_normalised(normalised, a, o.match));
+  p.answer_logprob = *std::max_element(r.answer_logprobs.begin(), r.answer_logprobs.end());
+  const bool success = o.bucket == BucketRule::Generation ? p.match != MatchKind::None
+                                                          : p.answer_logprob >= o.logprob_threshold;
+  p.bucket = success ? Bucket::Success : Bucket::Failure;
+  p.routing = std::move(r.routing);
+}
+
+}  // namespace
+
+std::vector<AskedPair> ask_questions(Engine& engine, const Tokenizer& tokenizer, const QuestionSet& qs,
+                                     const std::vector<std::pair<std::size_t, std::size_t>>& pairs,
+                                     const AskOptions& o) {
+  check_options(o);
+  std::vector<AskedPair> out = select_pairs(qs, pairs);
+  const int vocab = engine.model().config.vocab_size;
+  std::vector<DecodeRequest> requests;
+  requests.reserve(out.size());
+  for (const AskedPair& p : out) requests.push_back(build_request(tokenizer, qs, p, vocab, o));
+  std::vector<DecodeResult> results = greedy_decode(engine, requests, decode_options(tokenizer, vocab, o));
+  for (std::size_t i = 0; i < out.size(); ++i) score_pair(tokenizer, qs, o, results[i], out[i]);
   return out;
 }
 

@@ -237,90 +237,103 @@ TestResult welch(const std::vector<double>& x, const std::vector<double>& y) {
   return r;
 }
 
-ContrastResult contrast_experts(const ContrastInput& in, const ContrastOptions& o) {
-  if (in.layers < 1 || in.experts < 1) fail_input("contrast: layers and experts must be at least 1, got {} x {}", in.layers, in.experts);
-  const std::size_t L = static_cast<std::size_t>(in.layers), E = static_cast<std::size_t>(in.experts);
-  const std::size_t width = mul_or_fail(L, E, "contrast: layers x experts");
-  const std::vector<std::size_t> order = validate_and_order(in, o, width);
+namespace {
 
-  ContrastResult res;
-  res.method = o.method;
-  std::vector<std::size_t> success, failure;  // canonical order
-  // Mixed questions: (success pairs, failure pairs), in id order.
-  std::vector<std::pair<std::vector<std::size_t>, std::vector<std::size_t>>> mixed;
+using PairIndices = std::vector<std::size_t>;
+
+// The pairs by bucket, in canonical order, and the mixed questions: (success pairs, failure pairs), in id order.
+struct Buckets {
+  PairIndices success, failure;
+  std::vector<std::pair<PairIndices, PairIndices>> mixed;
+  std::size_t n_questions = 0;
+};
+
+Buckets group_by_question(const ContrastInput& in, const std::vector<std::size_t>& order) {
+  Buckets b;
   for (std::size_t j = 0; j < order.size();) {
     std::size_t end = j;
-    std::pair<std::vector<std::size_t>, std::vector<std::size_t>> q;
+    std::pair<PairIndices, PairIndices> q;
     while (end < order.size() && in.pairs[order[end]].question_id == in.pairs[order[j]].question_id) {
       const std::size_t i = order[end++];
       (in.pairs[i].bucket == Bucket::Success ? q.first : q.second).push_back(i);
-      (in.pairs[i].bucket == Bucket::Success ? success : failure).push_back(i);
+      (in.pairs[i].bucket == Bucket::Success ? b.success : b.failure).push_back(i);
     }
-    ++res.n_questions;
-    if (!q.first.empty() && !q.second.empty()) mixed.push_back(std::move(q));
+    ++b.n_questions;
+    if (!q.first.empty() && !q.second.empty()) b.mixed.push_back(std::move(q));
     j = end;
   }
-  res.n_success = success.size();
-  res.n_failure = failure.size();
-  res.n_mixed_questions = mixed.size();
-  const auto counts = fmt::format("{} success and {} failure pairs, {} of {} questions with both", success.size(),
-                                  failure.size(), mixed.size(), res.n_questions);
-  switch (o.method) {
+  return b;
+}
+
+void require_enough_pairs(ContrastMethod method, const Buckets& b) {
+  const auto counts = fmt::format("{} success and {} failure pairs, {} of {} questions with both", b.success.size(),
+                                  b.failure.size(), b.mixed.size(), b.n_questions);
+  switch (method) {
     case ContrastMethod::PairedSignFlip:
-      if (mixed.empty()) fail_input("contrast (paired_sign_flip): no question has pairs in both buckets ({})", counts);
+      if (b.mixed.empty()) fail_input("contrast (paired_sign_flip): no question has pairs in both buckets ({})", counts);
       break;
     case ContrastMethod::MannWhitney:
-      if (success.empty() || failure.empty()) fail_input("contrast (mann_whitney): a bucket is empty ({})", counts);
+      if (b.success.empty() || b.failure.empty()) fail_input("contrast (mann_whitney): a bucket is empty ({})", counts);
       break;
     case ContrastMethod::Welch:
-      if (success.size() < 2 || failure.size() < 2)
+      if (b.success.size() < 2 || b.failure.size() < 2)
         fail_input("contrast (welch): each bucket needs at least 2 pairs ({})", counts);
       break;
   }
+}
 
-  res.experts.resize(width);
-  auto bucket_mean = [&](const std::vector<std::size_t>& idx, std::size_t k) {
-    double s = 0.0;
-    for (std::size_t i : idx) s += in.pairs[i].values[k];
-    return s / static_cast<double>(idx.size());
-  };
-  for (std::size_t k = 0; k < width; ++k) {
-    ExpertContrast& e = res.experts[k];
-    e.layer = static_cast<std::int32_t>(k / E);
-    e.expert = static_cast<std::int32_t>(k % E);
-    e.mean_success = success.empty() ? 0.0 : bucket_mean(success, k);
-    e.mean_failure = failure.empty() ? 0.0 : bucket_mean(failure, k);
+double bucket_mean(const ContrastInput& in, const PairIndices& idx, std::size_t k) {
+  double s = 0.0;
+  for (std::size_t i : idx) s += in.pairs[i].values[k];
+  return s / static_cast<double>(idx.size());
+}
+
+void fill_bucket_means(const ContrastInput& in, const Buckets& b, std::size_t experts, std::vector<ExpertContrast>& out) {
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    ExpertContrast& e = out[k];
+    e.layer = static_cast<std::int32_t>(k / experts);
+    e.expert = static_cast<std::int32_t>(k % experts);
+    e.mean_success = b.success.empty() ? 0.0 : bucket_mean(in, b.success, k);
+    e.mean_failure = b.failure.empty() ? 0.0 : bucket_mean(in, b.failure, k);
   }
+}
 
-  if (o.method == ContrastMethod::PairedSignFlip) {
-    const std::size_t n = mixed.size();
-    std::vector<double> d(mul_or_fail(n, width, "contrast: questions x layers x experts"));
-    for (std::size_t q = 0; q < n; ++q)
-      for (std::size_t k = 0; k < width; ++k) d[q * width + k] = bucket_mean(mixed[q].first, k) - bucket_mean(mixed[q].second, k);
-    paired_sign_flip(d, n, width, o, res.experts);
-  } else {
+void test_paired(const ContrastInput& in, const Buckets& b, const ContrastOptions& o, std::vector<ExpertContrast>& out) {
+  const std::size_t n = b.mixed.size(), width = out.size();
+  std::vector<double> d(mul_or_fail(n, width, "contrast: questions x layers x experts"));
+  for (std::size_t q = 0; q < n; ++q)
+    for (std::size_t k = 0; k < width; ++k)
+      d[q * width + k] = bucket_mean(in, b.mixed[q].first, k) - bucket_mean(in, b.mixed[q].second, k);
+  paired_sign_flip(d, n, width, o, out);
+}
+
+void test_independent(const ContrastInput& in, const Buckets& b, ContrastMethod method, std::vector<ExpertContrast>& out) {
+  const std::size_t width = out.size();
 #pragma omp parallel for schedule(static)
-    for (std::size_t k = 0; k < width; ++k) {
-      std::vector<double> x, y;
-      x.reserve(success.size());
-      y.reserve(failure.size());
-      for (std::size_t i : success) x.push_back(in.pairs[i].values[k]);
-      for (std::size_t i : failure) y.push_back(in.pairs[i].values[k]);
-      const TestResult t = o.method == ContrastMethod::MannWhitney ? mann_whitney(x, y) : welch(x, y);
-      ExpertContrast& e = res.experts[k];
-      e.effect = t.effect;
-      e.statistic = t.statistic;
-      e.df = t.df;
-      e.p = t.p;
-    }
+  for (std::size_t k = 0; k < width; ++k) {
+    std::vector<double> x, y;
+    x.reserve(b.success.size());
+    y.reserve(b.failure.size());
+    for (std::size_t i : b.success) x.push_back(in.pairs[i].values[k]);
+    for (std::size_t i : b.failure) y.push_back(in.pairs[i].values[k]);
+    const TestResult t = method == ContrastMethod::MannWhitney ? mann_whitney(x, y) : welch(x, y);
+    ExpertContrast& e = out[k];
+    e.effect = t.effect;
+    e.statistic = t.statistic;
+    e.df = t.df;
+    e.p = t.p;
   }
+}
 
-  std::vector<double> p(width);
-  for (std::size_t k = 0; k < width; ++k) p[k] = res.experts[k].p;
+void fill_q_values(std::vector<ExpertContrast>& experts) {
+  std::vector<double> p(experts.size());
+  for (std::size_t k = 0; k < experts.size(); ++k) p[k] = experts[k].p;
   const std::vector<double> q = benjamini_hochberg(p);
-  for (std::size_t k = 0; k < width; ++k) res.experts[k].q = q[k];
+  for (std::size_t k = 0; k < experts.size(); ++k) experts[k].q = q[k];
+}
 
-  std::vector<std::size_t> all(width);
+void rank_top(std::size_t L, std::size_t E, const ContrastOptions& o, ContrastResult& res) {
+  std::vector<std::size_t> all(res.experts.size());
   std::iota(all.begin(), all.end(), std::size_t{0});
   res.top_global = top(all, res.experts, o.direction, o.top_n);
   for (std::size_t l = 0; l < L; ++l) {
@@ -328,6 +341,33 @@ ContrastResult contrast_experts(const ContrastInput& in, const ContrastOptions& 
     std::iota(layer.begin(), layer.end(), l * E);
     res.top_per_layer.push_back(top(std::move(layer), res.experts, o.direction, o.top_n));
   }
+}
+
+}  // namespace
+
+ContrastResult contrast_experts(const ContrastInput& in, const ContrastOptions& o) {
+  if (in.layers < 1 || in.experts < 1) fail_input("contrast: layers and experts must be at least 1, got {} x {}", in.layers, in.experts);
+  const std::size_t L = static_cast<std::size_t>(in.layers), E = static_cast<std::size_t>(in.experts);
+  const std::size_t width = mul_or_fail(L, E, "contrast: layers x experts");
+  const std::vector<std::size_t> order = validate_and_order(in, o, width);
+
+  const Buckets buckets = group_by_question(in, order);
+  ContrastResult res;
+  res.method = o.method;
+  res.n_questions = buckets.n_questions;
+  res.n_success = buckets.success.size();
+  res.n_failure = buckets.failure.size();
+  res.n_mixed_questions = buckets.mixed.size();
+  require_enough_pairs(o.method, buckets);
+
+  res.experts.resize(width);
+  fill_bucket_means(in, buckets, E, res.experts);
+  if (o.method == ContrastMethod::PairedSignFlip)
+    test_paired(in, buckets, o, res.experts);
+  else
+    test_independent(in, buckets, o.method, res.experts);
+  fill_q_values(res.experts);
+  rank_top(L, E, o, res);
   return res;
 }
 

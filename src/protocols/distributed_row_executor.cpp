@@ -127,6 +127,30 @@ bool decode_table(const Bytes& b, Matrix2& m, bool& complete) {
   return stopped != 0;
 }
 
+// The coordinator's state while it hands out chunks: what is queued, what each leader has, what is done.
+struct Dispatch {
+  Dispatch(const std::vector<std::vector<int>>& chunks, int leaders) : outstanding(leaders, 0) {
+    for (const auto& c : chunks) total_rows += c.size();
+    for (const auto& c : chunks) queue.push_back(&c);
+  }
+  void count_done(std::size_t rows) {
+    completed += rows;
+    if (progress) progress->update(completed);
+  }
+  int in_flight() const {
+    int n = 0;
+    for (int o : outstanding) n += o;
+    return n;
+  }
+
+  std::size_t total_rows = 0;
+  std::deque<const std::vector<int>*> queue;
+  std::vector<int> outstanding;  // chunks handed to each leader whose results are not back
+  std::size_t completed = 0;
+  bool stopping = false;
+  std::optional<ProgressMeter> progress;  // none for an unlabelled table (the scan reports its own)
+};
+
 }  // namespace
 
 DistributedRowExecutor::DistributedRowExecutor(Communicator& world, Communicator& group, Communicator& leaders,
@@ -158,62 +182,54 @@ bool DistributedRowExecutor::distribute(const std::string& label, const std::vec
     follow(compute);
     return false;
   }
-  std::size_t total = 0;
-  for (const auto& c : chunks) total += c.size();
-  std::deque<const std::vector<int>*> queue;
-  for (const auto& c : chunks) queue.push_back(&c);
+  Dispatch d(chunks, leaders_.size());
   const int remote = leaders_.size() - 1;
-  std::vector<int> outstanding(leaders_.size(), 0);
-  std::size_t completed = 0;
-  bool stopping = false;
-  std::optional<ProgressMeter> progress;  // none for an unlabelled table (the scan reports its own)
-  if (!label.empty()) progress.emplace(label, unit_, total, progress_every_s_);
+  if (!label.empty()) d.progress.emplace(label, unit_, d.total_rows, progress_every_s_);
   auto hand_out = [&](int leader_rank) {
-    while (!stopping && !queue.empty() && outstanding[leader_rank] < kAhead) {
-      leaders_.send(encode_chunk(*queue.front()), leader_rank, kTagWork);
-      queue.pop_front();
-      ++outstanding[leader_rank];
+    while (!d.stopping && !d.queue.empty() && d.outstanding[leader_rank] < kAhead) {
+      leaders_.send(encode_chunk(*d.queue.front()), leader_rank, kTagWork);
+      d.queue.pop_front();
+      ++d.outstanding[leader_rank];
     }
   };
   auto take_result = [&] {
     int from = -1;
     const auto results = decode_results(leaders_.recv(-1, kTagResult, &from));
-    --outstanding[from];
+    --d.outstanding[from];
     for (const auto& [row, values] : results) deliver(row, values);
     checkpoint_();
-    completed += results.size();
-    if (progress) progress->update(completed);
-    if (stop_requested()) stopping = true;
+    d.count_done(results.size());
+    if (stop_requested()) d.stopping = true;
     hand_out(from);
+  };
+  // The coordinator's own group computes a chunk too; remote groups have their next chunk queued.
+  auto compute_own_chunk = [&] {
+    const std::vector<int>& rows = *d.queue.front();
+    d.queue.pop_front();
+    Bytes item = encode_chunk(rows);
+    group_.broadcast(item, 0);
+    const std::vector<std::vector<double>> values = compute(rows);
+    MOETRACE_ASSERT(values.size() == rows.size(), "one result per row of a chunk");
+    for (std::size_t k = 0; k < rows.size(); ++k) deliver(rows[k], values[k]);
+    checkpoint_();
+    d.count_done(rows.size());
   };
   for (int l = 1; l <= remote; ++l) hand_out(l);
   while (true) {
     while (leaders_.probe(-1, kTagResult)) take_result();
-    if (stop_requested()) stopping = true;
-    if (!stopping && !queue.empty()) {
-      // The coordinator's own group computes a chunk too; remote groups have their next chunk queued.
-      const std::vector<int>& rows = *queue.front();
-      queue.pop_front();
-      Bytes item = encode_chunk(rows);
-      group_.broadcast(item, 0);
-      const std::vector<std::vector<double>> values = compute(rows);
-      MOETRACE_ASSERT(values.size() == rows.size(), "one result per row of a chunk");
-      for (std::size_t k = 0; k < rows.size(); ++k) deliver(rows[k], values[k]);
-      checkpoint_();
-      completed += rows.size();
-      if (progress) progress->update(completed);
+    if (stop_requested()) d.stopping = true;
+    if (!d.stopping && !d.queue.empty()) {
+      compute_own_chunk();
       continue;
     }
-    int in_flight = 0;
-    for (int o : outstanding) in_flight += o;
-    if (in_flight == 0) break;
+    if (d.in_flight() == 0) break;
     take_result();
   }
   for (int l = 1; l <= remote; ++l) leaders_.send(encode_chunk({}), l, kTagWork);
   Bytes done = encode_chunk({});
   group_.broadcast(done, 0);
-  if (!stopping && progress) progress->finish();
-  return stopping;
+  if (!d.stopping && d.progress) d.progress->finish();
+  return d.stopping;
 }
 
 Matrix2 DistributedRowExecutor::run_rows(const std::string& label, int rows, const std::vector<int>& subset, const RowCost& cost,

@@ -107,28 +107,17 @@ std::vector<TraceLayout> fixture_trace_layout(const ModelConfig& c, const Prompt
   return out;
 }
 
-FactOutputs replay_fact(Engine& engine, const FixtureFact& fact, const ReplayOptions& options) {
-  const ModelConfig& c = engine.model().config;
-  Backend& B = engine.backend();
-  Prompt prompt{fact.ids, fact.subject_begin, fact.subject_end, fact.true_id, fact.foil_id};
+namespace {
+
+void check_token_ids(const FixtureFact& fact, int vocab_size) {
   for (int id : {fact.true_id, fact.foil_id})
-    if (id < 0 || id >= c.vocab_size) fail_input("{}: true/foil id {} outside the vocabulary", fact.group, id);
+    if (id < 0 || id >= vocab_size) fail_input("{}: true/foil id {} outside the vocabulary", fact.group, id);
   for (int id : fact.ids)
-    if (id < 0 || id >= c.vocab_size) fail_input("{}: token id {} outside the vocabulary of {}", fact.group, id, c.vocab_size);
+    if (id < 0 || id >= vocab_size) fail_input("{}: token id {} outside the vocabulary of {}", fact.group, id, vocab_size);
+}
 
-  CaseTracer tracer(engine);
-  const TracedCase tc = tracer.prepare(prompt, options.traces ? fact.noise : std::vector<std::vector<float>>{},
-                                       Readout::AllLogits);
-  const RunRecord& rec = *tc.clean.record;
-  const int L = c.num_layers, T = prompt.num_tokens(), V = c.vocab_size, K = c.top_k, E = c.num_experts;
-  const auto uL = static_cast<std::size_t>(L), uT = static_cast<std::size_t>(T);
-
-  FactOutputs out;
-  out.group = fact.group;
-  out.contrast = tc.clean.contrast;
-  out.floats.push_back({"clean/logits", {uT, static_cast<std::size_t>(V)}, tc.clean.logits});
-  out.floats.push_back({"clean/logits_last", {static_cast<std::size_t>(V)},
-                        {tc.clean.logits.end() - V, tc.clean.logits.end()}});
+// The clean run's hidden states (every layer's input, then the output), attention and MoE outputs.
+void add_clean_activations(Backend& B, const RunRecord& rec, FactOutputs& out) {
   std::vector<const Tensor*> hidden, attn, moe;
   for (const LayerRecord& l : rec.layers) {
     hidden.push_back(l.input.get());
@@ -139,8 +128,14 @@ FactOutputs replay_fact(Engine& engine, const FixtureFact& fact, const ReplayOpt
   out.floats.push_back(stack(B, "clean/hidden", hidden));
   out.floats.push_back(stack(B, "clean/attn_out", attn));
   out.floats.push_back(stack(B, "clean/moe_out", moe));
-  NamedArray router{"clean/router_logits", {uL, uT, static_cast<std::size_t>(E)}, {}};
-  NamedArray topk_w{"clean/topk_w", {uL, uT, static_cast<std::size_t>(K)}, {}};
+}
+
+// The clean run's router logits and top-k weights and experts, [layers, tokens, ...].
+void add_clean_routing(const RunRecord& rec, const ModelConfig& c, int T, FactOutputs& out) {
+  const auto uL = static_cast<std::size_t>(c.num_layers), uT = static_cast<std::size_t>(T);
+  const auto K = static_cast<std::size_t>(c.top_k), E = static_cast<std::size_t>(c.num_experts);
+  NamedArray router{"clean/router_logits", {uL, uT, E}, {}};
+  NamedArray topk_w{"clean/topk_w", {uL, uT, K}, {}};
   std::vector<int> topk_idx;
   for (const LayerRecord& l : rec.layers) {
     router.data.insert(router.data.end(), l.router_logits.begin(), l.router_logits.end());
@@ -150,9 +145,12 @@ FactOutputs replay_fact(Engine& engine, const FixtureFact& fact, const ReplayOpt
   out.floats.push_back(std::move(router));
   out.floats.push_back(std::move(topk_w));
   out.ints.emplace_back("clean/topk_idx", std::move(topk_idx));
-  out.int_shapes.push_back({uL, uT, static_cast<std::size_t>(K)});
-  if (!options.traces) return out;
+  out.int_shapes.push_back({uL, uT, K});
+}
 
+// The corrupted runs' contrasts and every trace of the fixture's layout, [noise samples, ...].
+void add_traces(CaseTracer& tracer, const TracedCase& tc, const ModelConfig& c, const Prompt& prompt,
+                PatchMode mode, FactOutputs& out) {
   const std::size_t S = tc.noised.size();
   NamedArray corrupted{"trace/corrupted", {S}, {}};
   for (const StreamOutput& n : tc.noised) corrupted.data.push_back(n.contrast);
@@ -161,10 +159,37 @@ FactOutputs replay_fact(Engine& engine, const FixtureFact& fact, const ReplayOpt
     std::vector<PatchedRun> runs;
     for (std::size_t s = 0; s < S; ++s)
       for (const Condition& cond : layout.conditions) runs.push_back({&tc, static_cast<int>(s), &cond});
-    NamedArray a{layout.name, {S}, tracer.evaluate(runs, options.mode)};
+    NamedArray a{layout.name, {S}, tracer.evaluate(runs, mode)};
     a.shape.insert(a.shape.end(), layout.shape.begin(), layout.shape.end());
     out.floats.push_back(std::move(a));
   }
+}
+
+}  // namespace
+
+FactOutputs replay_fact(Engine& engine, const FixtureFact& fact, const ReplayOptions& options) {
+  const ModelConfig& c = engine.model().config;
+  Backend& B = engine.backend();
+  Prompt prompt{fact.ids, fact.subject_begin, fact.subject_end, fact.true_id, fact.foil_id};
+  check_token_ids(fact, c.vocab_size);
+
+  CaseTracer tracer(engine);
+  const TracedCase tc = tracer.prepare(prompt, options.traces ? fact.noise : std::vector<std::vector<float>>{},
+                                       Readout::AllLogits);
+  const RunRecord& rec = *tc.clean.record;
+  const int T = prompt.num_tokens(), V = c.vocab_size;
+  const auto uT = static_cast<std::size_t>(T);
+
+  FactOutputs out;
+  out.group = fact.group;
+  out.contrast = tc.clean.contrast;
+  out.floats.push_back({"clean/logits", {uT, static_cast<std::size_t>(V)}, tc.clean.logits});
+  out.floats.push_back({"clean/logits_last", {static_cast<std::size_t>(V)},
+                        {tc.clean.logits.end() - V, tc.clean.logits.end()}});
+  add_clean_activations(B, rec, out);
+  add_clean_routing(rec, c, T, out);
+  if (!options.traces) return out;
+  add_traces(tracer, tc, c, prompt, options.mode, out);
 
   if (!fact.deactivate.empty()) {
     StreamSpec d;

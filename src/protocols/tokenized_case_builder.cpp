@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
+#include <string>
 
 #include "tokenizer/protocol_tokens.h"
 #include "tokenizer/tokenizer.h"
@@ -24,6 +26,32 @@ std::vector<std::string> TokenizedCaseBuilder::token_texts(const std::vector<int
   for (int id : ids) out.push_back(tokenizer_->decode(std::vector<std::int32_t>{id}, false));
   return out;
 }
+
+namespace {
+
+// Why the case's true and foil objects cannot be contrasted, or "" when they can.
+std::string objects_skip_reason(const ObjectToken& truth, const ObjectToken& foil, std::optional<std::int32_t> unk) {
+  if (!truth.single) return "multi-token true object";
+  if (!foil.single) return "multi-token foil object";
+  // An unknown word becomes the model's unk token: such an object is not a real token.
+  if (unk && (truth.id == *unk || foil.id == *unk)) return "object outside the vocabulary";
+  if (truth.id == foil.id) return "true and foil objects are the same token";
+  return "";
+}
+
+// A token outside the model's vocabulary is a tokenizer that does not match the model: bad input, not a skip.
+void require_in_vocabulary(const Tokenizer& tokenizer, int vocab_size, const std::vector<std::int32_t>& ids,
+                           std::int32_t true_id, std::int32_t foil_id, std::int64_t case_id) {
+  for (std::int32_t id : ids)
+    if (id < 0 || id >= vocab_size)
+      fail_input("{}: token id {} of case {} is outside the model's vocabulary of {} (tokenizer and model do not match)",
+                 tokenizer.source(), id, case_id, vocab_size);
+  if (true_id >= vocab_size || foil_id >= vocab_size)
+    fail_input("{}: object token of case {} is outside the model's vocabulary of {} (tokenizer and model do not match)",
+               tokenizer.source(), case_id, vocab_size);
+}
+
+}  // namespace
 
 BuiltCase TokenizedCaseBuilder::build(const CounterFactRecord& r) const {
   BuiltCase out;
@@ -63,30 +91,9 @@ BuiltCase TokenizedCaseBuilder::build(const CounterFactRecord& r) const {
   }
   const ObjectToken truth = object_token(*tokenizer_, r.true_object, config_.object_rule);
   const ObjectToken foil = object_token(*tokenizer_, r.foil_object, config_.object_rule);
-  if (!truth.single) {
-    out.skip_reason = "multi-token true object";
-    return out;
-  }
-  if (!foil.single) {
-    out.skip_reason = "multi-token foil object";
-    return out;
-  }
-  // An unknown word becomes the model's unk token: such an object is not a real token.
-  if (auto unk = tokenizer_->unk_id(); unk && (truth.id == *unk || foil.id == *unk)) {
-    out.skip_reason = "object outside the vocabulary";
-    return out;
-  }
-  if (truth.id == foil.id) {
-    out.skip_reason = "true and foil objects are the same token";
-    return out;
-  }
-  for (std::int32_t id : enc.ids)
-    if (id < 0 || id >= vocab_size_)
-      fail_input("{}: token id {} of case {} is outside the model's vocabulary of {} (tokenizer and model do not match)",
-                 tokenizer_->source(), id, r.case_id, vocab_size_);
-  if (truth.id >= vocab_size_ || foil.id >= vocab_size_)
-    fail_input("{}: object token of case {} is outside the model's vocabulary of {} (tokenizer and model do not match)",
-               tokenizer_->source(), r.case_id, vocab_size_);
+  out.skip_reason = objects_skip_reason(truth, foil, tokenizer_->unk_id());
+  if (!out.skip_reason.empty()) return out;
+  require_in_vocabulary(*tokenizer_, vocab_size_, enc.ids, truth.id, foil.id, r.case_id);
   out.prompt_text = formatted.text;
   out.prompt.ids.assign(enc.ids.begin(), enc.ids.end());
   out.prompt.subject_begin = static_cast<int>(span.first);

@@ -19,11 +19,12 @@ constexpr const char* kGpt2Pattern =
 
 enum class Behavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
 
-// Splits `s` at the delimiter matches, following the Hugging Face SplitDelimiterBehavior semantics.
-void split_by_matches(const NormalizedString& s, const Ranges& matches_in, bool invert, Behavior behavior,
-                      std::vector<NormalizedString>& out) {
-  // Segments covering the whole string, each flagged as delimiter or not.
-  struct Seg { std::size_t b, e; bool delim; };
+// A segment of the string, flagged as delimiter or not.
+struct Seg { std::size_t b, e; bool delim; };
+using Pieces = std::vector<std::pair<std::size_t, std::size_t>>;
+
+// Segments covering the whole string of `size` bytes, each flagged as delimiter or not.
+std::vector<Seg> segments(std::size_t size, const Ranges& matches_in, bool invert) {
   std::vector<Seg> segs;
   std::size_t pos = 0;
   for (auto [b, e] : matches_in) {
@@ -31,9 +32,13 @@ void split_by_matches(const NormalizedString& s, const Ranges& matches_in, bool 
     segs.push_back({b, e, !invert});
     pos = e;
   }
-  if (pos < s.size()) segs.push_back({pos, s.size(), invert});
+  if (pos < size) segs.push_back({pos, size, invert});
+  return segs;
+}
 
-  std::vector<std::pair<std::size_t, std::size_t>> pieces;
+// The pieces (byte ranges) the segments become under the Hugging Face SplitDelimiterBehavior `behavior`.
+Pieces pieces_of(const std::vector<Seg>& segs, Behavior behavior) {
+  Pieces pieces;
   switch (behavior) {
     case Behavior::Removed:
       for (const auto& g : segs)
@@ -56,7 +61,7 @@ void split_by_matches(const NormalizedString& s, const Ranges& matches_in, bool 
     }
     case Behavior::MergedWithNext: {
       // A delimiter joins the piece after it unless that piece is itself a delimiter.
-      std::vector<std::pair<std::size_t, std::size_t>> rev;
+      Pieces rev;
       bool next_delim = false;
       for (auto it = segs.rbegin(); it != segs.rend(); ++it) {
         if (it->delim && !next_delim && !rev.empty())
@@ -80,7 +85,13 @@ void split_by_matches(const NormalizedString& s, const Ranges& matches_in, bool 
       break;
     }
   }
-  for (auto [b, e] : pieces)
+  return pieces;
+}
+
+// Splits `s` at the delimiter matches, following the Hugging Face SplitDelimiterBehavior semantics.
+void split_by_matches(const NormalizedString& s, const Ranges& matches_in, bool invert, Behavior behavior,
+                      std::vector<NormalizedString>& out) {
+  for (auto [b, e] : pieces_of(segments(s.size(), matches_in, invert), behavior))
     if (e > b) out.push_back(s.slice(b, e));
 }
 
