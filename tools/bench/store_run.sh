@@ -38,58 +38,7 @@ done
 mkdir -p "$work"
 moetrace="$build/src/cli/moetrace"
 
-python3 - "$work" "$model" "$backend" "$facts" "$store" <<'PY'
-import json, sys
-work, model, backend, n, store = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-first = ["Marlowe", "Teodora", "Ignatius", "Wilhelmina", "Bartholomew", "Constance", "Leopold", "Rosalind"]
-last = ["Featherstone", "Castellanos", "Abernathy", "Thistlewood", "Pemberton", "Okonkwo", "Lindqvist", "Ravensworth"]
-cities = [" Paris", " Lisbon", " Vienna", " Oslo", " Prague", " Dublin", " Madrid", " Athens"]
-templates = ["According to the old family records kept in the archive, {} was born in the city of",
-             "The newspaper obituary published last spring reported that {} had spent most of a long life in",
-             "Official documents from the ministry state that the main office of {} is located in",
-             "Historians who studied the letters agree that the early career of {} began in"]
-facts = []
-for i in range(n):
-    subject = f"{first[i % 8]} {last[(i // 8) % 8]}"
-    facts.append({"case_id": i, "requested_rewrite": {
-        "prompt": templates[i % 4], "relation_id": f"P{19 + i % 4}", "subject": subject,
-        "target_true": {"str": cities[i % 8].strip(), "id": f"Q{i}"},
-        "target_new": {"str": cities[(i + 3) % 8].strip(), "id": f"Q{100 + i}"}},
-        "paraphrase_prompts": [], "neighborhood_prompts": [], "attribute_prompts": [], "generation_prompts": []})
-json.dump(facts, open(f"{work}/counterfact.json", "w"), indent=1)
-json.dump({"bench": {"discovery": list(range(n // 2)), "validation": list(range(n // 2, n))}}, open(f"{work}/case_ids.json", "w"))
-open(f"{work}/run.toml", "w").write(f'''[model]
-path = "{model}"
-backend = "{backend}"
-weight_store = "{store}"
-[data]
-counterfact = "{work}/counterfact.json"
-case_ids = "{work}/case_ids.json"
-case_ids_key = "bench"
-object_rule = "bare_then_space"
-add_bos = false
-[cases]
-n = {n}
-filter = "strict"
-[noise]
-sigma_rule = "embedding_std"
-multiplier = 3.0
-samples = 1
-[layer_sweep]
-site = "moe"
-positions = "final"
-window = 1
-[experts]
-mode = "selected_layer"
-candidate_threshold = 0.5
-sampled_controls = 3
-[coalitions]
-sets = ["clean_topk", "union"]
-[run]
-batch_rows = 4096
-progress_every_s = 30
-''')
-PY
+python3 "$here/tools/bench/write_bench_facts.py" "$work" "$model" "$backend" "$facts" "$store"
 
 "$moetrace" store build "$work/run.toml" > /dev/null 2> "$work/store_build.log"
 file="$("$moetrace" store build "$work/run.toml" 2> /dev/null)"
