@@ -148,7 +148,7 @@ check "job $b requeued itself (Restarts=$(job_field "$b" Restarts))" test "$(job
 mpi_job() {
   submit --nodes=1 --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 --gpus-per-node=0 --time=30 \
     --job-name=mpi-c --output="$work/c.log" \
-    --export=ALL,CONFIG="$work/workload.toml",OUT="$work/c.h5",EP=1,OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1,"$(pause_env "$work/c.pause")" \
+    --export=ALL,CONFIG="$work/workload.toml",OUT="$work/c.h5",EP=1,WEIGHT_STORE="$work/store",OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1,"$(pause_env "$work/c.pause")" \
     slurm/qwen3-30b-a3b.sbatch
 }
 c=$(mpi_job)
@@ -157,7 +157,7 @@ stop_at_pause "$work/c.pause" TERM >/dev/null
 
 # 4. A chain: a sweep, then a report job that depends on it.
 d1=$(submit "${common[@]}" --job-name=chain-1 --output="$work/d1.log" \
-  --export=ALL,CONFIG="$work/workload.toml",OUT="$work/d.h5" slurm/sweep.sbatch)
+  --export=ALL,CONFIG="$work/workload.toml",OUT="$work/d.h5",WEIGHT_STORE="$work/store" slurm/sweep.sbatch)
 d2=$(submit --cpus-per-task=1 --time=10 --job-name=chain-2 --output="$work/d2.log" --dependency=afterok:"$d1" \
   --wrap="'$moetrace' report '$work/d.h5'")
 cluster_log "jobs $d1 -> $d2: chain (afterok)"
@@ -191,7 +191,7 @@ cluster_log "job $c2: the same MPI job submitted again (resumes $work/c.h5)"
 #    beside the results, plots skipped), against a one-process run of the same config.
 e=$(submit --nodes=1 --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 --gpus-per-node=0 --time=30 \
   --job-name=localize-e --output="$work/e.log" \
-  --export=ALL,CONFIG="$root/configs/demo_localize.toml",OUT="$work/e.h5",PLOTS=0,EP=1,OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  --export=ALL,CONFIG="$root/configs/demo_localize.toml",OUT="$work/e.h5",PLOTS=0,EP=1,WEIGHT_STORE="$work/store",OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
   slurm/localize.sbatch)
 cluster_log "job $e: localize.sbatch, 2 ranks"
 "$moetrace" --log-level warn localize "$root/configs/demo_localize.toml" --out "$work/e_ref.h5" >"$work/e_ref.log" 2>&1 ||
@@ -203,6 +203,11 @@ for j in "$a" "$b" "$c2" "$d1" "$d2" "$e"; do
 done
 
 check "job $a (sweep) completed" test "$(job_state "$a")" == COMPLETED
+# WEIGHT_STORE (slurm/weights.sh): jobs c, d and e map the packed weight store (docs/weights.md); their
+# results are compared with job a's (no store) below.
+for log in c d1 e; do
+  check "$log.log: the job mapped the weight store" grep -q "weights: mapped from the weight store $work/store/" "$work/$log.log"
+done
 check "moetrace report reads job $a's results" "$moetrace" report "$work/a.h5" >"$work/a.report.txt"
 check "the report names the selected layer" grep -q "layer" "$work/a.report.txt"
 check "job $b (stopped, requeued, resumed) completed" test "$(job_state "$b")" == COMPLETED
