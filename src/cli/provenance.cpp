@@ -16,17 +16,11 @@
 #include "results/run_history.h"
 #include "util/file_hash.h"
 #include "util/logging.h"
+#include "util/message.h"
 
 namespace moetrace::cli {
 namespace {
 std::string g_command_line;
-
-std::string utc_now() {
-  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  return buf;
-}
 
 std::string host_name() {
   char buf[256] = {};

@@ -125,15 +125,21 @@ ModelWeights load_model(const std::filesystem::path& model_dir, const LoadOption
   return w;
 }
 
+std::vector<const TensorView*> layer_tensors(const LayerWeights& L, int expert_begin, int expert_end) {
+  std::vector<const TensorView*> out{&L.attn_norm, &L.moe_norm, &L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj};
+  if (L.q_norm) out.push_back(&*L.q_norm);
+  if (L.k_norm) out.push_back(&*L.k_norm);
+  out.push_back(&L.router);
+  for (int e = expert_begin; e < expert_end; ++e)
+    for (const TensorView* v : {&L.experts[e].gate, &L.experts[e].up, &L.experts[e].down}) out.push_back(v);
+  return out;
+}
+
 std::vector<const TensorView*> model_tensors(const ModelWeights& w) {
   std::vector<const TensorView*> out{&w.embed, &w.final_norm, &w.lm_head};
   for (const LayerWeights& L : w.layers) {
-    for (const TensorView* v : {&L.attn_norm, &L.moe_norm, &L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj}) out.push_back(v);
-    if (L.q_norm) out.push_back(&*L.q_norm);
-    if (L.k_norm) out.push_back(&*L.k_norm);
-    out.push_back(&L.router);
-    for (const ExpertWeights& e : L.experts)
-      for (const TensorView* v : {&e.gate, &e.up, &e.down}) out.push_back(v);
+    const auto layer = layer_tensors(L, 0, static_cast<int>(L.experts.size()));
+    out.insert(out.end(), layer.begin(), layer.end());
   }
   return out;
 }

@@ -50,6 +50,8 @@ struct LoadOptions {
 // Every tensor the model uses, in load order: embeddings, final norm, read-out, then each layer's
 // norms, projections, q/k norms, router and experts (fused experts as their per-expert slices).
 std::vector<const TensorView*> model_tensors(const ModelWeights& weights);
+// One layer's tensors in the same order, with the experts [expert_begin, expert_end) only.
+std::vector<const TensorView*> layer_tensors(const LayerWeights& layer, int expert_begin, int expert_end);
 
 // Loads config.json and the safetensors of a model folder; every input is validated
 // (docs/ARCHITECTURE.md, "Inputs"), the weights included (a scan of every tensor for NaN/Inf).

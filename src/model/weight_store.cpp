@@ -43,13 +43,6 @@ std::uint64_t align_up(std::uint64_t x) { return (x + kAlign - 1) / kAlign * kAl
 
 std::int64_t ns(const struct timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec; }
 
-std::string utc_now() {
-  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  return buf;
-}
-
 nlohmann::json to_json(const FileIdentity& f) {
   return {{"name", f.name},        {"bytes", f.bytes},       {"inode", f.inode}, {"device", f.device},
           {"mtime_ns", f.mtime_ns}, {"ctime_ns", f.ctime_ns}, {"sha256", f.sha256}};

@@ -12,4 +12,7 @@ namespace moetrace {
 // boundary) followed by "... (N bytes)".
 std::string truncate_for_message(std::string_view s, std::size_t max_bytes = 120);
 
+// The current time as ISO 8601 in UTC ("2026-12-06T18:30:00Z"), as results files and weight stores record it.
+std::string utc_now();
+
 }  // namespace moetrace
