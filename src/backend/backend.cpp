@@ -29,7 +29,7 @@ std::pair<int, int> weight_matrix_shape(const TensorView& view) {
   fail_internal(__FILE__, __LINE__, "weights must be 1-D or 2-D: " + view.name);
 }
 
-std::vector<std::byte> Backend::weight_image(const Weight&) const {
+std::span<const std::byte> Backend::weight_image(const Weight&) const {
   fail_internal(__FILE__, __LINE__, "backend " + name() + " has no weight store layout");
 }
 

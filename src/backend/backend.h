@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -170,8 +171,9 @@ class Backend {
   // version, CPU features): a store is used only by a backend that gives the same string. Empty:
   // this backend reads no store and uploads from the checkpoint.
   virtual std::string weight_layout() const { return {}; }
-  // The bytes of an uploaded weight as map_weight takes them back (written once, into the store).
-  virtual std::vector<std::byte> weight_image(const Weight& weight) const;
+  // The bytes of an uploaded weight as map_weight takes them back (written once, into the store),
+  // valid while the weight lives.
+  virtual std::span<const std::byte> weight_image(const Weight& weight) const;
   // The weight for the checkpoint tensor `view` from its image (`bytes` bytes at `image`, mapped
   // read-only from the store and alive as long as the weight): used in place where the backend can
   // (host memory), copied where it must (device memory). An image of the wrong size for the view is

@@ -97,7 +97,7 @@ void build_weight_store(const std::filesystem::path& path, const ModelWeights& w
     if (!done.insert(v->name).second) continue;
     const auto bad = first_nonfinite(*v);
     const WeightPtr w = builder.upload_weight(*v);
-    const std::vector<std::byte> image = builder.weight_image(*w);
+    const std::span<const std::byte> image = builder.weight_image(*w);
     writer.add(v->name, image.data(), image.size(), bad ? *bad : -1);
     ckpt.release_pages(*v);
   }

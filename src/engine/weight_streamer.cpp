@@ -1,7 +1,6 @@
 #include "engine/weight_streamer.h"
 
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -25,12 +24,7 @@ RankTensors rank_tensors(const ModelWeights& w, ExpertRange local) {
   for (const TensorView* v : {&w.embed, &w.final_norm, &w.lm_head}) t.other.push_back(v->name);
   for (const LayerWeights& L : w.layers) {
     std::vector<std::string> names;
-    for (const TensorView* v : {&L.attn_norm, &L.moe_norm, &L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.router})
-      names.push_back(v->name);
-    if (L.q_norm) names.push_back(L.q_norm->name);
-    if (L.k_norm) names.push_back(L.k_norm->name);
-    for (int e = local.begin; e < local.end; ++e)
-      for (const TensorView* v : {&L.experts[e].gate, &L.experts[e].up, &L.experts[e].down}) names.push_back(v->name);
+    for (const TensorView* v : layer_tensors(L, local.begin, local.end)) names.push_back(v->name);
     t.layers.push_back(std::move(names));
   }
   return t;
@@ -72,20 +66,21 @@ class LayerStreamer final : public LayerObserver {
   }
 
  private:
+  // Only the latest request counts: a layer the engine has already left is never read in again.
   void request(int layer) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(layer);
+      wanted_ = layer;
     }
     cv_.notify_one();
   }
   void work() {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-      cv_.wait(lock, [&] { return done_ || !queue_.empty(); });
+      cv_.wait(lock, [&] { return done_ || wanted_ >= 0; });
       if (done_) return;
-      const int layer = queue_.front();
-      queue_.pop_front();
+      const int layer = wanted_;
+      wanted_ = -1;
       lock.unlock();
       advise_all(store_, t_.layers[layer], Advice::Populate);
       lock.lock();
@@ -97,7 +92,7 @@ class LayerStreamer final : public LayerObserver {
   int first_;
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<int> queue_;
+  int wanted_ = -1;  // the layer to read in next, -1: none
   bool done_ = false;
   std::thread worker_;
 };

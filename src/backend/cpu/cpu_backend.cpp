@@ -186,9 +186,9 @@ class CpuBackend final : public Backend {
                        v->patch, static_cast<int>(dnnl_get_effective_cpu_isa()));
   }
 
-  std::vector<std::byte> weight_image(const Weight& weight) const override {
+  std::span<const std::byte> weight_image(const Weight& weight) const override {
     const auto& w = cpu(weight).w;
-    return std::vector<std::byte>(w.image(), w.image() + w.bytes());
+    return {w.image(), w.bytes()};
   }
 
   WeightPtr map_weight(const TensorView& view, const std::byte* image, std::size_t bytes,
