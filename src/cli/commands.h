@@ -13,5 +13,6 @@ void register_localize_command(CLI::App& app);
 void register_report_command(CLI::App& app);
 void register_merge_command(CLI::App& app);
 void register_store_command(CLI::App& app);
+void register_plan_command(CLI::App& app);
 
 }  // namespace moetrace::cli

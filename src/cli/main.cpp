@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   moetrace::cli::register_replay_command(app);
   moetrace::cli::register_tokenize_command(app);
   moetrace::cli::register_store_command(app);
+  moetrace::cli::register_plan_command(app);
   app.parse_complete_callback([&] { moetrace::configure_logging(log_level); });
   try {
     app.parse(argc, argv);

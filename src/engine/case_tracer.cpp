@@ -98,27 +98,37 @@ void CaseTracer::record_noised_in_full(const std::vector<TracedCase*>& cases, in
   }
 }
 
+std::vector<std::size_t> CaseTracer::split_calls(const std::vector<int>& token_rows, int max_batch_rows) {
+  std::vector<std::size_t> calls;
+  int rows = 0;
+  for (int n : token_rows) {
+    if (!calls.empty() && calls.back() > 0 && rows + n > max_batch_rows) {
+      calls.push_back(0);
+      rows = 0;
+    }
+    if (calls.empty()) calls.push_back(0);
+    ++calls.back();
+    rows += n;
+  }
+  return calls;
+}
+
 std::vector<StreamOutput> CaseTracer::run_batched(const std::vector<StreamSpec>& streams, std::uint64_t& steps) {
   std::vector<StreamOutput> out;
   out.reserve(streams.size());
-  std::vector<StreamSpec> batch;
-  int rows = 0;
-  auto flush = [&] {
+  std::vector<int> token_rows;
+  for (const StreamSpec& s : streams) token_rows.push_back(s.prompt->num_tokens() - s.start_pos);
+  std::size_t next = 0;
+  for (std::size_t count : split_calls(token_rows, max_batch_rows_)) {
+    const std::vector<StreamSpec> batch(streams.begin() + static_cast<std::ptrdiff_t>(next),
+                                        streams.begin() + static_cast<std::ptrdiff_t>(next + count));
+    next += count;
     ++work_.engine_calls;
     work_.streams += batch.size();
     const std::uint64_t before = engine_.layer_token_steps();
     for (StreamOutput& o : engine_.run(batch)) out.push_back(std::move(o));
     steps += engine_.layer_token_steps() - before;
-    batch.clear();
-    rows = 0;
-  };
-  for (const StreamSpec& s : streams) {
-    const int n = s.prompt->num_tokens() - s.start_pos;
-    if (!batch.empty() && rows + n > max_batch_rows_) flush();
-    batch.push_back(s);
-    rows += n;
   }
-  if (!batch.empty()) flush();
   return out;
 }
 

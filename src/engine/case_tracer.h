@@ -77,6 +77,11 @@ class CaseTracer {
   // The stream that evaluates one patched run (exposed for tests and step accounting).
   static StreamSpec stream_for(const PatchedRun& run, PatchMode mode);
 
+  // How run_batched splits streams of `token_rows` rows each (in order) into engine calls of at most
+  // max_batch_rows token rows (a longer stream alone in its call): the streams per call. The
+  // tracer's rule, and the planner's (moetrace plan).
+  static std::vector<std::size_t> split_calls(const std::vector<int>& token_rows, int max_batch_rows);
+
  private:
   // engine_.run over `streams`, split into calls of at most max_batch_rows token rows.
   // `steps` accumulates the layer-token steps of the calls.

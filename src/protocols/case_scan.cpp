@@ -22,15 +22,6 @@ CaseScanner::CaseScanner(const RunConfig& config, const CaseBuilder& builder, Pr
                          double sigma_base)
     : config_(config), builder_(builder), prepared_(prepared), sigma_base_(sigma_base) {}
 
-namespace {
-
-// The order in which records are considered, and (explicit mode) their fixed split.
-struct ScanOrder {
-  std::vector<int> order;  // indices into the records
-  std::vector<Split> fixed_split;
-  bool explicit_ids = false;
-};
-
 ScanOrder scan_order(const RunConfig& config, const std::vector<CounterFactRecord>& records) {
   ScanOrder o;
   o.explicit_ids = !config.case_ids_path.empty();
@@ -60,6 +51,17 @@ ScanOrder scan_order(const RunConfig& config, const std::vector<CounterFactRecor
   return o;
 }
 
+std::size_t scan_target(const RunConfig& config, const ScanOrder& o) {
+  return o.explicit_ids ? o.order.size() : (config.num_cases > 0 ? static_cast<std::size_t>(config.num_cases) : o.order.size());
+}
+
+std::size_t scan_round(std::size_t left, std::size_t missing) {
+  constexpr std::size_t kRound = 64;
+  return std::min(left, std::clamp<std::size_t>(missing, 8, kRound));
+}
+
+namespace {
+
 struct Candidate {
   UsableCase c;
   std::string skip_reason;  // set when the record cannot be built into a prompt
@@ -78,14 +80,12 @@ ScanResult CaseScanner::scan(const std::vector<CounterFactRecord>& records, cons
   const ScanOrder so = scan_order(config_, records);
   const std::vector<int>& order = so.order;
   const bool explicit_ids = so.explicit_ids;
-  const std::size_t target = explicit_ids ? order.size() : (config_.num_cases > 0 ? config_.num_cases : order.size());
+  const std::size_t target = scan_target(config_, so);
   ProgressMeter progress("case scan", "usable cases", target, config_.progress_every_s);
-  const std::size_t round = 64;  // records per executor call
   const std::vector<RowOutput> outputs{{TracingResults::scan_table(settings.noise_multiplier), 2}};
   for (std::size_t pos = 0; pos < order.size() && result.cases.size() < target;) {
-    // Never more than the cases still missing (but at least a few): the tail of a round past the
-    // target is computed for nothing.
-    const std::size_t n = std::min(order.size() - pos, std::clamp<std::size_t>(target - result.cases.size(), 8, round));
+    // The tail of a round past the target is computed for nothing: rounds shrink near it.
+    const std::size_t n = scan_round(order.size() - pos, target - result.cases.size());
     std::vector<Candidate> pending;
     std::vector<int> to_run;  // positions in `order`
     for (std::size_t j = pos; j < pos + n; ++j) {

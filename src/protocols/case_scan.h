@@ -64,6 +64,19 @@ struct ScanSettings {
 // relaxed 0.5 and 0.25.
 bool passes_filter(FilterKind filter, double d_clean, double d_noised);
 
+// The order in which records are considered, and (explicit mode) their fixed split.
+struct ScanOrder {
+  std::vector<int> order;  // indices into the records
+  std::vector<Split> fixed_split;
+  bool explicit_ids = false;
+};
+ScanOrder scan_order(const RunConfig& config, const std::vector<CounterFactRecord>& records);
+// Usable cases the scan looks for: every listed case, or [cases] n (0: every record).
+std::size_t scan_target(const RunConfig& config, const ScanOrder& order);
+// Records the scan considers in its next round, `left` records not yet considered and `missing` usable
+// cases still wanted: never more than the cases still missing (but at least a few), at most 64.
+std::size_t scan_round(std::size_t left, std::size_t missing);
+
 class CaseScanner {
  public:
   CaseScanner(const RunConfig& config, const CaseBuilder& builder, PreparedCases& prepared, double sigma_base);

@@ -42,6 +42,21 @@ std::size_t traced_case_bytes(const TracedCase& tc) {
   return b;
 }
 
+std::size_t traced_case_bytes(const ModelConfig& mc, int tokens, int subject_tokens, int samples, int noised_full_from) {
+  const std::size_t T = static_cast<std::size_t>(tokens), H = static_cast<std::size_t>(mc.hidden_size);
+  const std::size_t kv = static_cast<std::size_t>(mc.num_kv_heads) * mc.head_dim, k = static_cast<std::size_t>(mc.top_k);
+  const std::size_t base_layer = T * (H + 2 * kv) * sizeof(float);  // input, keys, values
+  const std::size_t full_layer = base_layer + T * (2 * H + k * H) * sizeof(float)  // attn_out, moe_out, updates
+                                 + T * mc.num_experts * sizeof(float)                // router logits
+                                 + T * k * (sizeof(float) + sizeof(int));            // routing
+  const std::size_t L = static_cast<std::size_t>(mc.num_layers), output = T * H * sizeof(float);
+  const std::size_t clean = L * full_layer + output;
+  const std::size_t from = noised_full_from < 0 ? L : static_cast<std::size_t>(noised_full_from);
+  const std::size_t noised = from * base_layer + (L - from) * full_layer + (noised_full_from < 0 ? 0 : output);
+  const std::size_t noise = static_cast<std::size_t>(subject_tokens) * H * sizeof(float);
+  return clean + static_cast<std::size_t>(samples) * (noised + noise);
+}
+
 PreparedCases::PreparedCases(const RunConfig& config, CaseTracer& tracer, double sigma_base, std::size_t budget_bytes)
     : config_(config), tracer_(tracer), sigma_base_(sigma_base), budget_(budget_bytes) {}
 

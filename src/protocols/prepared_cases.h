@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/case_tracer.h"
+#include "model/model_config.h"
 #include "protocols/run_config.h"
 
 namespace moetrace {
@@ -58,5 +59,9 @@ class PreparedCases {
 
 // Bytes of host or device memory a prepared case holds.
 std::size_t traced_case_bytes(const TracedCase& tc);
+// The same, from the case's shape alone (the planner's prepared-case cache, moetrace plan): `tokens`
+// prompt tokens, `subject_tokens` noised ones, `samples` noised runs recorded in full from layer
+// `noised_full_from` on (-1: Base at every layer).
+std::size_t traced_case_bytes(const ModelConfig& mc, int tokens, int subject_tokens, int samples, int noised_full_from);
 
 }  // namespace moetrace

@@ -17,13 +17,13 @@ Matrix2 RowExecutor::run(const std::string& label, int rows, const RowCost& cost
   return run_rows(label, rows, all, cost, outputs, compute);
 }
 
-std::vector<std::vector<int>> RowExecutor::make_chunks(std::vector<int> rows, const RowCost& row_cost) const {
+std::vector<std::vector<int>> make_chunks(std::vector<int> rows, const RowCost& row_cost, int chunk_tokens) {
   auto cost = [&](int i) { return row_cost ? row_cost(i) : 1.0; };
   std::stable_sort(rows.begin(), rows.end(), [&](int a, int b) { return cost(a) > cost(b); });
   std::vector<std::vector<int>> chunks;
   double tokens = 0;
   for (int r : rows) {
-    if (chunks.empty() || tokens + cost(r) > chunk_tokens_) {
+    if (chunks.empty() || tokens + cost(r) > chunk_tokens) {
       chunks.emplace_back();
       tokens = 0;
     }

@@ -40,6 +40,10 @@ using ChunkFunction = std::function<std::vector<std::vector<double>>(const std::
 // first). An empty one counts every row as one token row.
 using RowCost = std::function<double(int row)>;
 
+// Rows in chunks: costliest first (ties in row order), each chunk at most `chunk_tokens` token rows (at
+// least one row per chunk). The executors' rule, and the planner's (moetrace plan).
+std::vector<std::vector<int>> make_chunks(std::vector<int> rows, const RowCost& cost, int chunk_tokens);
+
 class RowExecutor {
  public:
   virtual ~RowExecutor() = default;
@@ -69,8 +73,9 @@ class RowExecutor {
 
  protected:
   explicit RowExecutor(int chunk_tokens) : chunk_tokens_(chunk_tokens) {}
-  // Rows in chunks: costliest first (ties in row order), each chunk at most chunk_tokens_ token rows.
-  std::vector<std::vector<int>> make_chunks(std::vector<int> rows, const RowCost& cost) const;
+  std::vector<std::vector<int>> make_chunks(std::vector<int> rows, const RowCost& cost) const {
+    return moetrace::make_chunks(std::move(rows), cost, chunk_tokens_);
+  }
 
   int chunk_tokens_;
   std::string unit_ = "cases";

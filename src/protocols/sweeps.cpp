@@ -10,8 +10,8 @@
 namespace moetrace {
 Sweeps::Sweeps(const RunConfig& config, CaseTracer& tracer) : config_(config), tracer_(tracer) {}
 
-std::vector<int> Sweeps::sweep_positions(const Prompt& p) const {
-  switch (config_.sweep_positions) {
+std::vector<int> Sweeps::sweep_positions(const RunConfig& config, const Prompt& p) {
+  switch (config.sweep_positions) {
     case SweepPositions::Final: return {p.num_tokens() - 1};
     case SweepPositions::LastSubject: return {p.subject_end - 1};
     case SweepPositions::Subject: {
@@ -44,12 +44,37 @@ std::vector<std::vector<double>> Sweeps::rescues(const Chunk& cases,
   return out;
 }
 
+std::vector<Condition> Sweeps::layer_sweep_conditions(const RunConfig& config, const Prompt& p, int layers) {
+  std::vector<Condition> conds;
+  for (int l = 0; l < layers; ++l)
+    conds.push_back(restore_window(config.sweep_site, l, config.sweep_window, layers, sweep_positions(config, p)));
+  return conds;
+}
+
+Condition Sweeps::expert_condition(int layer, int position, int expert) {
+  return restore_experts(layer, {position}, ExpertSet::Listed, {expert});
+}
+
+std::vector<Condition> Sweeps::coalition_conditions(int layer, int position, const std::vector<CoalitionSet>& sets) {
+  std::vector<Condition> conds;
+  for (CoalitionSet set : sets)
+    conds.push_back(restore_experts(layer, {position}, set == CoalitionSet::Union ? ExpertSet::Union : ExpertSet::CleanRouted));
+  return conds;
+}
+
+std::vector<Condition> Sweeps::heatmap_conditions(int tokens, int layers) {
+  constexpr Site kSites[] = {Site::Hidden, Site::Attn, Site::Moe};
+  std::vector<Condition> conds;
+  for (Site site : kSites)
+    for (int l = 0; l < layers; ++l)
+      for (int t = 0; t < tokens; ++t) conds.push_back(restore_site(site, l, {t}));
+  return conds;
+}
+
 std::vector<std::vector<double>> Sweeps::layer_sweep(const Chunk& cases) const {
   const int L = tracer_.engine().model().config.num_layers;
   std::vector<std::vector<Condition>> conds(cases.size());
-  for (std::size_t c = 0; c < cases.size(); ++c)
-    for (int l = 0; l < L; ++l)
-      conds[c].push_back(restore_window(config_.sweep_site, l, config_.sweep_window, L, sweep_positions(cases[c]->prompt)));
+  for (std::size_t c = 0; c < cases.size(); ++c) conds[c] = layer_sweep_conditions(config_, cases[c]->prompt, L);
   return rescues(cases, conds);
 }
 
@@ -70,7 +95,7 @@ std::vector<std::vector<ExpertRow>> Sweeps::expert_layers(const Chunk& cases, co
         const int e = routing.expert(last, j);
         row.clean_active[e] = 1;
         row.clean_weight[e] = routing.weights[last * mc.top_k + j];
-        conds[c].push_back(restore_experts(layer, {last}, ExpertSet::Listed, {e}));
+        conds[c].push_back(expert_condition(layer, last, e));
         where[c].emplace_back(static_cast<int>(li), e);
       }
       rows[c].push_back(std::move(row));
@@ -102,7 +127,7 @@ std::vector<std::pair<double, double>> Sweeps::equal_norm(const std::vector<Equa
   for (std::size_t i = 0; i < sizes.size(); i += 2) {
     const double target = std::min(n[i], n[i + 1]);
     for (std::size_t j = i; j < i + 2; ++j) {
-      Condition c = restore_experts(layer, {sizes[j].position}, ExpertSet::Listed, {sizes[j].expert});
+      Condition c = expert_condition(layer, sizes[j].position, sizes[j].expert);
       c.patches[0].scale = n[j] > 0 ? static_cast<float>(target / n[j]) : 0.0f;
       conds.push_back(std::move(c));
     }
@@ -130,24 +155,15 @@ std::vector<std::pair<double, double>> Sweeps::equal_norm(const std::vector<Equa
 std::vector<std::vector<double>> Sweeps::coalitions(const Chunk& cases, int layer,
                                                     const std::vector<CoalitionSet>& sets) const {
   std::vector<std::vector<Condition>> conds(cases.size());
-  for (std::size_t c = 0; c < cases.size(); ++c) {
-    const int last = cases[c]->prompt.num_tokens() - 1;
-    for (CoalitionSet set : sets)
-      conds[c].push_back(restore_experts(layer, {last}, set == CoalitionSet::Union ? ExpertSet::Union : ExpertSet::CleanRouted));
-  }
+  for (std::size_t c = 0; c < cases.size(); ++c)
+    conds[c] = coalition_conditions(layer, cases[c]->prompt.num_tokens() - 1, sets);
   return rescues(cases, conds);
 }
 
 std::vector<std::vector<std::vector<double>>> Sweeps::heatmaps(const Chunk& cases) const {
   const int L = tracer_.engine().model().config.num_layers;
-  constexpr Site kSites[] = {Site::Hidden, Site::Attn, Site::Moe};
   std::vector<std::vector<Condition>> conds(cases.size());
-  for (std::size_t c = 0; c < cases.size(); ++c) {
-    const int T = cases[c]->prompt.num_tokens();
-    for (Site site : kSites)
-      for (int l = 0; l < L; ++l)
-        for (int t = 0; t < T; ++t) conds[c].push_back(restore_site(site, l, {t}));
-  }
+  for (std::size_t c = 0; c < cases.size(); ++c) conds[c] = heatmap_conditions(cases[c]->prompt.num_tokens(), L);
   const auto r = rescues(cases, conds);
   std::vector<std::vector<std::vector<double>>> out(cases.size());
   for (std::size_t c = 0; c < cases.size(); ++c) {

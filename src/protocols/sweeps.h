@@ -32,7 +32,7 @@ class Sweeps {
   Sweeps(const RunConfig& config, CaseTracer& tracer);
 
   // Positions of the configured layer-sweep site (final, last subject or all subject tokens).
-  std::vector<int> sweep_positions(const Prompt& p) const;
+  static std::vector<int> sweep_positions(const RunConfig& config, const Prompt& p);
   // Rescue of the configured site and window at every layer: [case][L].
   std::vector<std::vector<double>> layer_sweep(const Chunk& cases) const;
   // Every clean-active expert at each of `layers`, final position: [case][layer index].
@@ -45,6 +45,13 @@ class Sweeps {
   std::vector<std::vector<double>> coalitions(const Chunk& cases, int layer, const std::vector<CoalitionSet>& sets) const;
   // ROME-style heat maps for hidden / attn / moe (window 1, each position): [case][site][L * T].
   std::vector<std::vector<std::vector<double>>> heatmaps(const Chunk& cases) const;
+
+  // The conditions of each measurement for one case (prompt), as the sweeps above evaluate them on
+  // every noise sample; the planner (moetrace plan) counts their engine work from the same lists.
+  static std::vector<Condition> layer_sweep_conditions(const RunConfig& config, const Prompt& p, int layers);
+  static Condition expert_condition(int layer, int position, int expert);
+  static std::vector<Condition> coalition_conditions(int layer, int position, const std::vector<CoalitionSet>& sets);
+  static std::vector<Condition> heatmap_conditions(int tokens, int layers);
 
   // Mean over samples of D(run_s) - D(noised_s), for each case's own conditions evaluated on every
   // sample: [case][condition].

@@ -107,6 +107,16 @@ void ResultsFile::write_skips(const std::string& g, const std::vector<std::int64
   file_.write_strings(g + "/reason", reasons);
 }
 
+std::uint64_t estimate_results_bytes(const std::vector<TableShape>& tables, std::uint64_t string_bytes) {
+  constexpr double kCompressed = 0.6;              // stored / raw bytes of float64 rescues and contrasts
+  constexpr std::uint64_t kPerDataset = 5 << 10;   // chunk index, attributes, checksums
+  constexpr std::uint64_t kFixed = 88 << 10;       // provenance (config, environment), summaries, metadata
+  double bytes = static_cast<double>(kFixed) + static_cast<double>(string_bytes);
+  for (const TableShape& t : tables)
+    bytes += 2 * kPerDataset + kCompressed * static_cast<double>(t.rows * (t.cols * sizeof(double) + sizeof(std::int32_t)));
+  return static_cast<std::uint64_t>(bytes);
+}
+
 void ResultsFile::ensure_matrix(const std::string& name, const std::vector<std::size_t>& shape) {
   if (file_.exists(name)) {
     if (file_.shape(name) != shape)

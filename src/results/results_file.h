@@ -43,6 +43,15 @@ struct SummaryRecord {
   double mean = 0, ci_low = 0, ci_high = 0, frac_positive = 0, p_value = 1;
 };
 // The record named `name` of `records`, or one of that name with NaN values (n = 0) when none is.
+// A row table's shape (ResultsFile::ensure_matrix): float64 values and an int32 done flag per row.
+struct TableShape {
+  std::uint64_t rows = 0, cols = 0;
+};
+// Bytes a results file takes on disk with these row tables and `string_bytes` of per-case text, as
+// the files of `moetrace run` are stored (chunked, compressed, checksummed; the constants are
+// measured on the demo's and the benchmarks' files, docs/distribution.md "Planning a study").
+std::uint64_t estimate_results_bytes(const std::vector<TableShape>& tables, std::uint64_t string_bytes);
+
 SummaryRecord summary_or_nan(const std::vector<SummaryRecord>& records, const std::string& name);
 
 class ResultsFile {
