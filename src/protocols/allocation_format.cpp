@@ -103,6 +103,7 @@ std::string allocation_text(const Allocation& a, const std::vector<ScalingPoint>
                    p.exchange_inter_node ? "inter-node" : "intra-node");
   s += fmt::format("  --time             {} (predicted x {:g}, in minutes, at most the limit)\n",
                    format_slurm_time(a.slurm_time_s), 1.0 + a.options.margin);
+  if (a.plan == JobPlan::Chain) s += "  (chain: the layout above is one shard task; the stages below are whole stages on it)\n";
   if (a.time_known && !p.stages.empty()) {
     s += fmt::format("\n  {:<22} {:>12} {:>12} {:>12} {:>12} {:>5}  {}\n", "stage", "seconds", "compute", "exchange",
                      "imbalance", "idle", "bound");
