@@ -272,60 +272,71 @@ int runs_needed(double seconds, double margin, std::int64_t limit) {
   return std::max(1, static_cast<int>(std::ceil(seconds * (1.0 + margin) / per_run - 1e-9)));
 }
 
-// A chain of shard arrays (one process per task, R = 1): the fewest shards whose every task fits the
-// time limit, at least one per task slot. False when the case scan alone does not fit.
+// A study's stages by chain round, on one shard process.
+struct ChainRounds {
+  double scan = 0, final_s = 0;
+  double seconds[4] = {0, 0, 0, 0};     // rounds 1-3 (index 0 unused)
+  std::int64_t cases[4] = {0, 0, 0, 0};
+  int stages = 1;                       // STAGES: the last non-empty round
+  // One task of round k with `shards` shards: its ceil(cases / shards) cases (and the scan in round 1).
+  double task_s(int k, int shards) const {
+    const double share = cases[k] > 0 ? static_cast<double>((cases[k] + shards - 1) / shards) / cases[k] : 1.0 / shards;
+    return (k == 1 ? scan : 0.0) + seconds[k] * share;
+  }
+  double longest_task_s(int shards) const {
+    double m = 0;
+    for (int k = 1; k <= stages; ++k) m = std::max(m, task_s(k, shards));
+    return m;
+  }
+};
+
+ChainRounds chain_rounds(const StudyProfile& p, const Prediction& one) {
+  ChainRounds r;
+  for (std::size_t i = 0; i < p.stages.size(); ++i) {
+    const int k = chain_round(p.stages[i].name);
+    const double s = one.stages[i].seconds;
+    if (k == 0) r.scan += s;
+    else if (k == 4) r.final_s += s;
+    else r.seconds[k] += s, r.cases[k] = std::max(r.cases[k], p.stages[i].cases);
+  }
+  for (int k = 1; k <= 3; ++k)
+    if (r.seconds[k] > 0) r.stages = k;
+  return r;
+}
+
+// 4a. A chain of shard arrays (one process per task, R = 1): the fewest shards whose every task fits
+// the time limit, raised to the task slots. False when the case scan alone does not fit.
 bool plan_chain(const StudyProfile& p, const ClusterSpec& c, Allocation& a, int max_nodes) {
-  const double margin = a.options.margin;
+  const double margin = a.options.margin, limit = static_cast<double>(c.time_limit_s);
   const Layout task{.nodes = 1, .ranks_per_node = 1, .ep = 1,
                     .threads_per_rank = c.gpu_nodes() ? std::max(1, c.cores_per_node / c.gpus_per_node) : c.cores_per_node,
                     .weight_store = a.options.weight_store};
   const Prediction one = predict(p, c, task);
-  if (!fits(one, c)) return false;
-  double scan = 0, final_s = 0;
-  std::vector<std::pair<double, std::int64_t>> round(4, {0.0, 0});  // seconds and cases of rounds 1-3
-  for (std::size_t i = 0; i < p.stages.size(); ++i) {
-    const int k = chain_round(p.stages[i].name);
-    if (k == 0) scan += one.stages[i].seconds;
-    else if (k == 4) final_s += one.stages[i].seconds;
-    else round[k].first += one.stages[i].seconds, round[k].second = std::max(round[k].second, p.stages[i].cases);
-  }
-  int stages = 1;
-  for (int k = 1; k <= 3; ++k)
-    if (round[k].first > 0) stages = k;
-  auto task_s = [&](int k, int shards) {
-    const auto [s, cases] = round[k];
-    const double share = cases > 0 ? static_cast<double>((cases + shards - 1) / shards) / cases : 1.0 / shards;
-    return (k == 1 ? scan : 0.0) + s * share;
-  };
-  auto longest = [&](int shards) {
-    double m = 0;
-    for (int k = 1; k <= stages; ++k) m = std::max(m, task_s(k, shards));
-    return m;
-  };
-  const double limit = static_cast<double>(c.time_limit_s);
-  if (scan * (1.0 + margin) > limit) return false;
+  const ChainRounds r = chain_rounds(p, one);
+  if (!fits(one, c) || r.scan * (1.0 + margin) > limit) return false;
   int shards = 1;
-  while (shards < kMaxShards && longest(shards) * (1.0 + margin) > limit) ++shards;
-  if (longest(shards) * (1.0 + margin) > limit) return false;
+  while (shards < kMaxShards && r.longest_task_s(shards) * (1.0 + margin) > limit) ++shards;
+  if (r.longest_task_s(shards) * (1.0 + margin) > limit) return false;
   const int slots = max_nodes * (c.gpu_nodes() ? c.gpus_per_node : 1);
   std::int64_t most_cases = 1;
-  for (int k = 1; k <= stages; ++k) most_cases = std::max(most_cases, round[k].second);
+  for (int k = 1; k <= r.stages; ++k) most_cases = std::max(most_cases, r.cases[k]);
   shards = std::max(shards, static_cast<int>(std::min<std::int64_t>(slots, most_cases)));
+  const int final_runs = runs_needed(r.final_s, margin, c.time_limit_s);
   a.plan = JobPlan::Chain;
   a.prediction = one;
   a.shards = shards;
-  a.chain_stages = stages;
-  const int final_runs = runs_needed(final_s, margin, c.time_limit_s);
-  a.jobs = stages * shards + stages + final_runs + 1;
-  a.wall_s = final_s;
-  for (int k = 1; k <= stages; ++k) a.wall_s += std::ceil(static_cast<double>(shards) / slots) * task_s(k, shards);
-  a.job_s = std::max(longest(shards), final_runs > 1 ? limit : final_s);
+  a.chain_stages = r.stages;
+  a.jobs = r.stages * shards + r.stages + final_runs + 1;
+  a.wall_s = r.final_s;
+  for (int k = 1; k <= r.stages; ++k) a.wall_s += std::ceil(static_cast<double>(shards) / slots) * r.task_s(k, shards);
+  a.job_s = std::max(r.longest_task_s(shards), final_runs > 1 ? limit : r.final_s);
   a.slurm_time_s = std::min(c.time_limit_s, ceil_minutes(a.job_s * (1.0 + margin)));
   a.notes.push_back(fmt::format(
       "no job of at most {} nodes finishes within the time limit {}: slurm/chain.sh runs the per-case stages as "
       "{} array(s) of {} one-process shard tasks (each repeats the case scan in stage 1), merges them and "
       "finishes unsharded{}",
-      max_nodes, c.time_limit, stages, shards, final_runs > 1 ? fmt::format(" (the final job requeues itself: {} runs)", final_runs) : ""));
+      max_nodes, c.time_limit, r.stages, shards,
+      final_runs > 1 ? fmt::format(" (the final job requeues itself: {} runs)", final_runs) : ""));
   return true;
 }
 
@@ -369,68 +380,94 @@ std::vector<std::string> command_lines(const Allocation& a) {
 
 }  // namespace
 
-Allocation choose_allocation(const StudyProfile& p, const ClusterSpec& c, const AllocationOptions& o) {
-  Allocation a;
-  a.cluster = c;
-  a.options = o;
-  a.protocol = p.protocol;
-  a.model = p.model;
-  const int max_nodes = o.max_nodes > 0 ? std::min(o.max_nodes, c.nodes) : c.nodes;
-  // 1. The smallest R whose ranks fit the memory (per GPU on GPU nodes, and per node).
-  const int max_ep = std::max(1, std::min(p.experts > 0 ? p.experts : 64, max_nodes * (c.gpu_nodes() ? c.gpus_per_node : c.cores_per_node)));
-  Layout base{.nodes = 0};
-  for (int R = 1; R <= max_ep && base.nodes == 0; ++R) base = layout_for(p, c, R, o.weight_store, max_nodes);
-  if (base.nodes == 0) {
-    const Prediction widest = predict(p, c, Layout{.nodes = 1, .ranks_per_node = 1, .ep = 1, .weight_store = o.weight_store});
-    fail_input("{}: the study does not fit: a whole-model rank needs {:.1f} GiB{} and no --ep up to {} on at most {} "
-               "nodes fits {:.1f} GiB per node{} (memory_headroom {})",
-               c.source, widest.memory.node_bytes / kGiB,
-               c.gpu_nodes() ? fmt::format(" ({:.1f} GiB on its GPU)", widest.memory.gpu_bytes_per_rank / kGiB) : "",
-               max_ep, max_nodes, usable_node_bytes(c) / kGiB,
-               c.gpu_nodes() ? fmt::format(" and {:.1f} GiB per GPU", usable_gpu_bytes(c) / kGiB) : "", c.memory_headroom);
+namespace {
+
+// 1. The smallest R whose ranks fit the memory (per GPU on GPU nodes, and per node), at its layout
+// of the fewest nodes; an InputError naming the cluster file when none does.
+Layout smallest_ep_layout(const StudyProfile& p, const ClusterSpec& c, bool store, int max_nodes) {
+  const int slots = max_nodes * (c.gpu_nodes() ? c.gpus_per_node : c.cores_per_node);
+  const int max_ep = std::max(1, std::min(p.experts > 0 ? p.experts : 64, slots));
+  for (int R = 1; R <= max_ep; ++R) {
+    const Layout l = layout_for(p, c, R, store, max_nodes);
+    if (l.nodes > 0) return l;
   }
-  // 2. Nodes: the fewest that finish within the time limit (with the margin).
+  const Prediction whole = predict(p, c, Layout{.nodes = 1, .ranks_per_node = 1, .ep = 1, .weight_store = store});
+  fail_input("{}: the study does not fit: a whole-model rank needs {:.1f} GiB{} and no --ep up to {} on at most {} "
+             "nodes fits {:.1f} GiB per node{} (memory_headroom {})",
+             c.source, whole.memory.node_bytes / kGiB,
+             c.gpu_nodes() ? fmt::format(" ({:.1f} GiB on its GPU)", whole.memory.gpu_bytes_per_rank / kGiB) : "",
+             max_ep, max_nodes, usable_node_bytes(c) / kGiB,
+             c.gpu_nodes() ? fmt::format(" and {:.1f} GiB per GPU", usable_gpu_bytes(c) / kGiB) : "", c.memory_headroom);
+}
+
+// 2. The fewest nodes whose time x (1 + margin) fits the limit; when none does, the fewest that
+// reach the shortest time. Without rates: the fewest nodes.
+Prediction fewest_nodes(const StudyProfile& p, const ClusterSpec& c, const Layout& base, double margin, int max_nodes,
+                        bool time_known) {
   const double limit = static_cast<double>(c.time_limit_s);
-  a.time_known = p.total_seconds() > 0;
   std::vector<Prediction> candidates;
   for (int n = base.nodes; n <= max_nodes; ++n) {
     Layout l = base;
     l.nodes = n;
     if (l.ranks() % l.ep != 0) continue;
     candidates.push_back(predict(p, c, l));
-    if (!a.time_known || candidates.back().seconds * (1.0 + o.margin) <= limit) break;
+    if (!time_known || candidates.back().seconds * (1.0 + margin) <= limit) return candidates.back();
   }
-  Prediction chosen = candidates.back();
-  const bool in_time = !a.time_known || chosen.seconds * (1.0 + o.margin) <= limit;
-  if (!in_time) {  // the fewest nodes that reach the shortest time
-    for (const Prediction& pr : candidates)
-      if (pr.seconds <= candidates.back().seconds * 1.001) { chosen = pr; break; }
-  }
-  a.prediction = chosen;
-  a.wall_s = a.job_s = chosen.seconds;
+  for (const Prediction& pr : candidates)
+    if (pr.seconds <= candidates.back().seconds * 1.001) return pr;
+  return candidates.back();
+}
+
+// 4b. One job that stops before its limit, saves, requeues itself and resumes.
+void plan_requeue(Allocation& a, int max_nodes) {
+  const ClusterSpec& c = a.cluster;
+  a.plan = JobPlan::Requeue;
+  a.jobs = runs_needed(a.prediction.seconds, a.options.margin, c.time_limit_s);
+  a.slurm_time_s = c.time_limit_s;
+  a.job_s = static_cast<double>(c.time_limit_s - kStopBeforeLimitS);
+  const std::string why = a.protocol != "run" ? " (slurm/chain.sh shards `run` studies only)"
+                          : a.prediction.layout.ep > 1
+                              ? " (chain.sh's shard tasks are one process each, so an --ep > 1 study is not sharded)"
+                              : " (the case scan that every stage-1 shard repeats does not fit one job)";
+  a.notes.push_back(fmt::format(
+      "no job of at most {} nodes finishes within the time limit {}: the job stops {} s before its limit, saves, "
+      "requeues itself and resumes: {} runs{}",
+      max_nodes, c.time_limit, kStopBeforeLimitS, a.jobs, why));
+}
+
+}  // namespace
+
+Allocation choose_allocation(const StudyProfile& p, const ClusterSpec& c, const AllocationOptions& o) {
+  if (o.max_nodes < 0) fail_input("max nodes {}: must be 0 (the cluster's) or positive", o.max_nodes);
+  if (!(o.margin >= 0 && o.margin <= 10)) fail_input("margin {}: must lie in [0, 10]", o.margin);
+  Allocation a;
+  a.cluster = c;
+  a.options = o;
+  a.protocol = p.protocol;
+  a.model = p.model;
+  a.time_known = p.total_seconds() > 0;
+  const int max_nodes = o.max_nodes > 0 ? std::min(o.max_nodes, c.nodes) : c.nodes;
+  const Layout base = smallest_ep_layout(p, c, o.weight_store, max_nodes);
+  a.prediction = fewest_nodes(p, c, base, o.margin, max_nodes, a.time_known);
+  a.wall_s = a.job_s = a.prediction.seconds;
+  const double with_margin = a.prediction.seconds * (1.0 + o.margin);
   if (!a.time_known) {
     a.slurm_time_s = c.time_limit_s;
     a.notes.push_back("the profile has no rates (no calibration): time not predicted; --time is the limit and the "
                       "nodes are the fewest that fit the memory");
-  } else if (in_time) {
-    a.slurm_time_s = std::min(c.time_limit_s, ceil_minutes(chosen.seconds * (1.0 + o.margin)));
-  } else if (!(p.protocol == "run" && chosen.layout.ep == 1 && plan_chain(p, c, a, max_nodes))) {
-    a.plan = JobPlan::Requeue;
-    a.jobs = runs_needed(chosen.seconds, o.margin, c.time_limit_s);
-    a.slurm_time_s = c.time_limit_s;
-    a.job_s = static_cast<double>(c.time_limit_s - kStopBeforeLimitS);
-    a.notes.push_back(fmt::format(
-        "no job of at most {} nodes finishes within the time limit {}: the job stops {} s before its limit, saves, "
-        "requeues itself and resumes: {} runs{}",
-        max_nodes, c.time_limit, kStopBeforeLimitS, a.jobs,
-        chosen.layout.ep > 1 ? " (chain.sh's shard tasks are one process each, so an --ep > 1 study is not sharded)" : ""));
+  } else if (with_margin <= static_cast<double>(c.time_limit_s)) {
+    a.slurm_time_s = std::min(c.time_limit_s, ceil_minutes(with_margin));
+  } else if (!(p.protocol == "run" && a.prediction.layout.ep == 1 && plan_chain(p, c, a, max_nodes))) {
+    plan_requeue(a, max_nodes);
   }
   a.mem_gib_per_node = mem_gib(a.prediction, c, o.margin);
   a.script = script_for(a);
   a.commands = command_lines(a);
   if (c.gpu_nodes() && a.prediction.layout.ep > 1)
-    a.notes.push_back("the EP exchange is staged through the host today (docs/distribution.md): the link speeds of "
-                      "the cluster file are a lower bound on its time");
+    a.notes.push_back("the EP exchange is staged through the host today (docs/distribution.md): the predicted "
+                      "exchange time, at the cluster file's link speeds, is a lower bound");
+  if (c.gpu_nodes() && a.plan == JobPlan::Chain)
+    a.notes.push_back("chain.sh passes its options to every job: the merges and the report ask for a GPU too");
   return a;
 }
 
