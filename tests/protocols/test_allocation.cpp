@@ -390,3 +390,57 @@ BOOST_AUTO_TEST_CASE(json_and_text_agree) {
     BOOST_TEST(t["slurm_time_s"].get<std::int64_t>() == a.slurm_time_s);
   }
 }
+
+// Without rates the time is not predicted: the fewest nodes that fit, --time = the limit.
+BOOST_AUTO_TEST_CASE(no_rates_no_time) {
+  StudyProfile p = profile_a(0);
+  const Allocation a = choose_allocation(p, cpu_cluster());
+  BOOST_TEST(!a.time_known);
+  BOOST_TEST(a.plan == JobPlan::OneJob);
+  BOOST_TEST(a.prediction.layout.nodes == 2);  // R = 2, one rank per node (memory, as above)
+  BOOST_TEST(a.slurm_time_s == 36000);
+  BOOST_TEST(allocation_json(a)["time"]["known"] == false);
+}
+
+// A localize study too long for one job is a requeued localize.sbatch job (chain.sh shards `run`
+// only); with one rank per node it still passes EP. Bad options are InputErrors.
+BOOST_AUTO_TEST_CASE(localize_requeues_and_options_are_checked) {
+  StudyProfile p = profile_b();
+  p.protocol = "localize";
+  const Allocation a = choose_allocation(p, cpu_cluster(), AllocationOptions{.max_nodes = 1});
+  BOOST_TEST(a.plan == JobPlan::Requeue);
+  BOOST_TEST(a.jobs == 7);  // 173,000 s x 1.25 / 35,700 s = 6.06
+  BOOST_TEST(a.script == "slurm/localize.sbatch");
+  BOOST_TEST(a.commands[0].find("--nodes=1 --ntasks-per-node=1 --cpus-per-task=64") != std::string::npos, a.commands[0]);
+  BOOST_TEST(a.commands[0].find(",EP=1,") != std::string::npos, a.commands[0]);
+  BOOST_TEST(input_error_of([&] { choose_allocation(p, cpu_cluster(), AllocationOptions{.max_nodes = -1}); }).find("max nodes") == 0u);
+  BOOST_TEST(input_error_of([&] { choose_allocation(p, cpu_cluster(), AllocationOptions{.margin = -0.5}); }).find("margin") == 0u);
+}
+
+// The choices docs/distribution.md states ("Choosing N and R"), with the weights of its cost-model
+// table: Qwen3-30B-A3B (2.9 + 54.0 GiB bf16, 128 experts) and Mixtral-8x7B (3.0 + 84.0 GiB, 8
+// experts), float32 on CPU nodes (twice), 4 GiB of working memory per rank.
+BOOST_AUTO_TEST_CASE(documented_choices_on_the_example_clusters) {
+  const ClusterSpec cpu = load_cluster(test::source_dir() / "configs/clusters/cpu-64c-256g.toml");
+  const ClusterSpec gpu = load_cluster(test::source_dir() / "configs/clusters/h100x8-ndr.toml");
+  auto model = [](double replicated_gib, double experts_gib, int experts, double scale) {
+    StudyProfile p = profile_a(3600);
+    p.experts = experts;
+    p.weights = {.replicated = static_cast<std::uint64_t>(replicated_gib * scale * GiB),
+                 .experts = static_cast<std::uint64_t>(experts_gib * scale * GiB)};
+    p.activation_bytes = 2 * GiB, p.prepared_cache_bytes = 2 * GiB, p.results_bytes = GiB;
+    return p;
+  };
+  struct Case { StudyProfile p; const ClusterSpec& c; int ep, ranks_per_node; };
+  const std::vector<Case> cases{
+      {model(2.9, 54.0, 128, 1), gpu, 1, 8},  // 57 GiB fits 72 GiB of an H100
+      {model(3.0, 84.0, 8, 1), gpu, 2, 8},    // 87 GiB does not; 45 GiB does
+      {model(2.9, 54.0, 128, 2), cpu, 1, 1},  // 114 GiB of float32 within 230 GiB
+      {model(3.0, 84.0, 8, 2), cpu, 1, 1},    // 174 GiB + 5 within 230 GiB
+  };
+  for (const Case& c : cases) {
+    const Allocation a = choose_allocation(c.p, c.c);
+    BOOST_TEST(a.prediction.layout.ep == c.ep);
+    BOOST_TEST(a.prediction.layout.ranks_per_node == c.ranks_per_node);
+  }
+}
