@@ -182,11 +182,21 @@ StagePrediction predict_stage(const StageProfile& st, const StudyProfile& p, con
   return s;
 }
 
+// A layout given on the command line: every count positive, R dividing N, a GPU per rank.
+void check_layout(const ClusterSpec& c, const Layout& l) {
+  if (l.nodes < 1 || l.ranks_per_node < 1 || l.ep < 1 || l.threads_per_rank < 1)
+    fail_input("layout of {} nodes x {} ranks, --ep {}, {} threads: every count must be positive", l.nodes,
+               l.ranks_per_node, l.ep, l.threads_per_rank);
+  if (l.ranks() % l.ep != 0) fail_input("--ep {} must divide the number of ranks {}", l.ep, l.ranks());
+  if (c.gpu_nodes() && l.ranks_per_node > c.gpus_per_node)
+    fail_input("{} ranks per node: more than the {} GPUs per node of {} (one rank per GPU)", l.ranks_per_node,
+               c.gpus_per_node, c.source);
+}
+
 }  // namespace
 
 Prediction predict(const StudyProfile& p, const ClusterSpec& c, const Layout& l) {
-  MOETRACE_ASSERT(l.nodes >= 1 && l.ranks_per_node >= 1 && l.ep >= 1 && l.threads_per_rank >= 1, "a layout of ranks");
-  MOETRACE_ASSERT(l.ranks() % l.ep == 0, "R divides N");
+  check_layout(c, l);
   Prediction r;
   r.layout = l;
   r.memory = predict_memory(p, c, l);

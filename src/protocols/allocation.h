@@ -91,7 +91,8 @@ struct Prediction {
 // Memory and time of a study at a layout on a cluster (the cluster gives links, cores and whether
 // ranks are GPUs). Assumptions (docs/distribution.md): compute seconds scale linearly with threads
 // from the profile's calibrated_threads up to the cores; EP divides the MoE share by R, not
-// attention; a stage's time is its work / groups plus one chunk.
+// attention; a stage's time is its work / groups plus one chunk. A layout with a count below 1, R not
+// dividing N, or more ranks per node than GPUs is an InputError.
 Prediction predict(const StudyProfile& profile, const ClusterSpec& cluster, const Layout& layout);
 
 struct AllocationOptions {

@@ -63,9 +63,10 @@ nlohmann::json allocation_json(const Allocation& a, const std::vector<ScalingPoi
   return j;
 }
 
-std::string allocation_text(const Allocation& a, const std::vector<ScalingPoint>& curve) {
-  const Prediction& p = a.prediction;
-  const Layout& l = p.layout;
+namespace {
+
+std::string layout_text(const Allocation& a) {
+  const Layout& l = a.prediction.layout;
   const ClusterSpec& c = a.cluster;
   std::string s = fmt::format("Allocation on {} ({}: {} nodes of {} cores, {:g} GiB{}; limit {} per job)\n", c.name,
                               c.source, c.nodes, c.cores_per_node, c.memory_gib_per_node,
@@ -79,15 +80,25 @@ std::string allocation_text(const Allocation& a, const std::vector<ScalingPoint>
   s += fmt::format("  threads per rank   {}\n", l.threads_per_rank);
   if (c.gpu_nodes()) s += "  GPUs per rank      1\n";
   s += fmt::format("  weight store       {}\n", l.weight_store ? "yes (one mapped copy per node)" : "no (a copy per rank)");
-  s += "Memory (GiB)\n";
-  s += fmt::format("  weights per rank   {:.1f}\n", gib1(p.memory.weights_per_rank));
-  s += fmt::format("  private per rank   {:.1f}\n", gib1(p.memory.private_per_rank));
-  s += fmt::format("  rank               {:.1f}\n", gib1(p.memory.rank_bytes));
-  s += fmt::format("  rank 0             {:.1f}\n", gib1(p.memory.rank0_bytes));
-  s += fmt::format("  node               {:.1f}\n", gib1(p.memory.node_bytes));
-  if (c.gpu_nodes()) s += fmt::format("  GPU per rank       {:.1f}\n", gib1(p.memory.gpu_bytes_per_rank));
+  return s;
+}
+
+std::string memory_text(const Allocation& a) {
+  const MemoryPrediction& m = a.prediction.memory;
+  std::string s = "Memory (GiB)\n";
+  s += fmt::format("  weights per rank   {:.1f}\n", gib1(m.weights_per_rank));
+  s += fmt::format("  private per rank   {:.1f}\n", gib1(m.private_per_rank));
+  s += fmt::format("  rank               {:.1f}\n", gib1(m.rank_bytes));
+  s += fmt::format("  rank 0             {:.1f}\n", gib1(m.rank0_bytes));
+  s += fmt::format("  node               {:.1f}\n", gib1(m.node_bytes));
+  if (a.cluster.gpu_nodes()) s += fmt::format("  GPU per rank       {:.1f}\n", gib1(m.gpu_bytes_per_rank));
   s += fmt::format("  --mem per node     {}G\n", a.mem_gib_per_node);
-  s += "Time\n";
+  return s;
+}
+
+std::string time_text(const Allocation& a) {
+  const Prediction& p = a.prediction;
+  std::string s = "Time\n";
   s += fmt::format("  plan               {}\n", job_plan_name(a.plan));
   if (a.plan != JobPlan::OneJob) s += fmt::format("  jobs               {}\n", a.jobs);
   if (a.plan == JobPlan::Chain) s += fmt::format("  shards x stages    {} x {}\n", a.shards, a.chain_stages);
@@ -103,22 +114,36 @@ std::string allocation_text(const Allocation& a, const std::vector<ScalingPoint>
                    p.exchange_inter_node ? "inter-node" : "intra-node");
   s += fmt::format("  --time             {} (predicted x {:g}, in minutes, at most the limit)\n",
                    format_slurm_time(a.slurm_time_s), 1.0 + a.options.margin);
+  return s;
+}
+
+std::string stages_text(const Allocation& a) {
+  std::string s;
   if (a.plan == JobPlan::Chain) s += "  (chain: the layout above is one shard task; the stages below are whole stages on it)\n";
-  if (a.time_known && !p.stages.empty()) {
-    s += fmt::format("\n  {:<22} {:>12} {:>12} {:>12} {:>12} {:>5}  {}\n", "stage", "seconds", "compute", "exchange",
-                     "imbalance", "idle", "bound");
-    for (const StagePrediction& st : p.stages)
-      s += fmt::format("  {:<22} {:>12.1f} {:>12.1f} {:>12.1f} {:>12.1f} {:>5}  {}\n", st.name, round1(st.seconds),
-                       round1(st.compute_s), round1(st.exchange_s), round1(st.imbalance_s), st.idle_groups,
-                       bound_name(st.bound));
-  }
-  if (!curve.empty()) {
-    s += fmt::format("\n  Scaling at --ep {}\n  {:>6} {:>6} {:>7} {:>12} {:>6} {:>12}  {}\n", curve.front().ep, "N", "nodes", "groups",
-                     "seconds", "eff", "B/step", "bound");
-    for (const ScalingPoint& sp : curve)
-      s += fmt::format("  {:>6} {:>6} {:>7} {:>12.1f} {:>6.2f} {:>12.1f}  {}\n", sp.ranks, sp.nodes, sp.groups,
-                       round1(sp.seconds), round2(sp.efficiency), round1(sp.exchange_bytes_per_step), bound_name(sp.bound));
-  }
+  if (!a.time_known || a.prediction.stages.empty()) return s;
+  s += fmt::format("\n  {:<22} {:>12} {:>12} {:>12} {:>12} {:>5}  {}\n", "stage", "seconds", "compute", "exchange",
+                   "imbalance", "idle", "bound");
+  for (const StagePrediction& st : a.prediction.stages)
+    s += fmt::format("  {:<22} {:>12.1f} {:>12.1f} {:>12.1f} {:>12.1f} {:>5}  {}\n", st.name, round1(st.seconds),
+                     round1(st.compute_s), round1(st.exchange_s), round1(st.imbalance_s), st.idle_groups,
+                     bound_name(st.bound));
+  return s;
+}
+
+std::string scaling_text(const std::vector<ScalingPoint>& curve) {
+  if (curve.empty()) return "";
+  std::string s = fmt::format("\n  Scaling at --ep {}\n  {:>6} {:>6} {:>7} {:>12} {:>6} {:>12}  {}\n", curve.front().ep,
+                              "N", "nodes", "groups", "seconds", "eff", "B/step", "bound");
+  for (const ScalingPoint& sp : curve)
+    s += fmt::format("  {:>6} {:>6} {:>7} {:>12.1f} {:>6.2f} {:>12.1f}  {}\n", sp.ranks, sp.nodes, sp.groups,
+                     round1(sp.seconds), round2(sp.efficiency), round1(sp.exchange_bytes_per_step), bound_name(sp.bound));
+  return s;
+}
+
+}  // namespace
+
+std::string allocation_text(const Allocation& a, const std::vector<ScalingPoint>& curve) {
+  std::string s = layout_text(a) + memory_text(a) + time_text(a) + stages_text(a) + scaling_text(curve);
   for (const std::string& n : a.notes) s += "note: " + n + "\n";
   s += "\nSubmit from the repository root:\n";
   for (const std::string& cmd : a.commands) s += "  " + cmd + "\n";

@@ -305,6 +305,8 @@ BOOST_AUTO_TEST_CASE(gpu_nodes_take_the_smallest_ep_that_fits_a_gpu) {
              a.commands[0]);
   BOOST_TEST(a.commands[0].find("--partition=gpu") != std::string::npos);
   BOOST_TEST(a.commands[0].find(",EP=2,") != std::string::npos);
+  const std::string msg = input_error_of([&] { predict(p, c, Layout{.nodes = 1, .ranks_per_node = 16, .ep = 2}); });
+  BOOST_TEST(msg.find("16 ranks per node: more than the 8 GPUs per node") != std::string::npos, msg);
 }
 
 BOOST_AUTO_TEST_CASE(a_model_that_fits_nowhere_names_the_cluster_file) {
@@ -348,8 +350,12 @@ BOOST_AUTO_TEST_CASE(scaling_is_monotone) {
   BOOST_TEST(pr.stages[0].idle_groups == 3096);
   BOOST_TEST(pr.stages[0].bound == Bound::Imbalance);
   BOOST_TEST(pr.bound == Bound::Imbalance);
-  const std::string msg = input_error_of([&] { scaling_curve(p, c, 2, {3}); });
+  std::string msg = input_error_of([&] { scaling_curve(p, c, 2, {3}); });
   BOOST_TEST(msg.find("--ep 2 must divide") != std::string::npos, msg);
+  msg = input_error_of([&] { predict(p, c, Layout{.nodes = 3, .ranks_per_node = 1, .ep = 2}); });
+  BOOST_TEST(msg == "--ep 2 must divide the number of ranks 3");
+  msg = input_error_of([&] { predict(p, c, Layout{.nodes = 1, .ranks_per_node = 1, .ep = 1, .threads_per_rank = 0}); });
+  BOOST_TEST(msg.find("every count must be positive") != std::string::npos, msg);
 }
 
 // Every number of the JSON appears in the text, formatted as the text formats it.
