@@ -140,7 +140,9 @@ struct ScalingPoint {
 };
 
 // Predicted wall time and efficiency at each N for a given R, with the ranks per node and threads
-// choose_allocation would use at that R (N must be a multiple of R: else an InputError).
+// choose_allocation would use at that R (where R fits no node: the widest ranks, memory aside); N
+// must be a multiple of R and spread evenly over the nodes, else an InputError. N may exceed the
+// cluster's nodes (a what-if).
 std::vector<ScalingPoint> scaling_curve(const StudyProfile& profile, const ClusterSpec& cluster, int ep,
                                         const std::vector<int>& ranks, bool weight_store = true);
 
