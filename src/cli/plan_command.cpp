@@ -17,7 +17,16 @@
 #include "backend/backend_registry.h"
 #include "cli/commands.h"
 #include "model/model_config.h"
+#include "protocols/allocation.h"
+#include "cli/command_session.h"
+#include "comm/single_rank_communicator.h"
+#include "engine/case_tracer.h"
+#include "protocols/case_scan.h"
 #include "protocols/counterfact.h"
+#include "protocols/noise_scale.h"
+#include "protocols/prepared_cases.h"
+#include "protocols/row_executor.h"
+#include "results/results_file.h"
 #include "protocols/run_config.h"
 #include "protocols/run_work_plan.h"
 #include "protocols/study_plan.h"
@@ -36,7 +45,13 @@ struct PlanOptions {
   std::string backend;       // --backend: instead of the config's
   int ranks = 1, ep = 1;     // --ranks N --ep R
   double keep_rate = -1;     // --keep-rate: assumed share of scanned records that pass the filter
+  int sample = 0;            // --sample S: scan the first S records with the model for the keep rate
   std::string format = "text";
+  std::string cluster;       // --cluster FILE: a cluster description (configs/clusters/)
+  int max_nodes = 0;         // --nodes: at most this many nodes (0: the cluster's)
+  double margin = 0.25;      // --margin: --time and --mem headroom
+  bool no_store = false;     // --no-weight-store: every rank loads its own copy
+  std::vector<int> scaling;  // --scaling N,...: ranks of the scaling curve
 };
 
 // What a plan prints: the profile and how its numbers were obtained.
@@ -45,6 +60,8 @@ struct Plan {
   StudyProfile profile;
   int ranks = 1, ep = 1;
   double process_bytes = 0;  // this process's peak RSS once the data and tokenizer are read
+  std::optional<Allocation> allocation;
+  std::vector<ScalingPoint> curve;
 };
 
 // The run holds what the plan holds (libraries, tokenizer, records, their prompts) before it loads
@@ -53,6 +70,34 @@ double peak_rss_bytes() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) * 1024.0;
+}
+
+// --sample S: the case scan of the first S records in scan order, with the model (the only part of a
+// plan that loads weights), gives the keep rate of the case filter.
+RunWorkAssumptions sampled_keep_rate(RunConfig config, const std::vector<CounterFactRecord>& records, int sample) {
+  config.max_records = sample;
+  config.num_cases = 0;
+  SingleRankCommunicator world;
+  CommandSession session(world, {config.model_path, config.backend, config.weight_store, 1});
+  const TokenizedCaseBuilder builder(config, session.model_config());
+  const double sigma = noise_sigma_base(config, session.backend(), session.engine().model(), builder, records);
+  CaseTracer tracer(session.engine(), config.batch_rows);
+  PreparedCases prepared(config, tracer, sigma, 0);
+  const CaseScanner scanner(config, builder, prepared, sigma);
+  ResultsFile scratch("plan-sample.h5", ResultsFile::Mode::Scratch);
+  LocalRowExecutor executor(scratch, config.chunk_tokens, config.progress_every_s, [] {});
+  const ScanResult scan = scanner.scan(records, {config.noise_multiplier, config.filter, config.split_seed}, executor);
+  int filtered = 0;
+  for (const auto& [reason, count] : scan.skipped)
+    if (reason.rfind("filtered", 0) == 0) filtered += count;
+  const int scanned = static_cast<int>(scan.cases.size()) + filtered;
+  if (scanned == 0) fail_input("--sample {}: none of the first {} records builds into a prompt", sample, sample);
+  RunWorkAssumptions a;
+  a.keep_rate = static_cast<double>(scan.cases.size()) / scanned;
+  a.keep_rate_source = fmt::format("estimated: {} of {} sampled records ({:.1f}%) pass the {} filter (--sample {})",
+                                   scan.cases.size(), scanned, 100 * a.keep_rate,
+                                   config.filter == FilterKind::Strict ? "strict" : "relaxed", sample);
+  return a;
 }
 
 bool is_localize_config(const std::string& path) {
@@ -81,6 +126,7 @@ Plan plan_run(const PlanOptions& o) {
     outcome = read_run_outcome(o.from, multipliers);
   }
   RunWorkAssumptions assume;
+  if (o.sample > 0 && !outcome) assume = sampled_keep_rate(config, records, o.sample);
   if (o.keep_rate >= 0) {
     assume.keep_rate = o.keep_rate;
     assume.keep_rate_source = fmt::format("assumed: {:.3g} of the scanned records pass the filter (--keep-rate)", o.keep_rate);
@@ -167,6 +213,7 @@ nlohmann::json plan_json(const Plan& plan) {
                  {"rank_process_bytes", m.process},
                  {"rank_total_bytes", m.total()},
                  {"results_file_bytes", p.results_bytes}};
+  if (plan.allocation) j["allocation"] = allocation_json(*plan.allocation, plan.curve);
   return j;
 }
 
@@ -200,6 +247,26 @@ void print_text(const Plan& plan) {
   fmt::print("  process            {:>12}  (libraries, tokenizer, data: this plan's own peak RSS; the engine's scratch)\n", gib(m.process));
   fmt::print("  peak RSS           {:>12}\n", gib(m.total()));
   fmt::print("\nResults file: {} on disk (the writing rank)\n", gib(static_cast<double>(p.results_bytes)));
+  if (plan.allocation) fmt::print("\n{}", allocation_text(*plan.allocation, plan.curve));
+}
+
+// The allocation on a cluster and the scaling curve at its R (powers of two of groups, or --scaling).
+void allocate(const PlanOptions& o, Plan& p) {
+  if (o.cluster.empty()) return;
+  const ClusterSpec cluster = load_cluster(o.cluster);
+  AllocationOptions a;
+  a.max_nodes = o.max_nodes;
+  a.margin = o.margin;
+  a.weight_store = !o.no_store;
+  a.config = o.config;
+  p.allocation = choose_allocation(p.profile, cluster, a);
+  std::vector<int> ranks = o.scaling;
+  const int R = p.allocation->prediction.layout.ep;
+  if (ranks.empty())
+    for (int groups = 1; groups * R <= std::max(1, cluster.nodes) * std::max(1, p.allocation->prediction.layout.ranks_per_node);
+         groups *= 2)
+      ranks.push_back(groups * R);
+  p.curve = scaling_curve(p.profile, cluster, R, ranks, !o.no_store);
 }
 
 void plan(const PlanOptions& o) {
@@ -207,7 +274,10 @@ void plan(const PlanOptions& o) {
   if (o.ranks % o.ep != 0) fail_input("--ep {} must divide --ranks {}", o.ep, o.ranks);
   if (o.keep_rate > 1) fail_input("--keep-rate {}: must be in (0, 1]", o.keep_rate);
   if (is_localize_config(o.config)) fail_input("{}: plans of localize configs are not ready yet", o.config);
-  const Plan p = plan_run(o);
+  if (o.margin < 0 || o.margin > 10) fail_input("--margin {}: must be in [0, 10]", o.margin);
+  if (o.max_nodes < 0) fail_input("--nodes {}: must be positive", o.max_nodes);
+  Plan p = plan_run(o);
+  allocate(o, p);
   if (o.format == "json")
     std::cout << plan_json(p).dump(2) << "\n";
   else
@@ -236,7 +306,15 @@ void register_plan_command(CLI::App& app) {
   cmd->add_option("--ranks", o->ranks, "MPI ranks N")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--ep", o->ep, "expert-parallel group size R (divides N)")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--keep-rate", o->keep_rate, "assumed share of scanned records that pass the case filter");
+  cmd->add_option("--sample", o->sample, "scan the first S records with the model (loads it) for the filter's keep rate")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--format", o->format, "text or json")->capture_default_str();
+  cmd->add_option("--cluster", o->cluster, "cluster description (.toml, configs/clusters/): propose a Slurm allocation");
+  cmd->add_option("--nodes", o->max_nodes, "with --cluster: at most this many nodes (default: the cluster's)");
+  cmd->add_option("--margin", o->margin, "with --cluster: --time and --mem headroom")->capture_default_str();
+  cmd->add_flag("--no-weight-store", o->no_store, "with --cluster: plan without a weight store (a copy per rank)");
+  cmd->add_option("--scaling", o->scaling, "with --cluster: ranks N of the scaling curve (default: powers of two)")
+      ->delimiter(',');
   cmd->callback([o] { plan(*o); });
 }
 

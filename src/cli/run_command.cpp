@@ -37,22 +37,20 @@ struct RunOptions {
   std::string weight_store;  // --weight-store, empty: the config's
 };
 
-double noise_sigma_base(const RunConfig& config, Backend& backend, const DeviceModel& model, const CaseBuilder& builder,
-                        const std::vector<CounterFactRecord>& records) {
-  if (config.sigma_rule == SigmaRule::EmbeddingStd) return embedding_matrix_std(backend, *model.embed);
-  std::vector<std::vector<int>> subjects;
-  for (const auto& r : records) {
-    BuiltCase b = builder.build(r);
-    if (b.skip_reason.empty())
-      subjects.emplace_back(b.prompt.ids.begin() + b.prompt.subject_begin, b.prompt.ids.begin() + b.prompt.subject_end);
-  }
-  return subject_embedding_std(backend, *model.embed, subjects);
-}
-
 // End-of-run statistics: engine calls and layer-token steps (one token through one layer), in all and
 // per usable case, and how often a case was prepared (docs/engine.md, "Engine work per case").
-void report_engine_work(const CaseTracer& tracer, const PipelineSummary& s) {
+// On several ranks, also the sum over all of them (collective; `moetrace plan` counts one group's
+// conditions, and every chunk's conditions run on exactly one group).
+void report_engine_work(const CaseTracer& tracer, const PipelineSummary& s, Communicator& world, int ep) {
   const TracerWork& w = tracer.work();
+  if (world.size() > 1) {
+    std::int64_t all[3] = {static_cast<std::int64_t>(w.engine_calls), static_cast<std::int64_t>(w.prepare_steps),
+                           static_cast<std::int64_t>(w.condition_steps)};
+    world.allreduce_sum(all, 3);
+    spdlog::info("engine work on all {} ranks ({} groups of {}; every rank of a group runs its group's calls): {} engine "
+                 "calls, {} layer-token steps ({} preparing, {} in patched conditions)",
+                 world.size(), world.size() / ep, ep, all[0], all[1] + all[2], all[1], all[2]);
+  }
   const double n = std::max(1, s.usable_cases);
   const std::uint64_t steps = w.prepare_steps + w.condition_steps;
   spdlog::info("engine work on this rank: {} engine calls, {} layer-token steps ({} preparing {} case runs, {} in "
@@ -107,7 +105,7 @@ void run(const RunOptions& o, std::optional<CaseShard> shard, Communicator& worl
   else
     spdlog::info("done: {} cases, layer {}, expert {}. Results: {}  (tables: moetrace report {})", s.usable_cases,
                  s.selected_layer, s.selected_expert, out, out);
-  report_engine_work(tracer, s);
+  report_engine_work(tracer, s, world, o.ep);
   if (const ExpertParallelExchange* exchange = session.exchange()) {
     const double steps = static_cast<double>(session.engine().layer_token_steps());
     spdlog::info("expert exchange on rank 0: {} combine calls (MoE layer steps), {} bytes sent, {} bytes received "

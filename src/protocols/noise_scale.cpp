@@ -20,4 +20,16 @@ double subject_embedding_std(Backend& backend, const Weight& embed,
   return backend.rows_std(embed, rows);
 }
 
+double noise_sigma_base(const RunConfig& config, Backend& backend, const DeviceModel& model, const CaseBuilder& builder,
+                        const std::vector<CounterFactRecord>& records) {
+  if (config.sigma_rule == SigmaRule::EmbeddingStd) return embedding_matrix_std(backend, *model.embed);
+  std::vector<std::vector<int>> subjects;
+  for (const auto& r : records) {
+    BuiltCase b = builder.build(r);
+    if (b.skip_reason.empty())
+      subjects.emplace_back(b.prompt.ids.begin() + b.prompt.subject_begin, b.prompt.ids.begin() + b.prompt.subject_end);
+  }
+  return subject_embedding_std(backend, *model.embed, subjects);
+}
+
 }  // namespace moetrace
