@@ -203,23 +203,33 @@ std::vector<Series> make_series(const CalibrationOptions& o) {
   return series;
 }
 
-// First pass: every row count whose call the previous one of its kind predicts to fit in what is
-// left of the budget (the smallest of each kind always); then repeats while the budget lasts.
+// A call of `rows` rows of a kind, predicted from the kind's timed calls so far: linear in rows
+// through the last two (proportional to rows through the only one).
+double predicted_call(const std::vector<const Series*>& done, int rows) {
+  const Series& b = *done.back();
+  if (done.size() == 1) return b.seconds.front() * rows / b.rows;
+  const Series& a = *done[done.size() - 2];
+  const double slope = std::max(0.0, (b.seconds.front() - a.seconds.front()) / (b.rows - a.rows));
+  return b.seconds.front() + slope * (rows - b.rows);
+}
+
+// The budget counts from `start` (after the model is built). First pass, ascending: every row count
+// whose predicted call fits in what is left (the smallest of each kind always); then repeats of the
+// timed ones while the budget lasts.
 void time_series(Timer& timer, std::vector<Series>& series, const CalibrationOptions& o,
                  std::chrono::steady_clock::time_point start) {
-  double last_rate[2] = {-1, -1};  // seconds per row of the last timed series, by kind
+  std::vector<const Series*> done[2];  // timed series by kind
   std::vector<Series*> timed;
   for (Series& s : series) {
-    double& rate = last_rate[s.prepare ? 1 : 0];
-    if (rate >= 0 && seconds_since(start) + rate * s.rows > o.budget_seconds) continue;
-    rate = timer.time(s) / s.rows;
+    std::vector<const Series*>& kind = done[s.prepare ? 1 : 0];
+    if (!kind.empty() && seconds_since(start) + predicted_call(kind, s.rows) > o.budget_seconds) continue;
+    timer.time(s);
+    kind.push_back(&s);
     timed.push_back(&s);
   }
   for (int r = 1; r < o.repeats; ++r)
-    for (Series* s : timed) {
-      if (seconds_since(start) + s->seconds.front() > o.budget_seconds) return;
-      timer.time(*s);
-    }
+    for (Series* s : timed)
+      if (seconds_since(start) + s->seconds.front() <= o.budget_seconds) timer.time(*s);
 }
 
 double median(std::vector<double> v) {
@@ -338,16 +348,17 @@ CalibratedRates calibrate_rates(Backend& backend, const ModelConfig& real, const
   Engine engine(model, backend);
   Timer timer(engine, options);
   std::vector<Series> series = make_series(options);
-  timer.time(series.front());  // warm-up (scratch allocations, library initialisation): not kept
+  timer.time(series[0]);  // warm-up (scratch allocations, library initialisation): not kept
   timer.time(series[1]);
   series[0].seconds.clear();
   series[1].seconds.clear();
-  time_series(timer, series, options, start);
+  const double build_seconds = seconds_since(start);
+  time_series(timer, series, options, std::chrono::steady_clock::now());
   fit(layer_times(series), rates);
   rates.calibration_seconds = seconds_since(start);
-  rates.source = fmt::format("calibrated on {} ({}) with {}, {} thread(s), {} points in {:.0f} s", rates.key.host,
-                             rates.key.cpu_model, rates.key.backend, rates.key.threads, rates.points.size(),
-                             rates.calibration_seconds);
+  rates.source = fmt::format("calibrated on {} ({}) with {}, {} thread(s): {} points in {:.0f} s ({:.0f} s building "
+                             "the 2-layer model)", rates.key.host, rates.key.cpu_model, rates.key.backend,
+                             rates.key.threads, rates.points.size(), rates.calibration_seconds, build_seconds);
   return rates;
 }
 

@@ -48,7 +48,7 @@ struct CalibratedRates {
 };
 
 struct CalibrationOptions {
-  double budget_seconds = 60;                         // timing stops adding repeats past it
+  double budget_seconds = 60;                         // for the timed calls (building the model comes on top)
   std::vector<int> rows{8, 32, 128, 512, 2048, 4096};  // token rows per layer of the timed calls
   int prompt_tokens = 16;                             // tokens of each prompt of a prepare call
   int repeats = 3;                                    // timed calls per point at most (median kept)
@@ -59,8 +59,9 @@ struct CalibrationOptions {
 // through `backend`; a 64-token vocabulary: the read-out is two logits of the final position) at
 // each row count of `options`: prepare calls (ceil(rows / prompt_tokens) prompts, recorded in full)
 // and patched calls (`rows` one-row continuations at the final position restoring the MoE output of
-// layer 0). Ascending; a row count whose predicted time exceeds what is left of the budget and the
-// larger ones are skipped; then further repeats while the budget lasts. Wall time throughout.
+// layer 0). Ascending; a row count whose call (predicted from the smaller ones) does not fit in what
+// is left of the budget is skipped; then repeats while the budget lasts; each point keeps the median
+// of its calls. Wall time throughout; calibration_seconds includes building the model.
 CalibratedRates calibrate_rates(Backend& backend, const ModelConfig& real, const CalibrationOptions& options = {});
 
 // Predicted wall seconds of one call (0 for a call of no layers). Uses the points of the call's kind

@@ -120,7 +120,7 @@ BOOST_AUTO_TEST_CASE(calibration_gives_positive_rates_and_growing_predictions) {
         for (std::uint64_t steps : {2, 8, 32, 128, 1024, 100000}) {
           const double s = predict_seconds(r, {.layers = 2, .steps = steps, .prepare = prepare});
           BOOST_TEST(std::isfinite(s));
-          BOOST_TEST(s >= last);
+          BOOST_TEST(s >= last * (1 - 1e-12));  // equal where a larger call measured no slower (rounding)
           last = s;
         }
         BOOST_TEST(predict_seconds(r, {.layers = 2, .steps = 200000, .prepare = prepare}) > last);

@@ -1,0 +1,129 @@
+// What the rate calibration of `moetrace plan` costs and how much its rates vary (a benchmark, not a
+// test): calibrate_rates (engine/calibration.h) --repeat times per backend at real model widths,
+// printing each calibration's own wall time, its per-layer-pass cost and, per point, the seconds per
+// layer-token step of every repeat with their spread ((max - min) / median over the repeats).
+//
+//   moetrace_calibration_bench [--model qwen3|mixtral] [--backends cpu,cpu-bf16] [--threads 2]
+//                              [--repeat 3] [--budget 60]
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "backend/backend_registry.h"
+#include "engine/calibration.h"
+#include "model/model_cost.h"
+#include "util/error.h"
+
+using namespace moetrace;
+
+namespace {
+
+ModelConfig widths(int hidden, int heads, int kv_heads, int head_dim, int experts, int top_k, int inter, QkNorm qk) {
+  ModelConfig c;
+  c.arch = qk == QkNorm::PerHead ? Architecture::Qwen3Moe : Architecture::Mixtral;
+  c.hidden_size = hidden;
+  c.num_layers = 2;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  c.num_experts = experts;
+  c.top_k = top_k;
+  c.expert_width = inter;
+  c.rms_norm_eps = 1e-6;
+  c.rope_theta = 1e6;
+  c.norm_topk_prob = qk == QkNorm::PerHead;
+  c.qk_norm = qk;
+  return c;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string spread(const std::vector<double>& v) {
+  const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+  return fmt::format("{:.1f}%", 100 * (*hi - *lo) / median(v));
+}
+
+void bench_backend(const std::string& name, const ModelConfig& c, int threads, int repeat, double budget) {
+  std::vector<CalibratedRates> runs;
+  for (int r = 0; r < repeat; ++r) {
+    auto backend = make_backend(name);
+    CalibrationOptions o;
+    o.budget_seconds = budget;
+    o.threads = threads;
+    runs.push_back(calibrate_rates(*backend, c, o));
+    std::fprintf(stderr, "%s repeat %d: %.1f s\n", name.c_str(), r + 1, runs.back().calibration_seconds);
+  }
+  std::vector<double> cost, pass;
+  for (const CalibratedRates& r : runs) {
+    cost.push_back(r.calibration_seconds);
+    pass.push_back(r.seconds_per_layer_pass);
+  }
+  std::printf("\n## backend %s, %d thread(s), budget %.0f s: calibration wall s %s (spread %s); per-layer-pass "
+              "cost ms %s\n\n", name.c_str(), threads, budget, fmt::format("{:.1f}", fmt::join(cost, " / ")).c_str(),
+              spread(cost).c_str(), fmt::format("{:.3f}", fmt::join(pass, " / ")).c_str());
+  std::printf("| kind | rows | us per layer-token step (each repeat) | samples | spread over repeats |\n");
+  std::printf("|------|-----:|------:|------:|------:|\n");
+  std::map<std::pair<bool, double>, std::vector<double>> by_point;
+  std::map<std::pair<bool, double>, std::vector<int>> samples;
+  for (const CalibratedRates& r : runs)
+    for (const RatePoint& p : r.points) {
+      by_point[{!p.prepare, p.rows}].push_back(p.seconds_per_step * 1e6);
+      samples[{!p.prepare, p.rows}].push_back(p.samples);
+    }
+  for (const auto& [k, v] : by_point)
+    std::printf("| %s | %.0f | %s | %s | %s |\n", k.first ? "patched" : "prepare", k.second,
+                fmt::format("{:.2f}", fmt::join(v, " / ")).c_str(),
+                fmt::format("{}", fmt::join(samples[k], "/")).c_str(), v.size() > 1 ? spread(v).c_str() : "-");
+  std::printf("\nkey: host %s | cpu %s | versions %s | shape %s\nsource (last): %s\n", runs.back().key.host.c_str(),
+              runs.back().key.cpu_model.c_str(), runs.back().key.versions.c_str(), runs.back().key.shape.c_str(),
+              runs.back().source.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"moetrace calibration benchmark: cost and spread of the rate calibration at real widths"};
+  std::string model = "qwen3";
+  std::vector<std::string> backends{"cpu", "cpu-bf16"};
+  int threads = 2, repeat = 3;
+  double budget = 60;
+  app.add_option("--model", model, "qwen3 (Qwen3-30B-A3B widths) or mixtral (Mixtral-8x7B widths)")
+      ->check(CLI::IsMember({"qwen3", "mixtral"}))->capture_default_str();
+  app.add_option("--backends", backends, "backends")->delimiter(',')->capture_default_str();
+  app.add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--repeat", repeat, "calibrations per backend")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--budget", budget, "calibration budget in seconds")->check(CLI::PositiveNumber)->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    const ModelConfig c = model == "qwen3" ? widths(2048, 32, 4, 128, 128, 8, 768, QkNorm::PerHead)
+                                           : widths(4096, 32, 8, 128, 8, 2, 14336, QkNorm::None);
+    std::printf("# moetrace_calibration_bench: %s widths (%s), %.1f MFLOP per layer-token step at context 16, "
+                "experts' share %.2f\n", model.c_str(), rate_shape(c).c_str(),
+                matmul_flops_per_layer_token(c, 16) / 1e6, moe_flop_fraction(c, 16));
+    for (const std::string& b : backends) bench_backend(b, c, threads, repeat, budget);
+  } catch (const InputError& e) {
+    std::fprintf(stderr, "moetrace_calibration_bench: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moetrace_calibration_bench: internal error: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}
