@@ -4,7 +4,7 @@
 // layer-token step of every repeat with their spread ((max - min) / median over the repeats).
 //
 //   moetrace_calibration_bench [--model qwen3|mixtral] [--backends cpu,cpu-bf16] [--threads 2]
-//                              [--repeat 3] [--budget 60]
+//                              [--repeat 3] [--budget 60] [--validate]
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -56,7 +56,34 @@ std::string spread(const std::vector<double>& v) {
   return fmt::format("{:.1f}%", 100 * (*hi - *lo) / median(v));
 }
 
-void bench_backend(const std::string& name, const ModelConfig& c, int threads, int repeat, double budget) {
+// Held-out check: a further calibration at row counts between the default ones (its medians are
+// measured call times) against what each earlier calibration predicts for those calls.
+void validate_rates(const std::string& name, const ModelConfig& c, int threads, double budget,
+                    const std::vector<CalibratedRates>& runs) {
+  auto backend = make_backend(name);
+  CalibrationOptions o;
+  o.budget_seconds = budget;
+  o.threads = threads;
+  o.rows = {16, 64, 256, 1024};
+  const CalibratedRates held_out = calibrate_rates(*backend, c, o);
+  std::printf("\nheld-out calls (rows between the calibrated ones): measured s per call vs predicted by each repeat\n\n");
+  std::printf("| kind | rows | measured s (median of %s) | predicted s | error |\n|------|-----:|------:|------:|------:|\n",
+              "its calls");
+  for (const RatePoint& p : held_out.points) {
+    const CallShape call{.layers = 2, .steps = static_cast<std::uint64_t>(2 * p.rows), .prepare = p.prepare};
+    const double measured = predict_seconds(held_out, call);  // at its own point: its median exactly
+    std::vector<double> predicted, error;
+    for (const CalibratedRates& r : runs) {
+      predicted.push_back(predict_seconds(r, call));
+      error.push_back(100 * (predicted.back() - measured) / measured);
+    }
+    std::printf("| %s | %.0f | %.4f (%d) | %s | %s |\n", p.prepare ? "prepare" : "patched", p.rows, measured, p.samples,
+                fmt::format("{:.4f}", fmt::join(predicted, " / ")).c_str(),
+                fmt::format("{:+.0f}%", fmt::join(error, " / ")).c_str());
+  }
+}
+
+void bench_backend(const std::string& name, const ModelConfig& c, int threads, int repeat, double budget, bool validate) {
   std::vector<CalibratedRates> runs;
   for (int r = 0; r < repeat; ++r) {
     auto backend = make_backend(name);
@@ -87,6 +114,7 @@ void bench_backend(const std::string& name, const ModelConfig& c, int threads, i
     std::printf("| %s | %.0f | %s | %s | %s |\n", k.first ? "patched" : "prepare", k.second,
                 fmt::format("{:.2f}", fmt::join(v, " / ")).c_str(),
                 fmt::format("{}", fmt::join(samples[k], "/")).c_str(), v.size() > 1 ? spread(v).c_str() : "-");
+  if (validate) validate_rates(name, c, threads, budget, runs);
   std::printf("\nkey: host %s | cpu %s | versions %s | shape %s\nsource (last): %s\n", runs.back().key.host.c_str(),
               runs.back().key.cpu_model.c_str(), runs.back().key.versions.c_str(), runs.back().key.shape.c_str(),
               runs.back().source.c_str());
@@ -101,12 +129,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> backends{"cpu", "cpu-bf16"};
   int threads = 2, repeat = 3;
   double budget = 60;
+  bool validate = false;
   app.add_option("--model", model, "qwen3 (Qwen3-30B-A3B widths) or mixtral (Mixtral-8x7B widths)")
       ->check(CLI::IsMember({"qwen3", "mixtral"}))->capture_default_str();
   app.add_option("--backends", backends, "backends")->delimiter(',')->capture_default_str();
   app.add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--repeat", repeat, "calibrations per backend")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--budget", budget, "calibration budget in seconds")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_flag("--validate", validate, "then a held-out calibration at rows 16, 64, 256, 1024 checks the predictions");
   CLI11_PARSE(app, argc, argv);
   try {
 #ifdef _OPENMP
@@ -117,7 +147,7 @@ int main(int argc, char** argv) {
     std::printf("# moetrace_calibration_bench: %s widths (%s), %.1f MFLOP per layer-token step at context 16, "
                 "experts' share %.2f\n", model.c_str(), rate_shape(c).c_str(),
                 matmul_flops_per_layer_token(c, 16) / 1e6, moe_flop_fraction(c, 16));
-    for (const std::string& b : backends) bench_backend(b, c, threads, repeat, budget);
+    for (const std::string& b : backends) bench_backend(b, c, threads, repeat, budget, validate);
   } catch (const InputError& e) {
     std::fprintf(stderr, "moetrace_calibration_bench: error: %s\n", e.what());
     return 2;
