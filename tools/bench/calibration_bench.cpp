@@ -6,6 +6,7 @@
 //   moetrace_calibration_bench [--model qwen3|mixtral] [--backends cpu,cpu-bf16] [--threads 2]
 //                              [--repeat 3] [--budget 60] [--validate]
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -43,6 +44,12 @@ ModelConfig widths(int hidden, int heads, int kv_heads, int head_dim, int expert
   c.norm_topk_prob = qk == QkNorm::PerHead;
   c.qk_norm = qk;
   return c;
+}
+
+// The host's 1-minute load average (other work on a shared host shows in the spread).
+double load_average() {
+  double l[1] = {0};
+  return getloadavg(l, 1) == 1 ? l[0] : -1;
 }
 
 double median(std::vector<double> v) {
@@ -90,8 +97,10 @@ void bench_backend(const std::string& name, const ModelConfig& c, int threads, i
     CalibrationOptions o;
     o.budget_seconds = budget;
     o.threads = threads;
+    const double load0 = load_average();
     runs.push_back(calibrate_rates(*backend, c, o));
-    std::fprintf(stderr, "%s repeat %d: %.1f s\n", name.c_str(), r + 1, runs.back().calibration_seconds);
+    std::printf("# %s calibration %d: %.1f s; 1-minute load average %.2f before, %.2f after\n", name.c_str(), r + 1,
+                runs.back().calibration_seconds, load0, load_average());
   }
   std::vector<double> cost, pass;
   for (const CalibratedRates& r : runs) {
