@@ -2,6 +2,7 @@
 // submitted (docs/distribution.md, "Planning a study"). Reads the config, the model's config.json
 // and tokenizer, the data and this machine; never loads weights.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -11,12 +12,18 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 #include "backend/backend_registry.h"
 #include "cli/commands.h"
+#include "engine/calibration.h"
 #include "model/model_config.h"
+#include "model/model_cost.h"
 #include "protocols/allocation.h"
 #include "cli/command_session.h"
 #include "comm/single_rank_communicator.h"
@@ -52,6 +59,11 @@ struct PlanOptions {
   double margin = 0.25;      // --margin: --time and --mem headroom
   bool no_store = false;     // --no-weight-store: every rank loads its own copy
   std::vector<int> scaling;  // --scaling N,...: ranks of the scaling curve
+  bool calibrate = false;    // --calibrate: measure this node's rates now and keep them
+  double calibration_s = 60; // --calibration-seconds
+  std::string rates;         // --rates FILE (default: $MOETRACE_RATES or ~/.cache/moetrace/rates.json)
+  int threads = 0;           // --threads: OpenMP threads of a rank (default: this process's)
+  std::string gpu;           // --gpu h100|h200|a100: the GPU cost model for cuda backends
 };
 
 // What a plan prints: the profile and how its numbers were obtained.
@@ -62,6 +74,11 @@ struct Plan {
   double process_bytes = 0;  // this process's peak RSS once the data and tokenizer are read
   std::optional<Allocation> allocation;
   std::vector<ScalingPoint> curve;
+  std::optional<Prediction> here;  // --ranks N --ep R on this node
+  double mean_context = 16;        // mean prompt tokens (attention FLOPs)
+  std::string rates_note;          // why no time is predicted
+  double calibration_seconds = 0;  // what the rates cost to measure
+  ModelConfig model;
 };
 
 // The run holds what the plan holds (libraries, tokenizer, records, their prompts) before it loads
@@ -139,6 +156,8 @@ Plan plan_run(const PlanOptions& o) {
   p.decisions = outcome ? "the model's decisions read from " + o.from : "the model's decisions assumed (see the notes)";
   p.ranks = o.ranks;
   p.ep = o.ep;
+  p.model = model;
+  p.mean_context = work.mean_prompt_tokens;
   return p;
 }
 
@@ -203,6 +222,10 @@ nlohmann::json plan_json(const Plan& plan) {
   j["stages"] = nlohmann::json::array();
   for (const StageProfile& s : p.stages) j["stages"].push_back(stage_json(s));
   j["total"] = stage_json(total_of(p));
+  j["rates"] = {{"source", p.rates_source}, {"threads", p.calibrated_threads}, {"missing", plan.rates_note},
+                {"calibration_seconds", plan.calibration_seconds}};
+  if (plan.here) j["this_node"] = {{"ranks", plan.ranks}, {"ep", plan.ep}, {"threads", p.calibrated_threads},
+                                   {"seconds", plan.here->seconds}, {"efficiency", plan.here->efficiency}};
   const RankMemory m = rank_memory(p, plan.ep, plan.process_bytes);
   j["memory"] = {{"ep", plan.ep},
                  {"weights_replicated_bytes", p.weights.replicated},
@@ -224,11 +247,12 @@ void print_text(const Plan& plan) {
              p.top_k, p.hidden, p.backend);
   fmt::print("  counts: {}\n\n", plan.decisions);
   fmt::print("Work, as one EP group runs the whole study (the run's `engine work` line reports the same totals):\n");
-  fmt::print("  {:<36} {:>9} {:>12} {:>8} {:>12} {:>16} {:>14} {:>14}\n", "stage", "cases", "conditions", "chunks",
-             "engine calls", "layer-token steps", "preparing", "in conditions");
+  fmt::print("  {:<36} {:>9} {:>12} {:>8} {:>12} {:>16} {:>14} {:>14} {:>10} {:>10}\n", "stage", "cases", "conditions",
+             "chunks", "engine calls", "layer-token steps", "preparing", "in conditions", "TFLOP", "seconds");
   auto row = [](const StageProfile& s) {
-    fmt::print("  {:<36} {:>9} {:>12} {:>8} {:>12} {:>16} {:>14} {:>14}\n", (s.estimate ? "~ " : "") + s.name, s.cases,
-               s.conditions, s.chunks, s.work.engine_calls, s.work.steps(), s.work.prepare_steps, s.work.condition_steps);
+    fmt::print("  {:<36} {:>9} {:>12} {:>8} {:>12} {:>16} {:>14} {:>14} {:>10.3f} {:>10.1f}\n", (s.estimate ? "~ " : "") + s.name,
+               s.cases, s.conditions, s.chunks, s.work.engine_calls, s.work.steps(), s.work.prepare_steps,
+               s.work.condition_steps, s.flops / 1e12, s.seconds);
   };
   for (const StageProfile& s : p.stages) row(s);
   row(total_of(p));
@@ -238,6 +262,14 @@ void print_text(const Plan& plan) {
       fmt::print("  ~ an estimate: {}. A results file of this config (--from) makes every count exact.\n", s.note);
       notes = true;
     }
+  if (plan.rates_note.empty())
+    fmt::print("  seconds: one rank at {} threads, from {} (measuring them cost {:.0f} s)\n", p.calibrated_threads,
+               p.rates_source, plan.calibration_seconds);
+  else
+    fmt::print("  seconds: not predicted: {}\n", plan.rates_note);
+  if (plan.here)
+    fmt::print("  wall on this node with {} rank(s), --ep {}, {} thread(s) each: {:.1f} s (engine work; model load, statistics "
+               "and results writes come on top)\n", plan.ranks, plan.ep, p.calibrated_threads, plan.here->seconds);
   const RankMemory m = rank_memory(p, plan.ep, plan.process_bytes);
   fmt::print("\nMemory per rank (EP group of {}):\n", plan.ep);
   fmt::print("  weights            {:>12}  (replicated {}, experts {} / {})\n", gib(m.weights),
@@ -250,8 +282,32 @@ void print_text(const Plan& plan) {
   if (plan.allocation) fmt::print("\n{}", allocation_text(*plan.allocation, plan.curve));
 }
 
+// This node as a cluster of one (its cores and memory; ranks talk through shared memory): the wall
+// time of `--ranks N --ep R` here.
+ClusterSpec this_node() {
+  ClusterSpec c;
+  c.name = "this node";
+  c.nodes = 1;
+  c.cores_per_node = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  c.memory_gib_per_node = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE)) /
+                          (1024.0 * 1024 * 1024);
+  c.intra_node_gbps = 80;  // shared-memory MPI, about 10 GB/s
+  c.inter_node_gbps = 80;
+  c.time_limit_s = 365L * 24 * 3600;
+  c.time_limit = format_slurm_time(c.time_limit_s);
+  c.source = "this node";
+  return c;
+}
+
 // The allocation on a cluster and the scaling curve at its R (powers of two of groups, or --scaling).
 void allocate(const PlanOptions& o, Plan& p) {
+  if (p.profile.total_seconds() > 0) {
+    Layout here;
+    here.ranks_per_node = o.ranks;
+    here.ep = o.ep;
+    here.threads_per_rank = p.profile.calibrated_threads;
+    p.here = predict(p.profile, this_node(), here);
+  }
   if (o.cluster.empty()) return;
   const ClusterSpec cluster = load_cluster(o.cluster);
   AllocationOptions a;
@@ -269,6 +325,74 @@ void allocate(const PlanOptions& o, Plan& p) {
   p.curve = scaling_curve(p.profile, cluster, R, ranks, !o.no_store);
 }
 
+int omp_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Rates for the plan's backend: this node's calibration (measured now with --calibrate, or kept in the
+// rates file), else for a cuda backend the GPU cost model (--gpu, or the cluster file's GPU); none
+// otherwise (times are then not predicted, and the plan says how to get rates).
+std::optional<CalibratedRates> find_plan_rates(const PlanOptions& o, const StudyProfile& p, const ModelConfig& model,
+                                               std::string* missing) {
+  const bool cuda = p.backend.rfind("cuda", 0) == 0;
+  std::string gpu = o.gpu;
+  if (gpu.empty() && !o.cluster.empty()) gpu = load_cluster(o.cluster).gpu;
+  if (cuda && !o.calibrate && !gpu.empty()) {
+    std::string error;
+    CalibratedRates r = gpu_cost_model(gpu, model, &error);
+    if (!error.empty()) fail_input("--gpu {}: {}", gpu, error);
+    return r;
+  }
+  const int threads = o.threads > 0 ? o.threads : omp_threads();
+#ifdef _OPENMP
+  omp_set_num_threads(threads);
+#endif
+  std::unique_ptr<Backend> backend = make_backend(p.backend);
+  const std::filesystem::path file = o.rates.empty() ? default_rates_path() : std::filesystem::path(o.rates);
+  std::vector<CalibratedRates> kept = load_rates(file);
+  const RateKey key = current_rate_key(*backend, p.backend, threads, model);
+  if (o.calibrate) {
+    CalibrationOptions c;
+    c.budget_seconds = o.calibration_s;
+    c.threads = threads;
+    spdlog::info("calibrating {} at {} threads for about {:.0f} s (model widths {})", p.backend, threads, o.calibration_s,
+                 key.shape);
+    replace_rates(kept, calibrate_rates(*backend, model, c));
+    save_rates(file, kept);
+    spdlog::info("rates kept in {}", file.string());
+  }
+  if (const CalibratedRates* r = find_rates(kept, key)) return *r;
+  *missing = fmt::format("no rates for {} at {} threads on {} in {}: `moetrace plan {} --calibrate` measures them "
+                         "(about a minute){}", p.backend, threads, key.host, file.string(), o.config,
+                         cuda ? ", or --gpu h100|h200|a100 for the GPU cost model" : "");
+  return std::nullopt;
+}
+
+// Seconds and FLOPs of every stage from the rates.
+void price(Plan& plan, const ModelConfig& model, const PlanOptions& o) {
+  StudyProfile& p = plan.profile;
+  p.moe_fraction = moe_flop_fraction(model, plan.mean_context);
+  for (StageProfile& s : p.stages)
+    s.flops = static_cast<double>(s.work.steps()) * matmul_flops_per_layer_token(model, plan.mean_context);
+  std::string missing;
+  const std::optional<CalibratedRates> rates = find_plan_rates(o, p, model, &missing);
+  if (!rates) {
+    plan.rates_note = missing;
+    return;
+  }
+  for (StageProfile& s : p.stages) {
+    s.seconds = 0;
+    for (const CallShape& c : s.work.calls) s.seconds += predict_seconds(*rates, c);
+  }
+  p.calibrated_threads = rates->key.threads;
+  p.rates_source = rates->source + (rates->measured_at.empty() ? "" : ", " + rates->measured_at);
+  plan.calibration_seconds = rates->calibration_seconds;
+}
+
 void plan(const PlanOptions& o) {
   if (o.format != "text" && o.format != "json") fail_input("--format {}: must be text or json", o.format);
   if (o.ranks % o.ep != 0) fail_input("--ep {} must divide --ranks {}", o.ep, o.ranks);
@@ -276,7 +400,10 @@ void plan(const PlanOptions& o) {
   if (is_localize_config(o.config)) fail_input("{}: plans of localize configs are not ready yet", o.config);
   if (o.margin < 0 || o.margin > 10) fail_input("--margin {}: must be in [0, 10]", o.margin);
   if (o.max_nodes < 0) fail_input("--nodes {}: must be positive", o.max_nodes);
+  if (o.calibration_s < 5 || o.calibration_s > 3600) fail_input("--calibration-seconds {}: must be in [5, 3600]", o.calibration_s);
+  if (o.threads < 0) fail_input("--threads {}: must be positive", o.threads);
   Plan p = plan_run(o);
+  price(p, p.model, o);
   allocate(o, p);
   if (o.format == "json")
     std::cout << plan_json(p).dump(2) << "\n";
@@ -309,6 +436,11 @@ void register_plan_command(CLI::App& app) {
   cmd->add_option("--sample", o->sample, "scan the first S records with the model (loads it) for the filter's keep rate")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--format", o->format, "text or json")->capture_default_str();
+  cmd->add_flag("--calibrate", o->calibrate, "time the backend at the model's widths on this node (about a minute) and keep the rates");
+  cmd->add_option("--calibration-seconds", o->calibration_s, "budget of --calibrate's timed calls")->capture_default_str();
+  cmd->add_option("--rates", o->rates, "rates file (default: $MOETRACE_RATES, else ~/.cache/moetrace/rates.json)");
+  cmd->add_option("--threads", o->threads, "OpenMP threads of a rank the rates are for (default: this process's)");
+  cmd->add_option("--gpu", o->gpu, "h100, h200 or a100: the GPU cost model (uncalibrated) for a cuda backend");
   cmd->add_option("--cluster", o->cluster, "cluster description (.toml, configs/clusters/): propose a Slurm allocation");
   cmd->add_option("--nodes", o->max_nodes, "with --cluster: at most this many nodes (default: the cluster's)");
   cmd->add_option("--margin", o->margin, "with --cluster: --time and --mem headroom")->capture_default_str();

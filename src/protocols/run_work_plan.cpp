@@ -113,6 +113,9 @@ RunWorkPlan RunWorkPlanner::run() {
   RunWorkPlan out{{}, peak_cache_, peak_live_, max_call_rows_};
   out.scan_records = static_cast<std::int64_t>(order_.order.size());
   out.usable_cases = static_cast<std::int64_t>(cases_.size());
+  double tokens = 0;
+  for (const PlannedCase& pc : cases_) tokens += pc.prompt.num_tokens();
+  if (!cases_.empty()) out.mean_prompt_tokens = tokens / static_cast<double>(cases_.size());
   out.traced_layers = static_cast<int>(traced_.size());
   out.heatmap_cases = heatmap_cases_;
   out.heatmap_tokens = heatmap_tokens_;

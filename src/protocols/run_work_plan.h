@@ -31,6 +31,7 @@ struct RunWorkPlan {
   // The shapes of the results file's row tables (results size):
   std::int64_t scan_records = 0;        // records in scan order (every scan table's rows)
   std::int64_t usable_cases = 0;
+  double mean_prompt_tokens = 16;       // of the usable cases (attention's context)
   int traced_layers = 0;                // expert tables
   int heatmap_cases = 0, heatmap_tokens = 0;
   std::vector<std::int64_t> robustness_cases;  // per robustness layer-sweep variant

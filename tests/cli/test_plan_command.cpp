@@ -146,7 +146,7 @@ BOOST_AUTO_TEST_CASE(demo_counts_equal_the_runs_and_the_text_matches_the_json) {
   BOOST_TEST(guess["total"]["layer_token_steps"].get<long>() >= run.steps);
   // The text's total row carries the JSON's numbers.
   BOOST_TEST_REQUIRE(cli({"plan", config.string(), "--from", (dir / "demo.h5").string()}, dir / "plan.txt") == 0);
-  const std::regex total(R"(\n  total +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+)\n)");
+  const std::regex total(R"(\n  total +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +([\d.]+) +([\d.]+)\n)");
   std::smatch m;
   const std::string text = slurp(dir / "plan.txt");
   BOOST_TEST_REQUIRE(std::regex_search(text, m, total), text);
@@ -154,6 +154,7 @@ BOOST_AUTO_TEST_CASE(demo_counts_equal_the_runs_and_the_text_matches_the_json) {
   for (auto [i, key] : std::vector<std::pair<int, const char*>>{{2, "conditions"}, {3, "chunks"}, {4, "engine_calls"},
                                                                  {5, "layer_token_steps"}, {6, "prepare_steps"}, {7, "condition_steps"}})
     BOOST_TEST(std::stol(m[i]) == t[key].get<long>(), key);
+  BOOST_TEST(std::abs(std::stod(m[8]) - t["flops"].get<double>() / 1e12) <= 0.0005 + 1e-3 * std::stod(m[8]));
   fs::remove_all(dir);
 }
 
@@ -233,5 +234,46 @@ BOOST_AUTO_TEST_CASE(bad_input_is_exit_2_naming_the_key) {
   c3.replace(c3.find("time_limit"), 10, "time_limit = \"48h\"\nold_limit");
   std::ofstream(dir / "c3.toml") << c3;
   expect_2({"plan", demo, "--cluster", (dir / "c3.toml").string()}, {"c3.toml", "time_limit"});
+  fs::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(rates_time_and_allocation) {
+  const fs::path dir = tmp_dir("rates");
+  const std::string demo = (source_dir() / "configs/demo.toml").string();
+  const std::string rates = (dir / "rates.json").string();
+  // No rates yet: no time, and the plan says how to get them.
+  json none = plan_json({demo, "--rates", rates, "--threads", "1"}, dir);
+  BOOST_TEST(none["total"]["seconds"].get<double>() == 0.0);
+  BOOST_TEST(none["rates"]["missing"].get<std::string>().find("--calibrate") != std::string::npos);
+  // --calibrate measures and keeps them; a later plan with the same key finds them.
+  json measured = plan_json({demo, "--rates", rates, "--threads", "1", "--calibrate", "--calibration-seconds", "5"}, dir);
+  BOOST_TEST_REQUIRE(fs::exists(rates));
+  BOOST_TEST(measured["total"]["seconds"].get<double>() > 0.0);
+  json kept = plan_json({demo, "--rates", rates, "--threads", "1"}, dir);
+  BOOST_TEST(kept["total"]["seconds"].get<double>() == measured["total"]["seconds"].get<double>());
+  BOOST_TEST(kept["rates"]["source"].get<std::string>().find("calibrated") != std::string::npos);
+  double sum = 0;
+  for (const json& s : kept["stages"]) sum += s["seconds"].get<double>();
+  BOOST_TEST(std::abs(sum - kept["total"]["seconds"].get<double>()) <= 1e-9 * sum);
+  // Other threads: another key, no rates.
+  BOOST_TEST(plan_json({demo, "--rates", rates, "--threads", "2"}, dir)["total"]["seconds"].get<double>() == 0.0);
+  // A cuda backend without a GPU here: the cost model of the named GPU, marked uncalibrated.
+  json gpu = plan_json({demo, "--backend", "cuda-bf16", "--gpu", "h100", "--rates", rates}, dir);
+  BOOST_TEST(gpu["rates"]["source"].get<std::string>().find("uncalibrated") != std::string::npos);
+  BOOST_TEST(gpu["total"]["seconds"].get<double>() > 0.0);
+  // An allocation on a cluster: in the JSON and as sbatch lines in the text.
+  const std::string cluster = (source_dir() / "configs/clusters/cpu-64c-256g.toml").string();
+  json alloc = plan_json({demo, "--rates", rates, "--threads", "1", "--cluster", cluster}, dir);
+  BOOST_TEST_REQUIRE(alloc.contains("allocation"));
+  BOOST_TEST_REQUIRE(cli({"plan", demo, "--rates", rates, "--threads", "1", "--cluster", cluster}, dir / "alloc.txt") == 0);
+  BOOST_TEST(slurp(dir / "alloc.txt").find("sbatch ") != std::string::npos);
+  // A damaged rates file and an unknown GPU are bad input naming the file and key / the option.
+  std::ofstream(dir / "bad-rates.json") << R"({"moetrace_rates": 1, "entries": [{"key": 3}]})";
+  const fs::path log = dir / "bad.log";
+  BOOST_TEST(cli({"plan", demo, "--rates", (dir / "bad-rates.json").string()}, log) == 2, slurp(log));
+  BOOST_TEST(slurp(log).find("bad-rates.json") != std::string::npos, slurp(log));
+  BOOST_TEST(slurp(log).find("entries[0]") != std::string::npos, slurp(log));
+  BOOST_TEST(cli({"plan", demo, "--backend", "cuda-bf16", "--gpu", "tpu"}, log) == 2, slurp(log));
+  BOOST_TEST(slurp(log).find("--gpu tpu") != std::string::npos, slurp(log));
   fs::remove_all(dir);
 }
