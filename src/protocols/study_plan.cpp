@@ -1,5 +1,6 @@
 #include "protocols/study_plan.h"
 
+#include <algorithm>
 #include <set>
 
 #include "results/results_file.h"
@@ -51,7 +52,9 @@ std::uint64_t results_bytes(const RunConfig& c, const ModelConfig& m, const RunW
     tables.push_back({static_cast<std::uint64_t>(w.heatmap_cases), L * static_cast<std::uint64_t>(w.heatmap_tokens)});
   for (std::int64_t n : w.robustness_cases) tables.push_back({static_cast<std::uint64_t>(n), L});
   constexpr std::uint64_t kCaseBytes = 142;  // a case's ids, texts and token ids, stored (the demo's)
-  return estimate_results_bytes(tables, N * kCaseBytes);
+  const std::uint64_t thresholds = std::max<std::uint64_t>(1, c.robust_candidate_thresholds.size());
+  const std::uint64_t records = w.robustness_cases.size() + c.robust_split_seeds.size() * thresholds;
+  return estimate_results_bytes(tables, N * kCaseBytes, records);
 }
 
 }  // namespace
@@ -69,7 +72,7 @@ StudyProfile run_study_profile(const RunConfig& config, const ModelConfig& model
   p.stages = work.stages;
   p.weights = model_weight_bytes(model, backend);
   p.activation_bytes = activation_bytes_per_row(model) * static_cast<std::uint64_t>(work.max_call_rows) +
-                       (work.peak_live_bytes - work.peak_cache_bytes);
+                       (work.peak_live_bytes > work.peak_cache_bytes ? work.peak_live_bytes - work.peak_cache_bytes : 0);
   p.prepared_cache_bytes = work.peak_cache_bytes;
   p.results_bytes = results_bytes(config, model, work);
   // EP: each rank sends the slot rows of the other ranks' experts and receives its own back: per

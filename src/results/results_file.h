@@ -47,10 +47,12 @@ struct SummaryRecord {
 struct TableShape {
   std::uint64_t rows = 0, cols = 0;
 };
-// Bytes a results file takes on disk with these row tables and `string_bytes` of per-case text, as
+// Bytes a results file takes on disk with these row tables, `string_bytes` of per-case text and
+// `summary_records` robustness rows (each a summary record with its attributes), as
 // the files of `moetrace run` are stored (chunked, compressed, checksummed; the constants are
 // measured on the demo's and the benchmarks' files, docs/distribution.md "Planning a study").
-std::uint64_t estimate_results_bytes(const std::vector<TableShape>& tables, std::uint64_t string_bytes);
+std::uint64_t estimate_results_bytes(const std::vector<TableShape>& tables, std::uint64_t string_bytes,
+                                     std::uint64_t summary_records = 0);
 
 SummaryRecord summary_or_nan(const std::vector<SummaryRecord>& records, const std::string& name);
 
