@@ -5,6 +5,7 @@
 // executors through the names below; everything else is written here from plain values, and is a
 // pure function of those tables, so a resumed or distributed run writes the same bytes.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +65,27 @@ struct StoredOutcome {
   int stop_id = -1;           // -1: max_new_tokens ended decoding
   std::vector<int> generated;
 };
+
+// How one pair's decoding ended, as a per-pair table stores it (its outcome row).
+struct StoredDecode {
+  bool done = false;   // the row is computed (else the other fields mean nothing)
+  int generated = 0;   // tokens generated, the stop token excluded
+  bool stopped = false;  // a stop token ended decoding (else max_new_tokens did)
+};
+
+// What a run's per-pair tables record of decoding, for `moetrace plan` (the engine work a pair took
+// depends on when its decoding stopped): every outcome table's rows, in row order. A table the
+// file lacks is absent (an unfinished run). InputError (exit 2) naming the file and dataset for a
+// file that is not a localize results file, or an outcome row with impossible values.
+struct LocalizeDecisions {
+  std::string path;
+  std::string config_text;                 // the config the run stored (/provenance)
+  std::vector<StoredDecode> asked;         // /localize/asked/outcome: every pair, question-major
+  std::map<std::string, std::vector<StoredDecode>> conditions;  // /localize/conditions/<name>/outcome (unrelated_after too)
+  std::vector<StoredDecode> unrelated;     // /localize/unrelated/asked/outcome
+  bool has_asked = false, has_unrelated = false;
+};
+LocalizeDecisions read_localize_decisions(const std::string& path);
 
 class LocalizeResults {
  public:
