@@ -15,10 +15,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "results/h5_file.h"
 #include "protocols/localize_config.h"
 #include "protocols/localize_inputs.h"
 #include "protocols/localize_work_plan.h"
+#include "results/h5_file.h"
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
 #include "util/error.h"
