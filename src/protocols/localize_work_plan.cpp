@@ -127,4 +127,21 @@ std::vector<StageProfile> plan_localize_work(const LocalizeConfig& config, const
   return stages;
 }
 
+std::vector<TableShape> localize_result_tables(const LocalizeConfig& config, const ModelConfig& model,
+                                               const std::vector<StageProfile>& stages) {
+  auto stage = [&](const char* name) -> const StageProfile* {
+    for (const StageProfile& s : stages)
+      if (s.name == name) return &s;
+    return nullptr;
+  };
+  const StageProfile* asking = stage(localize::kAskingStage);
+  const StageProfile* conditions = stage(localize::kConditionsStage);
+  const StageProfile* unrelated = stage(localize::kUnrelatedStage);
+  MOETRACE_ASSERT(asking && conditions, "a localize plan has its asking and conditions stages");
+  return LocalizeResults::table_shapes(static_cast<std::uint64_t>(asking->cases), static_cast<std::uint64_t>(conditions->cases),
+                                       static_cast<std::uint64_t>(conditions->conditions),
+                                       unrelated ? static_cast<std::uint64_t>(unrelated->cases) : 0, config.max_new_tokens,
+                                       model.num_layers, model.num_experts, static_cast<int>(localize::kRoutingStatisticCount));
+}
+
 }  // namespace moetrace

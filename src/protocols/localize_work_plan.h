@@ -34,4 +34,8 @@ std::vector<StageProfile> plan_localize_work(const LocalizeConfig& config, const
                                              const localize::QuestionSet& questions, const localize::QuestionSet* unrelated,
                                              const LocalizeDecisions* from_results);
 
+// The row tables the run's results file will hold (estimate_results_bytes), from its planned stages.
+std::vector<TableShape> localize_result_tables(const LocalizeConfig& config, const ModelConfig& model,
+                                               const std::vector<StageProfile>& stages);
+
 }  // namespace moetrace

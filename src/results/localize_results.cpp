@@ -39,6 +39,18 @@ StoredOutcome LocalizeResults::decode_outcome(const double* row, int max_new_tok
   return o;
 }
 
+std::vector<TableShape> LocalizeResults::table_shapes(std::uint64_t pairs, std::uint64_t validation_pairs, std::uint64_t conditions,
+                                                      std::uint64_t unrelated_pairs, int max_new_tokens, int layers, int experts,
+                                                      int routing_statistics) {
+  const auto M = static_cast<std::uint64_t>(max_new_tokens), W = static_cast<std::uint64_t>(L::kOutcomeColumns);
+  std::vector<TableShape> t{{pairs, W}, {pairs, M}};
+  for (int s = 0; s < routing_statistics; ++s) t.push_back({pairs, static_cast<std::uint64_t>(layers) * static_cast<std::uint64_t>(experts)});
+  for (std::uint64_t c = 0; c < conditions; ++c) t.insert(t.end(), {{validation_pairs, W}, {validation_pairs, M}});
+  if (unrelated_pairs > 0)
+    for (int k = 0; k < 2; ++k) t.insert(t.end(), {{unrelated_pairs, W}, {unrelated_pairs, M}});
+  return t;
+}
+
 std::string LocalizeResults::asked_outcome() { return std::string(L::kAsked) + "/outcome"; }
 std::string LocalizeResults::asked_generated() { return std::string(L::kAsked) + "/generated"; }
 std::string LocalizeResults::asked_routing(const std::string& s) { return std::string(L::kAsked) + "/routing/" + s; }

@@ -101,6 +101,13 @@ class LocalizeResults {
   // Whether the outcome row `row` is a success (bucket 1).
   static bool success(const double* row) { return row[layout::localize::kOutcomeBucket] == 1.0; }
 
+  // The row tables of a finished run (estimate_results_bytes): the asked table's outcome, generated
+  // and `routing_statistics` routing matrices of layers x experts; per condition its outcome and
+  // generated tables over the validation pairs; the unrelated pairs' before and after (when any).
+  static std::vector<TableShape> table_shapes(std::uint64_t pairs, std::uint64_t validation_pairs, std::uint64_t conditions,
+                                              std::uint64_t unrelated_pairs, int max_new_tokens, int layers, int experts,
+                                              int routing_statistics);
+
   // Condition names (/localize/conditions/<name>).
   static std::string chosen_condition() { return "chosen"; }
   static std::string popular_condition() { return "popular"; }

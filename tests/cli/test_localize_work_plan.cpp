@@ -7,10 +7,12 @@
 #define BOOST_TEST_MODULE localize_work_plan
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <regex>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -57,7 +59,11 @@ ReportedWork reported_work(const fs::path& log) {
 }
 
 // The plan of a config, as `moetrace plan` computes it: no weights loaded.
-std::vector<StageProfile> plan(const fs::path& config_path, const fs::path& results = {}) {
+struct Plan {
+  std::vector<StageProfile> stages;
+  std::vector<TableShape> tables;
+};
+Plan plan(const fs::path& config_path, const fs::path& results = {}) {
   LocalizeConfig c = load_localize_config(config_path);
   const ModelConfig model = load_model_config(c.model_path);
   const Tokenizer tokenizer = Tokenizer::from_path(c.tokenizer_path);
@@ -71,7 +77,24 @@ std::vector<StageProfile> plan(const fs::path& config_path, const fs::path& resu
   }
   std::optional<LocalizeDecisions> decisions;
   if (!results.empty()) decisions = read_localize_decisions(results.string());
-  return plan_localize_work(c, model, tokenizer, qs, unrelated ? &*unrelated : nullptr, decisions ? &*decisions : nullptr);
+  Plan p;
+  p.stages = plan_localize_work(c, model, tokenizer, qs, unrelated ? &*unrelated : nullptr, decisions ? &*decisions : nullptr);
+  p.tables = localize_result_tables(c, model, p.stages);
+  return p;
+}
+
+// The shapes of the row tables (datasets with a done flag) of a results file, read with h5py, sorted.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> stored_tables(const fs::path& results) {
+  const fs::path log = fs::path(results).replace_extension(".tables");
+  const std::string script =
+      "import h5py, sys\nf = h5py.File(sys.argv[1], 'r')\n"
+      "f.visititems(lambda n, o: print(*o.shape) if isinstance(o, h5py.Dataset) and n + '_done' in f else None)\n";
+  BOOST_TEST_REQUIRE(run_to_end({"/usr/bin/python3", "-c", script, results.string()}, log) == 0, slurp(log));
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  std::istringstream in(slurp(log));
+  for (std::uint64_t r = 0, c = 0; in >> r >> c;) out.emplace_back(r, c);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Work total(const std::vector<StageProfile>& stages) {
@@ -88,7 +111,8 @@ Work total(const std::vector<StageProfile>& stages) {
 // the plan without it is an upper bound marked estimate.
 void expect_plan_matches(const fs::path& config, const fs::path& results, const fs::path& log) {
   const ReportedWork run = reported_work(log);
-  const std::vector<StageProfile> exact = plan(config, results);
+  const Plan exact_plan = plan(config, results);
+  const std::vector<StageProfile>& exact = exact_plan.stages;
   BOOST_TEST(total(exact) == run.total);
   BOOST_TEST(exact.size() == run.stages.size());
   for (const StageProfile& s : exact) {
@@ -99,7 +123,7 @@ void expect_plan_matches(const fs::path& config, const fs::path& results, const 
       BOOST_TEST(s.chunks >= 1);
     }
   }
-  const std::vector<StageProfile> assumed = plan(config);
+  const std::vector<StageProfile> assumed = plan(config).stages;
   const Work upper = total(assumed);
   BOOST_TEST_MESSAGE(config.filename().string() << ": run " << run.total << "; planned from the results " << total(exact)
                      << "; planned without them " << upper);
@@ -108,6 +132,13 @@ void expect_plan_matches(const fs::path& config, const fs::path& results, const 
   BOOST_TEST(assumed.front().estimate);
   BOOST_TEST(assumed.front().note.find("max_new_tokens") != std::string::npos, assumed.front().note);
   BOOST_TEST(assumed.front().work.prepare_steps == assumed.front().work.steps());  // routing recorded on every asking call
+  // The results file's row tables, as planned.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> planned;
+  for (const TableShape& t : exact_plan.tables) planned.emplace_back(t.rows, t.cols);
+  std::sort(planned.begin(), planned.end());
+  const auto stored = stored_tables(results);
+  BOOST_TEST(stored.size() > 10u);
+  BOOST_TEST((planned == stored), planned.size() << " tables planned, " << stored.size() << " stored");
 }
 
 // Question files from the tracing demo's facts in three "languages" (as tests/cli/test_localize_command.cpp).
@@ -194,7 +225,7 @@ BOOST_AUTO_TEST_CASE(several_chunks_and_decode_groups_are_predicted_exactly) {
   const std::string eos = std::to_string(frequent_second_token(f.results(chunks)));
   const fs::path early = fixture_config(f.dir, "early-stops", 4, 3, 24, eos);
   f.check(early);
-  BOOST_TEST(total(plan(early)).steps > total(plan(early, f.results(early))).steps);
+  BOOST_TEST(total(plan(early).stages).steps > total(plan(early, f.results(early)).stages).steps);
 }
 
 BOOST_AUTO_TEST_CASE(one_group_of_two_mpi_ranks_runs_the_planned_work_on_each_rank) {
