@@ -99,6 +99,7 @@ std::vector<StageProfile> plan_localize_work(const LocalizeConfig& config, const
   const LocalizeDecisions empty;
   const LocalizeDecisions& d = from_results ? *from_results : empty;
   std::vector<StageProfile> stages;
+  stages.reserve(3);  // the references below stay valid
 
   const PairList all = localize::all_pairs(qs);
   StageProfile& asking = stages.emplace_back(StageProfile{localize::kAskingStage, static_cast<std::int64_t>(all.size())});
