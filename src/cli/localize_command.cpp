@@ -16,6 +16,7 @@
 #include "localize/localize_data.h"
 #include "model/model_weights.h"
 #include "protocols/localize_config.h"
+#include "protocols/localize_inputs.h"
 #include "protocols/localize_pipeline.h"
 #include "results/output_lock.h"
 #include "util/error.h"
@@ -34,59 +35,18 @@ struct LocalizeCommandOptions {
   std::string weight_store;  // --weight-store, empty: the config's
 };
 
-// The model's own end-of-sequence ids (generation_config.json or config.json "eos_token_id",
-// ModelConfig::eos_token_ids); [model] eos_ids overrides them (effective_eos_ids).
-std::vector<int> model_eos_ids(const ModelConfig& config) { return config.eos_token_ids; }
-
-localize::QuestionSet read_question_file(const LocalizeConfig& c, const std::filesystem::path& path, const char* key) {
-  localize::LoadOptions load;
-  load.languages = c.languages;
-  load.strict = c.strict;
-  load.templates.default_template = c.default_template;
-  load.templates.per_language = c.templates;
-  return localize::read_questions(path, load, fmt::format("{}: [data] {} = {}", c.source_path.string(), key, path.string()));
-}
-
-// Questions the model cannot ask (no prompt token, a prompt too long for its positions, an answer
-// of no token) are skipped and counted, or with strict = true exit 2 naming the file and record.
-void screen_questions(const LocalizeConfig& c, const ModelConfig& mc, const Tokenizer& tokenizer, localize::QuestionSet& qs,
-                      const std::filesystem::path& path) {
-  const localize::PromptLimits limits{c.max_new_tokens, mc.max_position_embeddings, c.add_special_tokens, c.answer_prefix};
-  const std::size_t before = qs.skipped.total();
-  const std::vector<localize::LateProblem> problems = localize::screen_prompts(tokenizer, qs, limits);
-  if (!c.strict && problems.size() == qs.questions.size())  // one per question: none left, the config is the likelier cause
-    fail_input("{}: no question this model can ask (the first, line {}: {}); see {}: [ask] max_new_tokens = {}, [templates] "
-               "and the model's {} positions", path.string(), qs.questions[problems[0].question].line, problems[0].message,
-               c.source_path.string(), c.max_new_tokens, mc.max_position_embeddings);
-  localize::skip_questions(qs, problems, c.strict, path.string());
-  if (qs.skipped.total() > before)
-    spdlog::warn("{}: {} more question(s) skipped, which the model cannot ask ({})", path.string(), qs.skipped.total() - before,
-                 qs.skipped.summary());
-}
-
-localize::LocalizeOptions protocol_options(const LocalizeConfig& c, const ModelConfig& mc) {
-  localize::LocalizeOptions o;
-  o.ask.max_new_tokens = c.max_new_tokens;
-  o.ask.prompts_per_call = static_cast<std::size_t>(c.prompts_per_call);
-  o.ask.eos_ids = effective_eos_ids(c, model_eos_ids(mc));
-  o.ask.add_special_tokens = c.add_special_tokens;
-  o.ask.answer_prefix = c.answer_prefix;
-  o.ask.match = c.match;
-  o.ask.bucket = c.bucket;
-  o.ask.logprob_threshold = c.logprob_threshold;
-  o.statistic = c.statistic;
-  o.contrast.method = c.method;
-  o.contrast.direction = c.direction;
-  o.contrast.sign_flips = c.sign_flips;
-  o.contrast.top_n = static_cast<std::size_t>(c.top_n);
-  o.contrast.seed = c.seed;
-  o.seed = c.seed;
-  o.selection = c.selection;
-  o.control_draws = static_cast<std::uint32_t>(c.control_draws);
-  o.bootstrap_resamples = c.bootstrap;
-  o.bootstrap_unit = c.bootstrap_unit;
-  for (int n : c.curve_n) o.curve_n.push_back(static_cast<std::size_t>(n));
-  return o;
+// The engine work this rank ran, per stage; `moetrace plan` predicts the same counts
+// (protocols/localize_work_plan.h, docs/localize.md "Engine work").
+void report_engine_work(const std::vector<localize::LocalizeStageWork>& work) {
+  std::uint64_t calls = 0, steps = 0;
+  std::string stages;
+  for (const localize::LocalizeStageWork& w : work) {
+    calls += w.engine_calls;
+    steps += w.steps;
+    stages += fmt::format("{}{}: {} calls, {} steps", stages.empty() ? "" : "; ", w.stage, w.engine_calls, w.steps);
+  }
+  spdlog::info("engine work on this rank: {} engine calls, {} layer-token steps ({})", calls, steps,
+               stages.empty() ? "nothing computed" : stages);
 }
 
 void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Communicator& world) {
@@ -101,12 +61,12 @@ void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Commun
   std::optional<OutputLock> lock;  // held by the writing rank until the run ends
   const std::string out = prepare_output_on_writer(world, writer, o.out, o.config, o.resume, lock);
 
-  auto questions = on_every_rank(world, [&] { return read_question_file(config, config.questions_path, "questions"); });
+  auto questions = on_every_rank(world, [&] { return read_localize_questions(config, config.questions_path, "questions"); });
   spdlog::info("{} questions in {} languages from {} ({})", questions.questions.size(), questions.languages.size(),
                config.questions_path.string(), questions.skipped.summary());
   std::optional<localize::QuestionSet> unrelated;
   if (!config.unrelated_path.empty())
-    unrelated = on_every_rank(world, [&] { return read_question_file(config, config.unrelated_path, "unrelated"); });
+    unrelated = on_every_rank(world, [&] { return read_localize_questions(config, config.unrelated_path, "unrelated"); });
   CommandSession session(world, {config.model_path, config.backend,
                                  o.weight_store.empty() ? config.weight_store : std::filesystem::path(o.weight_store), o.ep});
   const ModelConfig& mc = session.model_config();
@@ -114,8 +74,8 @@ void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Commun
   // Checks that need the model and tokenizer, before any stage runs (docs/config.md).
   on_every_rank(world, [&] {
     fit_localize_config_to_model(config, mc, *tokenizer);
-    screen_questions(config, mc, *tokenizer, questions, config.questions_path);
-    if (unrelated) screen_questions(config, mc, *tokenizer, *unrelated, config.unrelated_path);
+    screen_localize_questions(config, mc, *tokenizer, questions, config.questions_path);
+    if (unrelated) screen_localize_questions(config, mc, *tokenizer, *unrelated, config.unrelated_path);
     return true;
   });
 
@@ -128,12 +88,13 @@ void run(const LocalizeCommandOptions& o, std::optional<CaseShard> shard, Commun
       });
   std::unique_ptr<RowExecutor> executor = make_row_executor(world, session.group(), session.leaders(), *results, config.chunk_tokens,
                                                             config.progress_every_s, config.checkpoint_every_s);
-  localize::LocalizeOptions options = protocol_options(config, mc);
+  localize::LocalizeOptions options = localize_options(config, mc);
   if (unrelated) options.unrelated = &*unrelated;
   localize::LocalizePipeline pipeline(session.engine(), *tokenizer, questions, options, *results, *executor);
   pipeline.leave_asked_out();
   if (shard) pipeline.set_shard(*shard);
   const localize::LocalizationResult r = pipeline.run();
+  report_engine_work(pipeline.work());
   if (!r.stopped_before.empty()) {
     spdlog::info("shard {}/{}: its pairs are done; stopped before {}, which needs every shard's rows. Results: {}  "
                  "(next: moetrace merge --out MERGED.h5 <every shard's file>, then moetrace localize --resume on the "

@@ -329,6 +329,7 @@ Engine::Engine(const DeviceModel& model, Backend& backend, ExpertExchange* excha
 
 std::vector<StreamOutput> Engine::run(const std::vector<StreamSpec>& streams) {
   if (streams.empty()) return {};
+  ++calls_;
   const BatchPlan plan = compile_plan(streams, model_.config);
   return BatchRun(model_, backend_, exchange_, streams, plan).run(steps_);
 }

@@ -68,7 +68,9 @@ class Engine {
 
   // Layer-token steps computed so far: one step is one token through one layer.
   std::uint64_t layer_token_steps() const { return steps_; }
-  void reset_steps() { steps_ = 0; }
+  // Engine calls so far: run() calls with at least one stream.
+  std::uint64_t engine_calls() const { return calls_; }
+  void reset_steps() { steps_ = 0; calls_ = 0; }
 
   const DeviceModel& model() const { return model_; }
   Backend& backend() { return backend_; }
@@ -78,6 +80,7 @@ class Engine {
   Backend& backend_;
   ExpertExchange* exchange_;
   std::uint64_t steps_ = 0;
+  std::uint64_t calls_ = 0;
 };
 
 }  // namespace moetrace

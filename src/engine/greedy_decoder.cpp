@@ -292,9 +292,38 @@ std::vector<DecodeResult> greedy_decode(Engine& engine, const std::vector<Decode
                                         const DecodeOptions& options) {
   validate(engine, requests, options);
   std::vector<DecodeResult> out(requests.size());
-  for (std::size_t b = 0; b < requests.size(); b += options.prompts_per_call)
-    decode_group(engine, requests, b, std::min(requests.size(), b + options.prompts_per_call), options, out);
+  for (auto [begin, end] : decode_groups(requests.size(), options.prompts_per_call))
+    decode_group(engine, requests, begin, end, options, out);
   return out;
+}
+
+std::vector<std::pair<std::size_t, std::size_t>> decode_groups(std::size_t requests, std::size_t prompts_per_call) {
+  MOETRACE_ASSERT(prompts_per_call >= 1, "decode groups of no prompt");
+  std::vector<std::pair<std::size_t, std::size_t>> groups;
+  for (std::size_t b = 0; b < requests; b += prompts_per_call) groups.emplace_back(b, std::min(requests, b + prompts_per_call));
+  return groups;
+}
+
+std::vector<CallShape> decode_calls(const std::vector<int>& prompt_tokens, const std::vector<int>& steps,
+                                    std::size_t prompts_per_call, int layers, bool routing) {
+  MOETRACE_ASSERT(prompt_tokens.size() == steps.size(), "decode calls: one step count per prompt");
+  std::vector<CallShape> calls;
+  const auto L = static_cast<std::uint64_t>(layers);
+  for (auto [begin, end] : decode_groups(prompt_tokens.size(), prompts_per_call)) {
+    std::uint64_t tokens = 0;
+    int longest = 0;
+    for (std::size_t i = begin; i < end; ++i) {
+      tokens += static_cast<std::uint64_t>(prompt_tokens[i]);
+      longest = std::max(longest, steps[i]);
+    }
+    calls.push_back({layers, L * tokens, routing});
+    for (int k = 1; k <= longest; ++k) {
+      std::uint64_t running = 0;
+      for (std::size_t i = begin; i < end; ++i) running += steps[i] >= k ? 1 : 0;
+      calls.push_back({layers, L * running, routing});
+    }
+  }
+  return calls;
 }
 
 }  // namespace moetrace

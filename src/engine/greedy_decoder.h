@@ -9,11 +9,14 @@
 // the backend's row independence (docs/engine.md) makes every prompt's output independent of which
 // and how many prompts share a call. With routing captured, the prompt run and every step keep a
 // full record (the routing of the generated tokens comes from the steps themselves).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "engine/forward.h"
+#include "engine/work_shape.h"
 
 namespace moetrace {
 
@@ -84,6 +87,24 @@ struct DecodeResult {
 // non-finite logits.
 std::vector<DecodeResult> greedy_decode(Engine& engine, const std::vector<DecodeRequest>& requests,
                                         const DecodeOptions& options);
+
+// The requests decoded together, [begin, end) in request order: groups of prompts_per_call. Each
+// group is one prompt run, then one one-token continuation call per decoding step while any of its
+// prompts still decodes.
+std::vector<std::pair<std::size_t, std::size_t>> decode_groups(std::size_t requests, std::size_t prompts_per_call);
+
+// Decoding steps (one-token continuations) a prompt ran, from what it generated: its generated
+// tokens when a stop token ended decoding, one fewer when max_new_tokens did (the last token is not
+// fed back). Equals RoutingSummary::generated_positions; at most max_new_tokens - 1.
+inline int decoding_steps(int generated, bool stopped) { return stopped ? generated : std::max(0, generated - 1); }
+
+// The engine calls greedy_decode makes (engine/work_shape.h) for prompts of `prompt_tokens` tokens
+// that run `steps` decoding steps each (decoding_steps): per decode_groups group, the prompt run
+// (every layer, the group's prompt tokens) and per step k = 1, 2, ... a call with one row per prompt
+// with steps >= k. Every call starts at layer 0. `routing` (DecodeOptions::capture_routing): every
+// call records fully, marked CallShape::prepare.
+std::vector<CallShape> decode_calls(const std::vector<int>& prompt_tokens, const std::vector<int>& steps,
+                                    std::size_t prompts_per_call, int layers, bool routing);
 
 // log-softmax of `logits` at index `id`, in double: logits[id] - max - log(sum exp(logits - max)).
 double log_softmax_at(const std::vector<float>& logits, int id);

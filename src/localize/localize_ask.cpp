@@ -84,6 +84,10 @@ std::vector<int> newline_token_ids(const Tokenizer& tokenizer, int model_vocab_s
   return ids;
 }
 
+std::vector<std::int32_t> prompt_token_ids(const Tokenizer& tokenizer, const LanguageEntry& entry, bool add_special_tokens) {
+  return tokenizer.encode_ids(entry.prompt, add_special_tokens);
+}
+
 namespace {
 
 // The (question, language) pairs to ask: `pairs`, checked against the set, or every pair when empty.
@@ -110,7 +114,7 @@ DecodeRequest build_request(const Tokenizer& tokenizer, const QuestionSet& qs, c
   DecodeRequest r;
   const std::string& qid = qs.questions[p.question].id;
   const std::string& language = qs.languages[p.language];
-  for (std::int32_t id : tokenizer.encode_ids(e.prompt, o.add_special_tokens)) {
+  for (std::int32_t id : prompt_token_ids(tokenizer, e, o.add_special_tokens)) {
     if (id < 0 || id >= vocab)
       fail_input("asking: question \"{}\" ({}): the prompt encodes to token id {}, outside the model's {} ids", qid,
                  language, id, vocab);
@@ -182,7 +186,7 @@ namespace {
 // The first problem of one entry (its message without file and line), or none when it can be asked.
 std::optional<LateProblem> entry_problem(const Tokenizer& tokenizer, const LanguageEntry& e, const std::string& language,
                                          const PromptLimits& limits) {
-  const std::size_t n = tokenizer.encode_ids(e.prompt, limits.add_special_tokens).size();
+  const std::size_t n = prompt_token_ids(tokenizer, e, limits.add_special_tokens).size();
   if (n == 0)
     return LateProblem{0, RecordProblem::EmptyQuestion, fmt::format("language '{}': the prompt encodes to no token", language)};
   if (limits.max_positions > 0 && n + static_cast<std::size_t>(limits.max_new_tokens) > static_cast<std::size_t>(limits.max_positions))

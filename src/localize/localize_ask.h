@@ -68,6 +68,9 @@ struct AskOptions {
   DecodeStats* stats = nullptr;  // engine time of prompt runs vs decoding steps (optional)
 };
 
+// A prompt's token ids as asking encodes it (with the tokenizer's template when add_special_tokens).
+std::vector<std::int32_t> prompt_token_ids(const Tokenizer& tokenizer, const LanguageEntry& entry, bool add_special_tokens);
+
 // One asked pair.
 struct AskedPair {
   std::size_t question = 0;  // index into QuestionSet::questions

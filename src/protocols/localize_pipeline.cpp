@@ -31,7 +31,7 @@ constexpr std::array<RoutingStatistic, kRoutingStatisticCount> kStoredStatistics
 // Positions a pair's generated-token statistics average over (docs/localize.md "Routing
 // statistics"): every generated token fed back, i.e. all of them when a stop token ended decoding,
 // all but the last when max_new_tokens did.
-int generated_positions(int generated, int stop_id) { return stop_id >= 0 ? generated : std::max(0, generated - 1); }
+int generated_positions(int generated, int stop_id) { return decoding_steps(generated, stop_id >= 0); }
 
 // Column of the first value of statistic `s` in an asked row (outcome, generated, then the statistics).
 int routing_column(RoutingStatistic s, int max_new_tokens, int cells) {
@@ -135,6 +135,45 @@ void decode_sets(const std::vector<char>& bytes, std::vector<std::pair<std::stri
 
 }  // namespace
 
+PairList all_pairs(const QuestionSet& qs) {
+  PairList all;
+  for (std::size_t q = 0; q < qs.questions.size(); ++q)
+    for (std::size_t l = 0; l < qs.languages.size(); ++l) all.emplace_back(q, l);
+  return all;
+}
+
+std::vector<double> pair_costs(const Tokenizer& tokenizer, const QuestionSet& qs, const PairList& pairs, const AskOptions& ask) {
+  std::vector<double> cost(pairs.size());
+  for (std::size_t i = 0; i < pairs.size(); ++i)
+    cost[i] = static_cast<double>(
+        prompt_token_ids(tokenizer, qs.questions[pairs[i].first].entries[pairs[i].second], ask.add_special_tokens).size() +
+        static_cast<std::size_t>(ask.max_new_tokens));
+  return cost;
+}
+
+QuestionSplit localize_split(const QuestionSet& qs, std::uint64_t seed) {
+  std::vector<std::string> ids;
+  for (const Question& q : qs.questions) ids.push_back(q.id);
+  return split_questions(ids, seed ^ kSplitSeedTag);
+}
+
+std::vector<std::size_t> validation_pairs(const QuestionSet& qs, const QuestionSplit& split) {
+  std::vector<bool> validation(qs.questions.size(), false);
+  for (std::size_t q : split.validation) validation[q] = true;
+  std::vector<std::size_t> pairs;
+  const std::size_t NL = qs.languages.size();
+  for (std::size_t p = 0; p < qs.questions.size() * NL; ++p)
+    if (validation[p / NL]) pairs.push_back(p);
+  return pairs;
+}
+
+std::vector<std::string> condition_names(const LocalizeOptions& o) {
+  std::vector<std::string> names{LocalizeResults::chosen_condition(), LocalizeResults::popular_condition()};
+  for (std::uint32_t d = 0; d < o.control_draws; ++d) names.push_back(LocalizeResults::random_condition(d));
+  for (std::size_t n : o.curve_n) names.push_back(LocalizeResults::curve_condition(n));
+  return names;
+}
+
 LocalizePipeline::LocalizePipeline(Engine& engine, const Tokenizer& tokenizer, const QuestionSet& questions,
                                    const LocalizeOptions& options, ResultsFile& results, RowExecutor& executor)
     : engine_(engine), tokenizer_(tokenizer), qs_(questions), o_(options), file_(results), out_(results),
@@ -162,7 +201,7 @@ void LocalizePipeline::ConditionTables::add(Matrix2 t, std::size_t random_draws)
     curve.push_back(std::move(t));
 }
 
-Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& qs, const PairList& pairs,
+Matrix2 LocalizePipeline::ask_rows(const char* stage, const std::string& label, const QuestionSet& qs, const PairList& pairs,
                                    const std::string& outcome, const std::string& generated,
                                    const ExpertList* deactivated, bool routing) {
   const int M = o_.ask.max_new_tokens;
@@ -175,12 +214,7 @@ Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& 
     for (const RowOutput& out : outputs) width += out.width;
     return Matrix2(0, width, NAN);
   }
-  // A pair's cost: its prompt's tokens plus the tokens it may generate (chunks of chunk_tokens).
-  std::vector<double> cost(pairs.size());
-  for (std::size_t i = 0; i < pairs.size(); ++i)
-    cost[i] = static_cast<double>(
-        tokenizer_.encode_ids(qs.questions[pairs[i].first].entries[pairs[i].second].prompt, o_.ask.add_special_tokens).size() +
-        static_cast<std::size_t>(M));
+  const std::vector<double> cost = pair_costs(tokenizer_, qs, pairs, o_.ask);
   const Deactivation d = deactivated ? Deactivation(deactivated->begin(), deactivated->end()) : Deactivation{};
   const RowCost row_cost = [&cost](int r) { return cost[static_cast<std::size_t>(r)]; };
   return executor_.run(label, static_cast<int>(pairs.size()), row_cost, outputs, [&](const std::vector<int>& rows) {
@@ -189,10 +223,21 @@ Matrix2 LocalizePipeline::ask_rows(const std::string& label, const QuestionSet& 
     AskOptions a = o_.ask;
     a.capture_routing = routing;
     a.deactivation = deactivated ? &d : nullptr;
+    LocalizeStageWork& work = stage_work(stage);
+    const std::uint64_t calls0 = engine_.engine_calls(), steps0 = engine_.layer_token_steps();
+    const std::vector<AskedPair> asked = ask_questions(engine_, tokenizer_, qs, chunk, a);
+    work.engine_calls += engine_.engine_calls() - calls0;
+    work.steps += engine_.layer_token_steps() - steps0;
     std::vector<std::vector<double>> values;
-    for (const AskedPair& p : ask_questions(engine_, tokenizer_, qs, chunk, a)) values.push_back(pair_row(p, M, routing));
+    for (const AskedPair& p : asked) values.push_back(pair_row(p, M, routing));
     return values;
   });
+}
+
+LocalizeStageWork& LocalizePipeline::stage_work(const char* stage) {
+  for (LocalizeStageWork& w : work_)
+    if (w.stage == stage) return w;
+  return work_.emplace_back(LocalizeStageWork{stage});
 }
 
 void LocalizePipeline::set_shard(CaseShard shard) {
@@ -237,14 +282,11 @@ AskedPair LocalizePipeline::asked_pair(const Matrix2& t, int p) const {
 // enough for the curve), `frequency` the mean selected_mean over the discovery pairs.
 void LocalizePipeline::select(LocalizationResult& r, const Matrix2& asked, ExpertList& ranked,
                               std::vector<double>& frequency) {
-  std::vector<std::string> ids;
-  for (const Question& q : qs_.questions) ids.push_back(q.id);
-  r.split = split_questions(ids, o_.seed ^ kSplitSeedTag);
+  r.split = localize_split(qs_, o_.seed);
   std::vector<int> split(qs_.questions.size(), 1);
   for (std::size_t q : r.split.discovery) split[q] = 0;
   out_.write_split(split);
-  for (int p = 0; p < asked.rows; ++p)
-    if (split[static_cast<std::size_t>(p) / qs_.languages.size()] != 0) r.validation_pairs.push_back(static_cast<std::size_t>(p));
+  r.validation_pairs = validation_pairs(qs_, r.split);
   std::size_t n_discovery = 0;
   const ContrastInput input = discovery_input(asked, split, frequency, n_discovery);
   rank_experts(r, input, ranked);
@@ -312,13 +354,15 @@ LocalizePipeline::NamedSets LocalizePipeline::make_sets(const LocalizationResult
   // The popular and curve sets are the first experts of their rankings that keep every layer within
   // the deactivation cap (no token left with fewer than top_k experts).
   const std::int32_t cap = deactivation_cap(experts_, engine_.model().config.top_k);
-  NamedSets sets{{LocalizeResults::chosen_condition(), r.chosen}};
-  sets.emplace_back(LocalizeResults::popular_condition(), capped_prefix(popular_experts(frequency, layers_, experts_, frequency.size()), r.chosen.size(),
-                                             layers_, cap));
+  std::vector<ExpertList> experts{r.chosen, capped_prefix(popular_experts(frequency, layers_, experts_, frequency.size()),
+                                                          r.chosen.size(), layers_, cap)};
   for (std::uint32_t d = 0; d < o_.control_draws; ++d)
-    sets.emplace_back(LocalizeResults::random_condition(d),
-                      random_layer_matched(r.chosen, layers_, experts_, o_.seed ^ kControlSeedTag, d));
-  for (std::size_t n : o_.curve_n) sets.emplace_back(LocalizeResults::curve_condition(n), capped_prefix(ranked, n, layers_, cap));
+    experts.push_back(random_layer_matched(r.chosen, layers_, experts_, o_.seed ^ kControlSeedTag, d));
+  for (std::size_t n : o_.curve_n) experts.push_back(capped_prefix(ranked, n, layers_, cap));
+  const std::vector<std::string> names = condition_names(o_);
+  MOETRACE_ASSERT(names.size() == experts.size(), "one deactivated set per condition");
+  NamedSets sets;
+  for (std::size_t i = 0; i < names.size(); ++i) sets.emplace_back(names[i], std::move(experts[i]));
   return sets;
 }
 
@@ -521,11 +565,11 @@ std::pair<Matrix2, Matrix2> LocalizePipeline::ask_unrelated(const ExpertList& ch
     for (std::size_t l = 0; l < o_.unrelated->languages.size(); ++l) upairs.emplace_back(q, l);
   }
   out_.write_unrelated_questions(uids);
-  Matrix2 before = ask_rows("unrelated questions", *o_.unrelated, upairs, LocalizeResults::unrelated_outcome(),
+  Matrix2 before = ask_rows(kUnrelatedStage, "unrelated questions", *o_.unrelated, upairs, LocalizeResults::unrelated_outcome(),
                             LocalizeResults::unrelated_generated(), nullptr, false);
   const std::string name = LocalizeResults::unrelated_condition();
   out_.write_condition_experts(name, chosen);
-  Matrix2 after = ask_rows("condition " + name, *o_.unrelated, upairs, LocalizeResults::condition_outcome(name),
+  Matrix2 after = ask_rows(kUnrelatedStage, "condition " + name, *o_.unrelated, upairs, LocalizeResults::condition_outcome(name),
                            LocalizeResults::condition_generated(name), &chosen, false);
   return {std::move(before), std::move(after)};
 }
@@ -533,11 +577,9 @@ std::pair<Matrix2, Matrix2> LocalizePipeline::ask_unrelated(const ExpertList& ch
 LocalizationResult LocalizePipeline::run() {
   write_inputs();
   // 1. Every pair, question-major, with its routing (kept by the writing rank alone).
-  PairList all;
-  for (std::size_t q = 0; q < qs_.questions.size(); ++q)
-    for (std::size_t l = 0; l < qs_.languages.size(); ++l) all.emplace_back(q, l);
+  const PairList all = all_pairs(qs_);
   executor_.set_shared_columns(LocalizeResults::kOutcomeWidth);
-  Matrix2 asked = ask_rows("asking", qs_, all, LocalizeResults::asked_outcome(), LocalizeResults::asked_generated(),
+  Matrix2 asked = ask_rows(kAskingStage, "asking", qs_, all, LocalizeResults::asked_outcome(), LocalizeResults::asked_generated(),
                            nullptr, true);
   executor_.set_shared_columns(0);
   LocalizationResult r;
@@ -555,7 +597,7 @@ LocalizationResult LocalizePipeline::run() {
   ConditionTables after;
   for (const auto& [name, experts] : sets) {
     out_.write_condition_experts(name, experts);
-    after.add(ask_rows("condition " + name, qs_, validation, LocalizeResults::condition_outcome(name),
+    after.add(ask_rows(kConditionsStage, "condition " + name, qs_, validation, LocalizeResults::condition_outcome(name),
                        LocalizeResults::condition_generated(name), &experts, false),
               o_.control_draws);
   }

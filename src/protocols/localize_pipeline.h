@@ -19,6 +19,33 @@
 
 namespace moetrace::localize {
 
+using PairList = std::vector<std::pair<std::size_t, std::size_t>>;
+
+// The pipeline's rules that fix its engine work, shared with the planner (localize_work_plan.h).
+// Every (question, language) pair, question-major: the rows of the asked table.
+PairList all_pairs(const QuestionSet& questions);
+// A pair's cost for chunking (RowCost): its prompt's tokens plus the max_new_tokens it may generate.
+std::vector<double> pair_costs(const Tokenizer& tokenizer, const QuestionSet& questions, const PairList& pairs,
+                               const AskOptions& ask);
+// The discovery / validation split of the questions (by id and seed) and the validation pairs
+// (rows of the asked table, ascending): those of the validation questions.
+QuestionSplit localize_split(const QuestionSet& questions, std::uint64_t seed);
+std::vector<std::size_t> validation_pairs(const QuestionSet& questions, const QuestionSplit& split);
+// The validation pairs' conditions, in the order they are asked: chosen, popular, random_<d>, curve_<N>.
+std::vector<std::string> condition_names(const LocalizeOptions& options);
+
+// Stages of the engine work (the command's "engine work" line, the planner's StageProfile names).
+inline constexpr const char* kAskingStage = "asking";                     // every pair, routing recorded
+inline constexpr const char* kConditionsStage = "conditions";             // the validation pairs under each set
+inline constexpr const char* kUnrelatedStage = "unrelated questions";     // before and after the chosen set
+
+// Engine calls and layer-token steps this process ran in one stage (Engine's counters around
+// every ask_questions call of the stage).
+struct LocalizeStageWork {
+  std::string stage;
+  std::uint64_t engine_calls = 0, steps = 0;
+};
+
 class LocalizePipeline {
  public:
   // `options.unrelated` may be null. `results` is the real file on the writing rank, a scratch file
@@ -36,11 +63,14 @@ class LocalizePipeline {
   // Leaves LocalizationResult::asked empty (a second copy of the routing statistics: the command
   // reads them from the file).
   void leave_asked_out() { keep_asked_ = false; }
+  // The engine work this process ran so far, per stage (kAskingStage, kConditionsStage,
+  // kUnrelatedStage; a stage appears once it asked a pair): a resumed run counts only the rows it
+  // computed, a rank only the chunks its group computed.
+  const std::vector<LocalizeStageWork>& work() const { return work_; }
 
  private:
-  using PairList = std::vector<std::pair<std::size_t, std::size_t>>;
   using NamedSets = std::vector<std::pair<std::string, ExpertList>>;
-  Matrix2 ask_rows(const std::string& label, const QuestionSet& qs, const PairList& pairs, const std::string& outcome,
+  Matrix2 ask_rows(const char* stage, const std::string& label, const QuestionSet& qs, const PairList& pairs, const std::string& outcome,
                    const std::string& generated, const ExpertList* deactivated, bool routing);
   // The validation pairs' outcome tables under each condition set, in the order make_sets names them.
   struct ConditionTables {
@@ -95,6 +125,8 @@ class LocalizePipeline {
   RowExecutor& executor_;
   int layers_ = 0, experts_ = 0;
   bool sharded_ = false, keep_asked_ = true;
+  std::vector<LocalizeStageWork> work_;
+  LocalizeStageWork& stage_work(const char* stage);
 };
 
 }  // namespace moetrace::localize

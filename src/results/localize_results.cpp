@@ -1,5 +1,12 @@
 #include "results/localize_results.h"
 
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "results/h5_file.h"
+#include "util/error.h"
+
 namespace moetrace {
 
 namespace L = layout::localize;
@@ -30,6 +37,18 @@ StoredOutcome LocalizeResults::decode_outcome(const double* row, int max_new_tok
   const int n = static_cast<int>(row[L::kOutcomeGenerated]);
   for (int k = 0; k < n && k < max_new_tokens; ++k) o.generated.push_back(static_cast<int>(row[L::kOutcomeColumns + k]));
   return o;
+}
+
+std::vector<TableShape> LocalizeResults::table_shapes(std::uint64_t pairs, std::uint64_t validation_pairs, std::uint64_t conditions,
+                                                      std::uint64_t unrelated_pairs, int max_new_tokens, int layers, int experts,
+                                                      int routing_statistics) {
+  const auto M = static_cast<std::uint64_t>(max_new_tokens), W = static_cast<std::uint64_t>(L::kOutcomeColumns);
+  std::vector<TableShape> t{{pairs, W}, {pairs, M}};
+  for (int s = 0; s < routing_statistics; ++s) t.push_back({pairs, static_cast<std::uint64_t>(layers) * static_cast<std::uint64_t>(experts)});
+  for (std::uint64_t c = 0; c < conditions; ++c) t.insert(t.end(), {{validation_pairs, W}, {validation_pairs, M}});
+  if (unrelated_pairs > 0)
+    for (int k = 0; k < 2; ++k) t.insert(t.end(), {{unrelated_pairs, W}, {unrelated_pairs, M}});
+  return t;
 }
 
 std::string LocalizeResults::asked_outcome() { return std::string(L::kAsked) + "/outcome"; }
@@ -115,6 +134,45 @@ void LocalizeResults::write_condition_experts(const std::string& c, const std::v
 void LocalizeResults::write_unrelated_questions(const std::vector<std::string>& ids) {
   file_.h5().create_groups(std::string(L::kUnrelated) + "/questions");
   file_.write_strings(std::string(L::kUnrelated) + "/questions/id", ids);
+}
+
+namespace {
+
+// The decoding columns of an outcome matrix, checked: generated a count, stop id -1 or a token id.
+std::vector<StoredDecode> read_decodes(const ResultsFile& f, const std::string& name) {
+  const h5::Array<double> m = f.read_matrix(name);
+  if (m.shape.size() != 2 || m.shape[1] < static_cast<std::size_t>(L::kOutcomeColumns))
+    h5::fail_damaged(f.path(), "dataset '" + name + "'", fmt::format("expected [rows, >= {}] values", L::kOutcomeColumns));
+  const std::vector<bool> done = f.done_rows(name);
+  if (done.size() != m.shape[0]) h5::fail_damaged(f.path(), "dataset '" + name + "_done'", "one flag per row expected");
+  std::vector<StoredDecode> out(m.shape[0]);
+  for (std::size_t r = 0; r < out.size(); ++r) {
+    if (!done[r]) continue;
+    const double* row = m.data.data() + r * m.shape[1];
+    const double generated = row[L::kOutcomeGenerated], stop = row[L::kOutcomeStopId];
+    if (!(generated >= 0 && generated <= 1e9 && generated == std::floor(generated)) || !(stop >= -1 && stop == std::floor(stop)))
+      h5::fail_damaged(f.path(), "dataset '" + name + "'", fmt::format("row {}: generated {} and stop id {} are not a decoding", r, generated, stop));
+    out[r] = {true, static_cast<int>(generated), stop >= 0};
+  }
+  return out;
+}
+
+}  // namespace
+
+LocalizeDecisions read_localize_decisions(const std::string& path) {
+  ResultsFile f(path, ResultsFile::Mode::Read);
+  if (!f.has(L::kRoot)) fail_input("{}: not a results file of moetrace localize (no {})", path, L::kRoot);
+  LocalizeDecisions d;
+  d.path = path;
+  d.config_text = f.stored_config_text();
+  if ((d.has_asked = f.has(LocalizeResults::asked_outcome()))) d.asked = read_decodes(f, LocalizeResults::asked_outcome());
+  if ((d.has_unrelated = f.has(LocalizeResults::unrelated_outcome())))
+    d.unrelated = read_decodes(f, LocalizeResults::unrelated_outcome());
+  if (f.has(L::kConditions))
+    for (const std::string& name : f.h5().children(L::kConditions))
+      if (f.has(LocalizeResults::condition_outcome(name)))
+        d.conditions[name] = read_decodes(f, LocalizeResults::condition_outcome(name));
+  return d;
 }
 
 }  // namespace moetrace

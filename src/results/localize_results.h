@@ -5,6 +5,7 @@
 // executors through the names below; everything else is written here from plain values, and is a
 // pure function of those tables, so a resumed or distributed run writes the same bytes.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,6 +66,27 @@ struct StoredOutcome {
   std::vector<int> generated;
 };
 
+// How one pair's decoding ended, as a per-pair table stores it (its outcome row).
+struct StoredDecode {
+  bool done = false;   // the row is computed (else the other fields mean nothing)
+  int generated = 0;   // tokens generated, the stop token excluded
+  bool stopped = false;  // a stop token ended decoding (else max_new_tokens did)
+};
+
+// What a run's per-pair tables record of decoding, for `moetrace plan` (the engine work a pair took
+// depends on when its decoding stopped): every outcome table's rows, in row order. A table the
+// file lacks is absent (an unfinished run). InputError (exit 2) naming the file and dataset for a
+// file that is not a localize results file, or an outcome row with impossible values.
+struct LocalizeDecisions {
+  std::string path;
+  std::string config_text;                 // the config the run stored (/provenance)
+  std::vector<StoredDecode> asked;         // /localize/asked/outcome: every pair, question-major
+  std::map<std::string, std::vector<StoredDecode>> conditions;  // /localize/conditions/<name>/outcome (unrelated_after too)
+  std::vector<StoredDecode> unrelated;     // /localize/unrelated/asked/outcome
+  bool has_asked = false, has_unrelated = false;
+};
+LocalizeDecisions read_localize_decisions(const std::string& path);
+
 class LocalizeResults {
  public:
   explicit LocalizeResults(ResultsFile& file) : file_(file) {}
@@ -78,6 +100,13 @@ class LocalizeResults {
   static StoredOutcome decode_outcome(const double* row, int max_new_tokens);
   // Whether the outcome row `row` is a success (bucket 1).
   static bool success(const double* row) { return row[layout::localize::kOutcomeBucket] == 1.0; }
+
+  // The row tables of a finished run (estimate_results_bytes): the asked table's outcome, generated
+  // and `routing_statistics` routing matrices of layers x experts; per condition its outcome and
+  // generated tables over the validation pairs; the unrelated pairs' before and after (when any).
+  static std::vector<TableShape> table_shapes(std::uint64_t pairs, std::uint64_t validation_pairs, std::uint64_t conditions,
+                                              std::uint64_t unrelated_pairs, int max_new_tokens, int layers, int experts,
+                                              int routing_statistics);
 
   // Condition names (/localize/conditions/<name>).
   static std::string chosen_condition() { return "chosen"; }

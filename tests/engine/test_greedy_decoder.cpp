@@ -513,6 +513,36 @@ BOOST_AUTO_TEST_CASE(decode_stats_count_calls_and_streams) {
   BOOST_TEST(st.step_calls == 2 * before.step_calls);
 }
 
+// decode_calls (what `moetrace plan` counts) from the prompts' lengths and their decoding steps
+// equals the engine's own counters, with prompts leaving at different steps in groups of 2 and 3.
+BOOST_AUTO_TEST_CASE(decode_calls_equal_the_engine_counters) {
+  Fixture f("qwen3moe-tiny");
+  DecodeOptions o;
+  o.max_new_tokens = kNewTokens;
+  o.stop_ids = {greedy_decode(*f.engine, f.requests, o)[0].tokens.at(2)};
+  for (const std::size_t group : {2u, 3u}) {
+    o.prompts_per_call = group;
+    o.capture_routing = group == 3;
+    f.engine->reset_steps();
+    const auto got = greedy_decode(*f.engine, f.requests, o);
+    std::vector<int> tokens, steps;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      tokens.push_back(static_cast<int>(f.requests[i].prompt.size()));
+      steps.push_back(decoding_steps(static_cast<int>(got[i].tokens.size()), got[i].stop_id >= 0));
+      if (o.capture_routing) BOOST_TEST(steps.back() == got[i].routing.generated_positions, "prompt " << i);
+    }
+    BOOST_TEST((*std::min_element(steps.begin(), steps.end()) < *std::max_element(steps.begin(), steps.end())));
+    std::uint64_t predicted = 0;
+    const std::vector<CallShape> calls = decode_calls(tokens, steps, group, f.config().num_layers, o.capture_routing);
+    for (const CallShape& c : calls) {
+      predicted += c.steps;
+      BOOST_TEST(c.prepare == o.capture_routing);
+    }
+    BOOST_TEST(calls.size() == f.engine->engine_calls());
+    BOOST_TEST(predicted == f.engine->layer_token_steps());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(bad_requests_are_input_errors) {
   Fixture f("olmoe-tiny");
   const int V = f.config().vocab_size;
