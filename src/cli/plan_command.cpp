@@ -30,6 +30,11 @@
 #include "engine/case_tracer.h"
 #include "protocols/case_scan.h"
 #include "protocols/counterfact.h"
+#include "protocols/localize_config.h"
+#include "protocols/localize_inputs.h"
+#include "protocols/localize_work_plan.h"
+#include "results/localize_results.h"
+#include "tokenizer/tokenizer.h"
 #include "protocols/noise_scale.h"
 #include "protocols/prepared_cases.h"
 #include "protocols/row_executor.h"
@@ -158,6 +163,66 @@ Plan plan_run(const PlanOptions& o) {
   p.ep = o.ep;
   p.model = model;
   p.mean_context = work.mean_prompt_tokens;
+  return p;
+}
+
+// The largest engine call's token rows (at its first layer: the mean rows of its layers at most).
+int max_call_rows(const std::vector<StageProfile>& stages) {
+  double rows = 0;
+  for (const StageProfile& s : stages)
+    for (const CallShape& c : s.work.calls) rows = std::max(rows, c.rows());
+  return static_cast<int>(std::ceil(rows));
+}
+
+Plan plan_localize(const PlanOptions& o) {
+  if (o.sample > 0 || o.keep_rate >= 0) fail_input("--sample and --keep-rate apply to `moetrace run` configs, not {}", o.config);
+  LocalizeConfig config = load_localize_config(o.config);
+  if (!o.backend.empty()) config.backend = o.backend;
+  check_backend_name(config.backend, o.backend.empty() ? config.source_path.string() + ": [model] backend" : "--backend");
+  check_localize_inputs(config);
+  const ModelConfig model = load_model_config(config.model_path);
+  const Tokenizer tokenizer = Tokenizer::from_path(config.tokenizer_path);
+  fit_localize_config_to_model(config, model, tokenizer);
+  localize::QuestionSet questions = read_localize_questions(config, config.questions_path, "questions");
+  screen_localize_questions(config, model, tokenizer, questions, config.questions_path);
+  std::optional<localize::QuestionSet> unrelated;
+  if (!config.unrelated_path.empty()) {
+    unrelated = read_localize_questions(config, config.unrelated_path, "unrelated");
+    screen_localize_questions(config, model, tokenizer, *unrelated, config.unrelated_path);
+  }
+  std::optional<LocalizeDecisions> decisions;
+  if (!o.from.empty()) {
+    decisions = read_localize_decisions(o.from);
+    if (decisions->config_text != config.source_text)
+      fail_input("{}: written by another config than {} (--from must be a results file of this config)", o.from, o.config);
+  }
+  Plan p;
+  p.config = o.config;
+  p.ranks = o.ranks;
+  p.ep = o.ep;
+  p.model = model;
+  StudyProfile& sp = p.profile;
+  sp.protocol = "localize";
+  sp.model = config.model_path.string();
+  sp.backend = config.backend;
+  sp.layers = model.num_layers;
+  sp.experts = model.num_experts;
+  sp.top_k = model.top_k;
+  sp.hidden = model.hidden_size;
+  sp.stages = plan_localize_work(config, model, tokenizer, questions, unrelated ? &*unrelated : nullptr,
+                                 decisions ? &*decisions : nullptr);
+  sp.weights = model_weight_bytes(model, config.backend);
+  sp.activation_bytes = activation_bytes_per_row(model) * static_cast<std::uint64_t>(max_call_rows(sp.stages));
+  constexpr std::uint64_t kPairBytes = 64;  // a pair's ids and decoded text, stored
+  const std::uint64_t pairs = questions.questions.size() * questions.languages.size();
+  sp.results_bytes = estimate_results_bytes(localize_result_tables(config, model, sp.stages), pairs * kPairBytes, 0, 0.46);
+  sp.exchange_bytes_per_step = 0.5 * model.top_k * model.hidden_size * sizeof(float);
+  p.process_bytes = peak_rss_bytes();
+  p.decisions = decisions ? "the model's decodings read from " + o.from : "the model's decodings assumed (see the notes)";
+  double tokens = 0, calls = 0;
+  for (const StageProfile& s : sp.stages)
+    for (const CallShape& c : s.work.calls) tokens += c.rows(), ++calls;
+  p.mean_context = calls > 0 ? std::max(1.0, tokens / calls) : 16;
   return p;
 }
 
@@ -397,12 +462,11 @@ void plan(const PlanOptions& o) {
   if (o.format != "text" && o.format != "json") fail_input("--format {}: must be text or json", o.format);
   if (o.ranks % o.ep != 0) fail_input("--ep {} must divide --ranks {}", o.ep, o.ranks);
   if (o.keep_rate > 1) fail_input("--keep-rate {}: must be in (0, 1]", o.keep_rate);
-  if (is_localize_config(o.config)) fail_input("{}: plans of localize configs are not ready yet", o.config);
   if (o.margin < 0 || o.margin > 10) fail_input("--margin {}: must be in [0, 10]", o.margin);
   if (o.max_nodes < 0) fail_input("--nodes {}: must be positive", o.max_nodes);
   if (o.calibration_s < 5 || o.calibration_s > 3600) fail_input("--calibration-seconds {}: must be in [5, 3600]", o.calibration_s);
   if (o.threads < 0) fail_input("--threads {}: must be positive", o.threads);
-  Plan p = plan_run(o);
+  Plan p = is_localize_config(o.config) ? plan_localize(o) : plan_run(o);
   price(p, p.model, o);
   allocate(o, p);
   if (o.format == "json")

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -154,10 +155,11 @@ class Timer {
     std::vector<StreamSpec> specs = s.prepare ? prepare_specs() : patched_specs(s.rows);
     const std::uint64_t steps0 = engine_.layer_token_steps();
     const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<StreamOutput> out = engine_.run(specs);
+    std::vector<StreamOutput> out = engine_.run(specs);
     const double t = seconds_since(t0);
     s.steps = engine_.layer_token_steps() - steps0;
     s.seconds.push_back(t);
+    if (s.prepare) retain(std::move(out));
     return t;
   }
 
@@ -184,8 +186,35 @@ class Timer {
     return specs;
   }
 
+  // A run keeps its prepared cases (the prepared-case cache), so each preparation records into fresh
+  // memory (page faults included); the calibration keeps its last ones up to kRetainedBytes too.
+  static constexpr std::size_t kRetainedBytes = std::size_t{1} << 30;
+  static std::size_t tensor_bytes(const TensorPtr& t) {
+    return t ? static_cast<std::size_t>(t->rows()) * static_cast<std::size_t>(t->cols()) * sizeof(float) : 0;
+  }
+  static std::size_t record_bytes(const RunRecord& r) {
+    std::size_t b = tensor_bytes(r.output);
+    for (const LayerRecord& l : r.layers)
+      b += tensor_bytes(l.input) + tensor_bytes(l.keys) + tensor_bytes(l.values) + tensor_bytes(l.attn_out) +
+           tensor_bytes(l.moe_out) + tensor_bytes(l.updates);
+    return b;
+  }
+  void retain(std::vector<StreamOutput> out) {
+    for (StreamOutput& o : out) {
+      if (!o.record) continue;
+      retained_bytes_ += record_bytes(*o.record);
+      retained_.push_back(std::move(o.record));
+    }
+    while (retained_bytes_ > kRetainedBytes && !retained_.empty()) {
+      retained_bytes_ -= record_bytes(*retained_.front());
+      retained_.pop_front();
+    }
+  }
+
   Engine& engine_;
   const CalibrationOptions& o_;
+  std::deque<std::unique_ptr<RunRecord>> retained_;
+  std::size_t retained_bytes_ = 0;
   std::mt19937 rng_;
   std::vector<Prompt> base_prompts_, prompts_;
   std::vector<std::unique_ptr<RunRecord>> bases_;

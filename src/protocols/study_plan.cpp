@@ -54,7 +54,7 @@ std::uint64_t results_bytes(const RunConfig& c, const ModelConfig& m, const RunW
   constexpr std::uint64_t kCaseBytes = 142;  // a case's ids, texts and token ids, stored (the demo's)
   const std::uint64_t thresholds = std::max<std::uint64_t>(1, c.robust_candidate_thresholds.size());
   const std::uint64_t records = w.robustness_cases.size() + c.robust_split_seeds.size() * thresholds;
-  return estimate_results_bytes(tables, N * kCaseBytes, records);
+  return estimate_results_bytes(tables, N * kCaseBytes, records, 0.6);
 }
 
 }  // namespace

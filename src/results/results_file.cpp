@@ -108,16 +108,15 @@ void ResultsFile::write_skips(const std::string& g, const std::vector<std::int64
 }
 
 std::uint64_t estimate_results_bytes(const std::vector<TableShape>& tables, std::uint64_t string_bytes,
-                                     std::uint64_t summary_records) {
-  // Fitted on the demo's file (426 KB, 18 tables, 30 robustness rows) and the 12-layer benchmark's
-  // (131 KB, 7 tables, none): docs/distribution.md, "Planning a study: predicted against measured".
-  constexpr double kCompressed = 0.6;                // stored / raw bytes of float64 rescues and contrasts
+                                     std::uint64_t summary_records, double compressed) {
+  // Fitted on the demo's file (426 KB, 18 tables, 30 robustness rows), the 12-layer benchmark's
+  // (131 KB, 7 tables, none) and the localize demo's (2.26 MB, 71 tables): docs/distribution.md, "Planning a study: predicted against measured".
   constexpr std::uint64_t kPerDataset = 5 << 10;     // object header, chunk index, attributes, checksums
   constexpr std::uint64_t kFixed = 39 << 10;         // provenance (config, environment), statistics, metadata
   constexpr std::uint64_t kPerRecord = 2662;         // a robustness row's summary record
   double bytes = static_cast<double>(kFixed + string_bytes + summary_records * kPerRecord);
   for (const TableShape& t : tables)
-    bytes += 2 * kPerDataset + kCompressed * static_cast<double>(t.rows * (t.cols * sizeof(double) + sizeof(std::int32_t)));
+    bytes += 2 * kPerDataset + compressed * static_cast<double>(t.rows * (t.cols * sizeof(double) + sizeof(std::int32_t)));
   return static_cast<std::uint64_t>(bytes);
 }
 

@@ -51,8 +51,10 @@ struct TableShape {
 // `summary_records` robustness rows (each a summary record with its attributes), as
 // the files of `moetrace run` are stored (chunked, compressed, checksummed; the constants are
 // measured on the demo's and the benchmarks' files, docs/distribution.md "Planning a study").
+// `compressed`: stored / raw bytes of the tables' values (measured: 0.6 for the tracing tables'
+// rescues and contrasts, 0.46 for localize's decodings, counts and flags).
 std::uint64_t estimate_results_bytes(const std::vector<TableShape>& tables, std::uint64_t string_bytes,
-                                     std::uint64_t summary_records = 0);
+                                     std::uint64_t summary_records, double compressed);
 
 SummaryRecord summary_or_nan(const std::vector<SummaryRecord>& records, const std::string& name);
 

@@ -158,6 +158,29 @@ BOOST_AUTO_TEST_CASE(demo_counts_equal_the_runs_and_the_text_matches_the_json) {
   fs::remove_all(dir);
 }
 
+BOOST_AUTO_TEST_CASE(localize_demo_counts_equal_the_runs) {
+  const fs::path dir = tmp_dir("localize");
+  const fs::path config = source_dir() / "configs/demo_localize.toml";
+  const int rc = cli({"localize", config.string(), "--out", (dir / "loc.h5").string()}, dir / "run.log");
+  BOOST_TEST_REQUIRE(rc == 0, slurp(dir / "run.log"));
+  static const std::regex line(R"(engine work on this rank: (\d+) engine calls, (\d+) layer-token steps)");
+  std::smatch m;
+  const std::string log = slurp(dir / "run.log");
+  BOOST_TEST_REQUIRE(std::regex_search(log, m, line), log);
+  const json plan = plan_json({config.string(), "--from", (dir / "loc.h5").string()}, dir);
+  BOOST_TEST(plan["protocol"].get<std::string>() == "localize");
+  BOOST_TEST(plan["total"]["engine_calls"].get<long>() == std::stol(m[1]));
+  BOOST_TEST(plan["total"]["layer_token_steps"].get<long>() == std::stol(m[2]));
+  BOOST_TEST(!plan["total"]["estimate"].get<bool>());
+  const json guess = plan_json({config.string()}, dir);
+  BOOST_TEST(guess["total"]["estimate"].get<bool>());
+  BOOST_TEST(guess["total"]["layer_token_steps"].get<long>() >= std::stol(m[2]));
+  // --keep-rate is for run configs.
+  const int bad = cli({"plan", config.string(), "--from", (dir / "loc.h5").string(), "--keep-rate", "0.5"}, dir / "bad.log");
+  BOOST_TEST(bad == 2, slurp(dir / "bad.log"));
+  fs::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(fixture_studies_counts_equal_the_runs) {
   struct Study {
     std::string fixture;
