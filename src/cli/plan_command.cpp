@@ -84,7 +84,28 @@ struct Plan {
   std::string rates_note;          // why no time is predicted
   double calibration_seconds = 0;  // what the rates cost to measure
   ModelConfig model;
+  std::filesystem::path model_path;
+  bool weight_store = false;       // the config names a weight store
+  bool startup_from_store = false; // the startup reads a weight store (else packs the checkpoint)
+  bool cost_model = false;         // the rates are the GPU cost model's, not this node's
 };
+
+// What a job pays before its first engine call (measured on this VM, docs/weights.md and
+// docs/distribution.md "Predicted against measured"): a weight store read cold (about 1 GB/s from a
+// local or shared file system), or the checkpoint packed (0.1 GB/s: 5.3 GB in 53 s) and hashed for
+// the provenance (0.9 GB/s; a store carries the hashes).
+constexpr double kStoreReadBytesPerS = 1e9, kPackBytesPerS = 1e8, kHashBytesPerS = 9e8;
+
+double startup_seconds(const StudyProfile& p, const std::filesystem::path& model_dir, bool store) {
+  const double held = static_cast<double>(p.weights.replicated + p.weights.experts);
+  if (store) return held / kStoreReadBytesPerS;
+  double checkpoint = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(model_dir, ec))
+    if (e.path().extension() == ".safetensors") checkpoint += static_cast<double>(e.file_size(ec));
+  if (checkpoint == 0) checkpoint = held * 2 / weight_value_bytes(p.backend);  // no checkpoint here: its bf16 size
+  return checkpoint / kPackBytesPerS + checkpoint / kHashBytesPerS;
+}
 
 // The run holds what the plan holds (libraries, tokenizer, records, their prompts) before it loads
 // weights: this process's own peak RSS stands for that part of the run's.
@@ -163,6 +184,8 @@ Plan plan_run(const PlanOptions& o) {
   p.ep = o.ep;
   p.model = model;
   p.mean_context = work.mean_prompt_tokens;
+  p.model_path = config.model_path;
+  p.weight_store = !config.weight_store.empty();
   return p;
 }
 
@@ -218,6 +241,8 @@ Plan plan_localize(const PlanOptions& o) {
   sp.results_bytes = estimate_results_bytes(localize_result_tables(config, model, sp.stages), pairs * kPairBytes, 0, 0.46);
   sp.exchange_bytes_per_step = 0.5 * model.top_k * model.hidden_size * sizeof(float);
   p.process_bytes = peak_rss_bytes();
+  p.model_path = config.model_path;
+  p.weight_store = !config.weight_store.empty();
   p.decisions = decisions ? "the model's decodings read from " + o.from : "the model's decodings assumed (see the notes)";
   double tokens = 0, calls = 0;
   for (const StageProfile& s : sp.stages)
@@ -287,6 +312,7 @@ nlohmann::json plan_json(const Plan& plan) {
   j["stages"] = nlohmann::json::array();
   for (const StageProfile& s : p.stages) j["stages"].push_back(stage_json(s));
   j["total"] = stage_json(total_of(p));
+  j["startup_seconds"] = p.startup_seconds;
   j["rates"] = {{"source", p.rates_source}, {"threads", p.calibrated_threads}, {"missing", plan.rates_note},
                 {"calibration_seconds", plan.calibration_seconds}};
   if (plan.here) j["this_node"] = {{"ranks", plan.ranks}, {"ep", plan.ep}, {"threads", p.calibrated_threads},
@@ -327,14 +353,18 @@ void print_text(const Plan& plan) {
       fmt::print("  ~ an estimate: {}. A results file of this config (--from) makes every count exact.\n", s.note);
       notes = true;
     }
-  if (plan.rates_note.empty())
+  if (plan.rates_note.empty() && plan.cost_model)
+    fmt::print("  seconds: one GPU, from the {}\n", p.rates_source);
+  else if (plan.rates_note.empty())
     fmt::print("  seconds: one rank at {} threads, from {} (measuring them cost {:.0f} s)\n", p.calibrated_threads,
                p.rates_source, plan.calibration_seconds);
   else
     fmt::print("  seconds: not predicted: {}\n", plan.rates_note);
+  fmt::print("  startup per job: {:.0f} s ({}; not engine work)\n", p.startup_seconds,
+             plan.startup_from_store ? "the weight store read cold" : "the checkpoint packed and hashed");
   if (plan.here)
-    fmt::print("  wall on this node with {} rank(s), --ep {}, {} thread(s) each: {:.1f} s (engine work; model load, statistics "
-               "and results writes come on top)\n", plan.ranks, plan.ep, p.calibrated_threads, plan.here->seconds);
+    fmt::print("  wall on this node with {} rank(s), --ep {}, {} thread(s) each: {:.1f} s (engine work and the startup; "
+               "statistics and results writes come on top)\n", plan.ranks, plan.ep, p.calibrated_threads, plan.here->seconds);
   const RankMemory m = rank_memory(p, plan.ep, plan.process_bytes);
   fmt::print("\nMemory per rank (EP group of {}):\n", plan.ep);
   fmt::print("  weights            {:>12}  (replicated {}, experts {} / {})\n", gib(m.weights),
@@ -366,7 +396,7 @@ ClusterSpec this_node() {
 
 // The allocation on a cluster and the scaling curve at its R (powers of two of groups, or --scaling).
 void allocate(const PlanOptions& o, Plan& p) {
-  if (p.profile.total_seconds() > 0) {
+  if (p.profile.total_seconds() > 0 && !p.cost_model) {
     Layout here;
     here.ranks_per_node = o.ranks;
     here.ep = o.ep;
@@ -454,6 +484,7 @@ void price(Plan& plan, const ModelConfig& model, const PlanOptions& o) {
     for (const CallShape& c : s.work.calls) s.seconds += predict_seconds(*rates, c);
   }
   p.calibrated_threads = rates->key.threads;
+  plan.cost_model = rates->source.rfind("GPU cost model", 0) == 0;
   p.rates_source = rates->source + (rates->measured_at.empty() ? "" : ", " + rates->measured_at);
   plan.calibration_seconds = rates->calibration_seconds;
 }
@@ -468,6 +499,8 @@ void plan(const PlanOptions& o) {
   if (o.threads < 0) fail_input("--threads {}: must be positive", o.threads);
   Plan p = is_localize_config(o.config) ? plan_localize(o) : plan_run(o);
   price(p, p.model, o);
+  p.startup_from_store = p.weight_store || (!o.cluster.empty() && !o.no_store);
+  p.profile.startup_seconds = startup_seconds(p.profile, p.model_path, p.startup_from_store);
   allocate(o, p);
   if (o.format == "json")
     std::cout << plan_json(p).dump(2) << "\n";
@@ -483,14 +516,28 @@ void register_plan_command(CLI::App& app) {
   cmd->footer(
       "Counts the engine work of `moetrace run CONFIG` (or `moetrace localize CONFIG`) stage by stage, exactly\n"
       "as the run will do it, from the config, the model's config.json and tokenizer and the data, without\n"
-      "loading weights; then the memory per rank and the results file's size (docs/distribution.md,\n"
-      "\"Planning a study\").\n\n"
-      "What the model decides (which records pass the filter, the selected layer and expert) is read from a\n"
-      "results file of the same config with --from (a finished run, or a small pilot of it), which makes every\n"
-      "count exact; without one the counts are marked ~ and rest on stated assumptions (upper bounds).\n\n"
+      "loading weights; then the memory per rank, the results file's size, the time from measured rates and,\n"
+      "with --cluster, a Slurm allocation (docs/distribution.md, \"Planning a study\").\n\n"
+      "Counts: what the model decides (which records pass the filter, the selected layer and expert; for\n"
+      "localize, when each decoding stops) is read from a results file of the same config with --from (a\n"
+      "finished run, or a pilot of it), which makes every count exact; without one the stages are marked ~ and\n"
+      "rest on stated assumptions (upper bounds); --sample S scans the first S records with the model (the one\n"
+      "option that loads weights) for the filter's keep rate, --keep-rate P assumes one.\n\n"
+      "Time: --calibrate times the backend at the model's real widths on this node (about a minute) and keeps\n"
+      "the rates in the rates file, keyed by host, CPU, backend, threads, versions and widths; later plans\n"
+      "with the same key use them. cuda backends without a calibration use the GPU cost model (--gpu, or the\n"
+      "cluster file's gpu), marked uncalibrated. Predicted seconds are engine work; loading, statistics and\n"
+      "results writes come on top (docs/distribution.md: where the prediction misses and why).\n\n"
+      "Allocation: --cluster FILE (configs/clusters/) gives nodes, ranks per node, --ep, threads, shards for\n"
+      "slurm/chain.sh, --time (with --margin), --mem, the scaling curve and the command lines to submit.\n"
+      "--format json prints the same numbers as JSON.\n\n"
+      "Exit codes: 0 done; 2 bad input (the message names the file and key).\n\n"
       "Examples:\n"
       "  moetrace plan configs/demo.toml\n"
-      "  moetrace plan configs/demo.toml --from results/demo.h5 --format json");
+      "  moetrace plan configs/demo.toml --from results/demo.h5 --format json\n"
+      "  moetrace plan configs/qwen3-30b-a3b.toml --sample 200 --calibrate --cluster configs/clusters/cpu-64c-256g.toml\n"
+      "  moetrace plan configs/mixtral-8x7b.toml --backend cuda-bf16 --cluster configs/clusters/h100x8-ndr.toml\n"
+      "  moetrace plan configs/demo_localize.toml --ranks 2 --ep 2");
   cmd->add_option("CONFIG", o->config, "run or localize configuration (.toml)")->required();
   cmd->add_option("--from", o->from, "results file of a run of this config: the model's decisions (exact counts)");
   cmd->add_option("--backend", o->backend, "backend to plan for, instead of the config's");

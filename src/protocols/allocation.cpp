@@ -18,6 +18,9 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr std::int64_t kStopBeforeLimitS = 300;  // the scripts' --signal=B:USR1@300
+// The shortest --time asked for: what the plan does not price (statistics, results writes, the
+// scheduler's own start) is minutes at most.
+constexpr std::int64_t kMinJobS = 15 * 60;
 constexpr int kMaxShards = 4096;
 
 }  // namespace
@@ -217,6 +220,8 @@ Prediction predict(const StudyProfile& p, const ClusterSpec& c, const Layout& l)
   }
   r.efficiency = r.seconds > 0 ? r.one_rank_seconds / (l.ranks() * r.seconds) : 0.0;
   r.bound = largest(compute, exchange, imbalance);
+  r.startup_s = p.startup_seconds;  // every job pays it once (after the efficiency: it is not work)
+  r.seconds += r.startup_s;
   return r;
 }
 
@@ -284,14 +289,14 @@ int runs_needed(double seconds, double margin, std::int64_t limit) {
 
 // A study's stages by chain round, on one shard process.
 struct ChainRounds {
-  double scan = 0, final_s = 0;
+  double scan = 0, final_s = 0, startup = 0;  // startup: every task's and the final job's
   double seconds[4] = {0, 0, 0, 0};     // rounds 1-3 (index 0 unused)
   std::int64_t cases[4] = {0, 0, 0, 0};
   int stages = 1;                       // STAGES: the last non-empty round
   // One task of round k with `shards` shards: its ceil(cases / shards) cases (and the scan in round 1).
   double task_s(int k, int shards) const {
     const double share = cases[k] > 0 ? static_cast<double>((cases[k] + shards - 1) / shards) / cases[k] : 1.0 / shards;
-    return (k == 1 ? scan : 0.0) + seconds[k] * share;
+    return startup + (k == 1 ? scan : 0.0) + seconds[k] * share;
   }
   double longest_task_s(int shards) const {
     double m = 0;
@@ -311,6 +316,8 @@ ChainRounds chain_rounds(const StudyProfile& p, const Prediction& one) {
   }
   for (int k = 1; k <= 3; ++k)
     if (r.seconds[k] > 0) r.stages = k;
+  r.startup = one.startup_s;
+  r.final_s += r.startup;
   return r;
 }
 
@@ -340,7 +347,7 @@ bool plan_chain(const StudyProfile& p, const ClusterSpec& c, Allocation& a, int 
   a.wall_s = r.final_s;
   for (int k = 1; k <= r.stages; ++k) a.wall_s += std::ceil(static_cast<double>(shards) / slots) * r.task_s(k, shards);
   a.job_s = std::max(r.longest_task_s(shards), final_runs > 1 ? limit : r.final_s);
-  a.slurm_time_s = std::min(c.time_limit_s, ceil_minutes(a.job_s * (1.0 + margin)));
+  a.slurm_time_s = std::min(c.time_limit_s, std::max(kMinJobS, ceil_minutes(a.job_s * (1.0 + margin))));
   a.notes.push_back(fmt::format(
       "no job of at most {} nodes finishes within the time limit {}: slurm/chain.sh runs the per-case stages as "
       "{} array(s) of {} one-process shard tasks (each repeats the case scan in stage 1), merges them and "
@@ -466,7 +473,7 @@ Allocation choose_allocation(const StudyProfile& p, const ClusterSpec& c, const 
     a.notes.push_back("the profile has no rates (no calibration): time not predicted; --time is the limit and the "
                       "nodes are the fewest that fit the memory");
   } else if (with_margin <= static_cast<double>(c.time_limit_s)) {
-    a.slurm_time_s = std::min(c.time_limit_s, ceil_minutes(with_margin));
+    a.slurm_time_s = std::min(c.time_limit_s, std::max(kMinJobS, ceil_minutes(with_margin)));
   } else if (!(p.protocol == "run" && a.prediction.layout.ep == 1 && plan_chain(p, c, a, max_nodes))) {
     plan_requeue(a, max_nodes);
   }

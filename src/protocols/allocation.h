@@ -82,7 +82,8 @@ struct Prediction {
   std::vector<StagePrediction> stages;
   double exchange_bytes_per_step = 0;  // bytes one rank sends per layer-token step at this R
   bool exchange_inter_node = false;    // an EP group spans nodes
-  double seconds = 0;                  // predicted wall time (sum of the stages)
+  double startup_s = 0;                // the profile's startup (weights, provenance), once per job
+  double seconds = 0;                  // predicted wall time (the stages' sum and the startup)
   double one_rank_seconds = 0;         // T1: one rank, same threads, R = 1, no exchange
   double efficiency = 0;               // T1 / (N * TN)
   Bound bound = Bound::Compute;        // the largest of the summed parts

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -49,6 +50,12 @@ class RunWorkPlanner {
   void controls(const std::vector<PlannedCase>& cases);
   void heatmaps(const std::vector<PlannedCase>& cases);
   void robustness();
+
+  using ChunkWork = std::function<void(const std::vector<const PlannedCase*>&)>;
+  void per_chunk(const std::vector<PlannedCase>& cases, const ChunkWork& f);
+  static std::size_t index_of(const std::vector<PlannedCase>& cases, const PlannedCase* pc) {
+    return static_cast<std::size_t>(pc - cases.data());
+  }
 
   // ---- the engine and the prepared-case cache, counted ----
   StageProfile& begin_stage(const std::string& name);
@@ -199,20 +206,25 @@ bool RunWorkPlanner::assumed_pass() {
 }
 
 // ---- 2-6. the per-case stages -------------------------------------------------------------------
-void RunWorkPlanner::layer_sweep(const std::vector<PlannedCase>& cases, double multiplier) {
+// The executor's walk over a stage's table: every case, in chunks; `f` gets a chunk's cases.
+void RunWorkPlanner::per_chunk(const std::vector<PlannedCase>& cases, const ChunkWork& f) {
   std::vector<int> rows(cases.size());
   for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int>(i);
   stages_.back().cases += static_cast<std::int64_t>(cases.size());
   for (const std::vector<int>& chunk : chunks(cases, rows)) {
     std::vector<const PlannedCase*> list;
+    for (int i : chunk) list.push_back(&cases[static_cast<std::size_t>(i)]);
+    f(list);
+  }
+}
+
+void RunWorkPlanner::layer_sweep(const std::vector<PlannedCase>& cases, double multiplier) {
+  per_chunk(cases, [&](const std::vector<const PlannedCase*>& list) {
     std::vector<std::pair<const PlannedCase*, std::vector<Condition>>> runs;
-    for (int i : chunk) {
-      list.push_back(&cases[static_cast<std::size_t>(i)]);
-      runs.emplace_back(list.back(), Sweeps::layer_sweep_conditions(c_, list.back()->prompt, L_));
-    }
+    for (const PlannedCase* pc : list) runs.emplace_back(pc, Sweeps::layer_sweep_conditions(c_, pc->prompt, L_));
     prepare(list, multiplier, RecordLevel::Base);
     evaluate(runs);
-  }
+  });
 }
 
 void RunWorkPlanner::trace_layers(const std::vector<PlannedCase>& cases, const std::vector<int>& wanted) {
@@ -221,68 +233,53 @@ void RunWorkPlanner::trace_layers(const std::vector<PlannedCase>& cases, const s
     if (!traced_.count(l)) layers.push_back(l);
   if (layers.empty()) return;
   traced_.insert(layers.begin(), layers.end());
-  std::vector<int> rows(cases.size());
-  for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int>(i);
-  stages_.back().cases += static_cast<std::int64_t>(cases.size());
-  for (const std::vector<int>& chunk : chunks(cases, rows)) {
-    std::vector<const PlannedCase*> list;
+  per_chunk(cases, [&](const std::vector<const PlannedCase*>& list) {
     std::vector<std::pair<const PlannedCase*, std::vector<Condition>>> runs;
-    for (int i : chunk) {
-      list.push_back(&cases[static_cast<std::size_t>(i)]);
+    for (const PlannedCase* pc : list) {
       std::vector<Condition> conds;
       for (int layer : layers)
         for (int j = 0; j < mc_.top_k; ++j)  // every clean-active expert: top_k of them at the final position
-          conds.push_back(Sweeps::expert_condition(layer, list.back()->prompt.num_tokens() - 1, j));
-      runs.emplace_back(list.back(), std::move(conds));
+          conds.push_back(Sweeps::expert_condition(layer, pc->prompt.num_tokens() - 1, j));
+      runs.emplace_back(pc, std::move(conds));
     }
     prepare(list, c_.noise_multiplier, RecordLevel::Base);
     evaluate(runs);
-  }
+  });
 }
 
 void RunWorkPlanner::controls(const std::vector<PlannedCase>& cases) {
   const int lstar = selected_layer();
-  std::vector<int> rows(cases.size());
-  for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int>(i);
-  stages_.back().cases += static_cast<std::int64_t>(cases.size());
-  for (const std::vector<int>& chunk : chunks(cases, rows)) {
+  per_chunk(cases, [&](const std::vector<const PlannedCase*>& list) {
     std::vector<const PlannedCase*> full, base;
-    for (int i : chunk) (expert_active(static_cast<std::size_t>(i)) ? full : base).push_back(&cases[static_cast<std::size_t>(i)]);
+    for (const PlannedCase* pc : list) (expert_active(index_of(cases, pc)) ? full : base).push_back(pc);
     prepare(full, c_.noise_multiplier, RecordLevel::Full, lstar);
     prepare(base, c_.noise_multiplier, RecordLevel::Base, lstar);
     std::vector<std::pair<const PlannedCase*, std::vector<Condition>>> equal_norm, coalitions;
-    for (int i : chunk) {
-      const PlannedCase* pc = &cases[static_cast<std::size_t>(i)];
+    for (const PlannedCase* pc : list) {
+      const std::size_t i = index_of(cases, pc);
       const int last = pc->prompt.num_tokens() - 1;
-      if (expert_active(static_cast<std::size_t>(i)) && has_gate_matched(static_cast<std::size_t>(i)))
+      if (expert_active(i) && has_gate_matched(i))
         equal_norm.emplace_back(pc, std::vector<Condition>{Sweeps::expert_condition(lstar, last, 0),
                                                            Sweeps::expert_condition(lstar, last, 1)});
       coalitions.emplace_back(pc, Sweeps::coalition_conditions(lstar, last, c_.coalitions));
     }
     evaluate(equal_norm);
     evaluate(coalitions);
-  }
+  });
 }
 
 void RunWorkPlanner::heatmaps(const std::vector<PlannedCase>& cases) {
   std::vector<PlannedCase> heat;
   for (const PlannedCase& pc : cases)
     if (pc.split == Split::Validation && static_cast<int>(heat.size()) < c_.heatmap_cases) heat.push_back(pc);
-  std::vector<int> rows(heat.size());
-  for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int>(i);
-  stages_.back().cases += static_cast<std::int64_t>(heat.size());
   heatmap_cases_ = static_cast<int>(heat.size());
   for (const PlannedCase& pc : heat) heatmap_tokens_ = std::max(heatmap_tokens_, pc.prompt.num_tokens());
-  for (const std::vector<int>& chunk : chunks(heat, rows)) {
-    std::vector<const PlannedCase*> list;
+  per_chunk(heat, [&](const std::vector<const PlannedCase*>& list) {
     std::vector<std::pair<const PlannedCase*, std::vector<Condition>>> runs;
-    for (int i : chunk) {
-      list.push_back(&heat[static_cast<std::size_t>(i)]);
-      runs.emplace_back(list.back(), Sweeps::heatmap_conditions(list.back()->prompt.num_tokens(), L_));
-    }
+    for (const PlannedCase* pc : list) runs.emplace_back(pc, Sweeps::heatmap_conditions(pc->prompt.num_tokens(), L_));
     prepare(list, c_.noise_multiplier, RecordLevel::Base);
     evaluate(runs);
-  }
+  });
 }
 
 void RunWorkPlanner::robustness() {

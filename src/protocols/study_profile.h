@@ -40,6 +40,7 @@ struct StudyProfile {
   std::uint64_t prepared_cache_bytes = 0;  // one rank: the prepared-case cache as the run fills it (its budget at most)
   std::uint64_t results_bytes = 0;       // the results file on disk (writer rank only)
   double exchange_bytes_per_step = 0;    // EP: bytes one rank sends per layer-token step at R = 2 (scale (R-1)/R*2)
+  double startup_seconds = 0;            // per job: weights loaded or mapped, provenance hashes (not engine work)
   double moe_fraction = 0;               // share of a layer-token step's FLOPs in the experts (divides by R)
   int calibrated_threads = 0;            // threads the rates were measured with (0: none)
   std::string rates_source;              // "calibrated on HOST ...", "results file ...", "GPU cost model (uncalibrated)"
