@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "backend/backend_registry.h"
 #include "cli/commands.h"
 #include "engine/calibration.h"
+#include "engine/device_model.h"
 #include "model/model_config.h"
 #include "model/model_cost.h"
 #include "protocols/allocation.h"
@@ -71,6 +73,18 @@ struct PlanOptions {
   std::string gpu;           // --gpu h100|h200|a100: the GPU cost model for cuda backends
 };
 
+// A rank of this node whose weights exceed the streamer's budget (with a weight store; the same rule
+// as the run, engine/device_model.h) keeps the embeddings, the read-out and the first layers that fit
+// resident and reads the other layers again at every engine call (engine/weight_streamer.h).
+struct Streaming {
+  int resident_layers = 0, streamed_layers = 0;
+  double layer_bytes = 0, resident_bytes = 0;  // resident: what stays, plus two layers in flight
+  double bytes_per_call() const { return streamed_layers * layer_bytes; }
+};
+// Streamed layers are read back from the page cache or disk at about this rate (the 48-layer run on
+// this VM: 428 GB in 671 s; docs/distribution.md "Predicted against measured").
+constexpr double kStreamBytesPerS = 0.64e9;
+
 // What a plan prints: the profile and how its numbers were obtained.
 struct Plan {
   std::string config, decisions;
@@ -88,7 +102,22 @@ struct Plan {
   bool weight_store = false;       // the config names a weight store
   bool startup_from_store = false; // the startup reads a weight store (else packs the checkpoint)
   bool cost_model = false;         // the rates are the GPU cost model's, not this node's
+  std::optional<Streaming> streaming;  // this node streams the rank's weights (larger than memory)
 };
+
+std::optional<Streaming> streaming_here(const StudyProfile& p, const ModelConfig& m, int ep, bool store) {
+  const double weights = static_cast<double>(p.weights.replicated) + static_cast<double>(p.weights.experts) / ep;
+  const double budget = static_cast<double>(resident_weight_budget());
+  if (!store || weights <= budget) return std::nullopt;
+  const double ends = static_cast<double>(weight_value_bytes(p.backend)) * m.vocab_size * m.hidden_size *
+                      (m.tie_word_embeddings ? 1 : 2);  // embeddings and read-out
+  Streaming s;
+  s.layer_bytes = (weights - ends) / m.num_layers;
+  s.resident_layers = std::clamp(static_cast<int>((budget - ends) / s.layer_bytes), 0, m.num_layers);
+  s.streamed_layers = m.num_layers - s.resident_layers;
+  s.resident_bytes = ends + (s.resident_layers + 2) * s.layer_bytes;
+  return s;
+}
 
 // What a job pays before its first engine call (measured on this VM, docs/weights.md and
 // docs/distribution.md "Predicted against measured"): a weight store read cold (about 1 GB/s from a
@@ -268,9 +297,10 @@ struct RankMemory {
 // pads, OpenMP stacks, malloc arenas (measured: the demo's run at 2 threads, docs/distribution.md).
 constexpr double kEngineBytes = 96.0 * 1024 * 1024;
 
-RankMemory rank_memory(const StudyProfile& p, int ep, double process_bytes) {
+RankMemory rank_memory(const StudyProfile& p, int ep, double process_bytes, const std::optional<Streaming>& streaming) {
   RankMemory m;
-  m.weights = static_cast<double>(p.weights.replicated) + static_cast<double>(p.weights.experts) / ep;
+  m.weights = streaming ? streaming->resident_bytes
+                        : static_cast<double>(p.weights.replicated) + static_cast<double>(p.weights.experts) / ep;
   m.activations = static_cast<double>(p.activation_bytes);
   m.cache = static_cast<double>(p.prepared_cache_bytes);
   m.process = process_bytes + kEngineBytes;
@@ -317,7 +347,7 @@ nlohmann::json plan_json(const Plan& plan) {
                 {"calibration_seconds", plan.calibration_seconds}};
   if (plan.here) j["this_node"] = {{"ranks", plan.ranks}, {"ep", plan.ep}, {"threads", p.calibrated_threads},
                                    {"seconds", plan.here->seconds}, {"efficiency", plan.here->efficiency}};
-  const RankMemory m = rank_memory(p, plan.ep, plan.process_bytes);
+  const RankMemory m = rank_memory(p, plan.ep, plan.process_bytes, plan.streaming);
   j["memory"] = {{"ep", plan.ep},
                  {"weights_replicated_bytes", p.weights.replicated},
                  {"weights_experts_bytes", p.weights.experts},
@@ -326,6 +356,8 @@ nlohmann::json plan_json(const Plan& plan) {
                  {"rank_prepared_cache_bytes", m.cache},
                  {"rank_process_bytes", m.process},
                  {"rank_total_bytes", m.total()},
+                 {"streamed_layers", plan.streaming ? plan.streaming->streamed_layers : 0},
+                 {"streamed_bytes_per_call", plan.streaming ? plan.streaming->bytes_per_call() : 0.0},
                  {"results_file_bytes", p.results_bytes}};
   if (plan.allocation) j["allocation"] = allocation_json(*plan.allocation, plan.curve);
   return j;
@@ -365,10 +397,15 @@ void print_text(const Plan& plan) {
   if (plan.here)
     fmt::print("  wall on this node with {} rank(s), --ep {}, {} thread(s) each: {:.1f} s (engine work and the startup; "
                "statistics and results writes come on top)\n", plan.ranks, plan.ep, p.calibrated_threads, plan.here->seconds);
-  const RankMemory m = rank_memory(p, plan.ep, plan.process_bytes);
+  const RankMemory m = rank_memory(p, plan.ep, plan.process_bytes, plan.streaming);
   fmt::print("\nMemory per rank (EP group of {}):\n", plan.ep);
   fmt::print("  weights            {:>12}  (replicated {}, experts {} / {})\n", gib(m.weights),
              gib(static_cast<double>(p.weights.replicated)), gib(static_cast<double>(p.weights.experts)), plan.ep);
+  if (plan.streaming)
+    fmt::print("                                   larger than this node's budget ({}): layers 0-{} resident, {} layers "
+               "({}) read again at every engine call (in the seconds above at {:.2f} GB/s)\n",
+               gib(static_cast<double>(resident_weight_budget())), plan.streaming->resident_layers - 1,
+               plan.streaming->streamed_layers, gib(plan.streaming->bytes_per_call()), kStreamBytesPerS / 1e9);
   fmt::print("  activations        {:>12}  (the largest engine call and a chunk's prepared cases)\n", gib(m.activations));
   fmt::print("  prepared cases     {:>12}  (the cache at its fullest)\n", gib(m.cache));
   fmt::print("  process            {:>12}  (libraries, tokenizer, data: this plan's own peak RSS; the engine's scratch)\n", gib(m.process));
@@ -482,6 +519,8 @@ void price(Plan& plan, const ModelConfig& model, const PlanOptions& o) {
   for (StageProfile& s : p.stages) {
     s.seconds = 0;
     for (const CallShape& c : s.work.calls) s.seconds += predict_seconds(*rates, c);
+    if (plan.streaming && !plan.cost_model)
+      s.seconds += static_cast<double>(s.work.engine_calls) * plan.streaming->bytes_per_call() / kStreamBytesPerS;
   }
   p.calibrated_threads = rates->key.threads;
   plan.cost_model = rates->source.rfind("GPU cost model", 0) == 0;
@@ -498,6 +537,7 @@ void plan(const PlanOptions& o) {
   if (o.calibration_s < 5 || o.calibration_s > 3600) fail_input("--calibration-seconds {}: must be in [5, 3600]", o.calibration_s);
   if (o.threads < 0) fail_input("--threads {}: must be positive", o.threads);
   Plan p = is_localize_config(o.config) ? plan_localize(o) : plan_run(o);
+  if (o.cluster.empty()) p.streaming = streaming_here(p.profile, p.model, o.ep, p.weight_store);
   price(p, p.model, o);
   p.startup_from_store = p.weight_store || (!o.cluster.empty() && !o.no_store);
   p.profile.startup_seconds = startup_seconds(p.profile, p.model_path, p.startup_from_store);

@@ -18,8 +18,6 @@ ExpertRange expert_block(int num_experts, int rank, int ranks) {
   return {begin, begin + base + (rank < extra ? 1 : 0)};
 }
 
-namespace {
-
 // A rank keeps resident weights up to 70% of the memory available at the start (the rest is for
 // activations and the prepared-case cache); beyond, layers stream. MOETRACE_RESIDENT_WEIGHT_BYTES=N
 // sets the budget (tests use it to stream tiny models).
@@ -33,8 +31,6 @@ std::uint64_t resident_weight_budget() {
   const std::uint64_t available = available_memory_bytes();
   return available ? available / 10 * 7 : UINT64_MAX;
 }
-
-}  // namespace
 
 DeviceModel upload_model(const ModelWeights& w, Backend& b, ExpertRange local, const WeightStoreFile* store) {
   DeviceModel m;

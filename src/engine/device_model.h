@@ -45,6 +45,11 @@ struct DeviceModel {
   std::vector<DeviceLayer> layers;
 };
 
+// The bytes of mapped weights a rank keeps resident (engine/weight_streamer.h): 70% of the memory
+// available at the start, or MOETRACE_RESIDENT_WEIGHT_BYTES; beyond, layers stream. The planner
+// (moetrace plan) applies the same rule.
+std::uint64_t resident_weight_budget();
+
 // The weights this rank uses (every replicated tensor, the experts of `local`), uploaded from the
 // checkpoint, or, with a weight store, mapped from it in place (docs/weights.md): then the rank's
 // pages are read in at once when they take at most half the memory available (few page faults),

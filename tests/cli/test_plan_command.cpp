@@ -300,3 +300,30 @@ BOOST_AUTO_TEST_CASE(rates_time_and_allocation) {
   BOOST_TEST(slurp(log).find("--gpu tpu") != std::string::npos, slurp(log));
   fs::remove_all(dir);
 }
+
+// A rank whose weights exceed the streamer's budget (with a weight store) streams its layers: the plan
+// applies the run's rule (MOETRACE_RESIDENT_WEIGHT_BYTES here, 70% of the memory available otherwise).
+BOOST_AUTO_TEST_CASE(larger_than_memory_streams_layers) {
+  const fs::path dir = tmp_dir("stream");
+  std::string text = slurp(source_dir() / "configs/demo.toml");
+  text.replace(text.find("[model]\n"), 8, "[model]\nweight_store = \"" + (dir / "store").string() + "\"\n");
+  text.replace(text.find("\"../demo"), 8, "\"" + (source_dir() / "demo").string());
+  text.replace(text.find("\"../demo"), 8, "\"" + (source_dir() / "demo").string());
+  std::ofstream(dir / "store.toml") << text;
+  auto plan = [&](const std::string& budget) {
+    const fs::path log = dir / "plan.json";
+    fs::remove(log);  // run_to_end appends
+    const int rc = run_to_end(moetrace_command({"plan", (dir / "store.toml").string(), "--format", "json"},
+                                               {"MOETRACE_RESIDENT_WEIGHT_BYTES=" + budget}), log);
+    BOOST_TEST_REQUIRE(rc == 0, slurp(log));
+    const std::string out = slurp(log);
+    return json::parse(out.substr(out.find('{')));
+  };
+  const json fits = plan("100000000000");
+  BOOST_TEST(fits["memory"]["streamed_layers"].get<int>() == 0);
+  const json streams = plan("1");
+  BOOST_TEST(streams["memory"]["streamed_layers"].get<int>() == streams["model"]["layers"].get<int>());
+  BOOST_TEST(streams["memory"]["streamed_bytes_per_call"].get<double>() > 0.0);
+  BOOST_TEST(streams["memory"]["rank_weights_bytes"].get<double>() < fits["memory"]["rank_weights_bytes"].get<double>());
+  fs::remove_all(dir);
+}
