@@ -196,9 +196,11 @@ Plan plan_run(const PlanOptions& o) {
     std::vector<double> multipliers = config.robust_noise_multipliers;
     multipliers.push_back(config.noise_multiplier);
     outcome = read_run_outcome(o.from, multipliers);
+    if (outcome->config_text != config.source_text)
+      fail_input("{}: written by another config than {} (--from must be a results file of this config)", o.from, o.config);
   }
   RunWorkAssumptions assume;
-  if (o.sample > 0 && !outcome) assume = sampled_keep_rate(config, records, o.sample);
+  if (o.sample > 0 && !outcome && config.case_ids_path.empty()) assume = sampled_keep_rate(config, records, o.sample);
   if (o.keep_rate >= 0) {
     assume.keep_rate = o.keep_rate;
     assume.keep_rate_source = fmt::format("assumed: {:.3g} of the scanned records pass the filter (--keep-rate)", o.keep_rate);
@@ -473,6 +475,11 @@ std::optional<CalibratedRates> find_plan_rates(const PlanOptions& o, const Study
   const bool cuda = p.backend.rfind("cuda", 0) == 0;
   std::string gpu = o.gpu;
   if (gpu.empty() && !o.cluster.empty()) gpu = load_cluster(o.cluster).gpu;
+  if (cuda && gpu.empty() && !o.calibrate) {
+    *missing = fmt::format("no rates for {}: --gpu h100|h200|a100 (or a GPU cluster file) for the GPU cost model, or "
+                           "--calibrate on a GPU node", p.backend);
+    return std::nullopt;
+  }
   if (cuda && !o.calibrate && !gpu.empty()) {
     std::string error;
     CalibratedRates r = gpu_cost_model(gpu, model, &error);

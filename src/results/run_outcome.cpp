@@ -13,6 +13,7 @@ RunOutcome read_run_outcome(const std::string& path, const std::vector<double>& 
   const ReportData report = read_report_data(path, false);
   RunOutcome o;
   ResultsFile file(path, ResultsFile::Mode::Read);
+  o.config_text = file.stored_config_text();
   for (double m : multipliers) {
     const std::string name = TracingResults::scan_table(m);
     if (o.scans.count(m) || !file.has(name)) continue;

@@ -12,6 +12,7 @@
 namespace moetrace {
 
 struct RunOutcome {
+  std::string config_text;  // the config the run stored (/provenance)
   // Per noise multiplier: each scan position's (clean, mean noised) contrast, NaN where not scanned.
   std::map<double, std::vector<std::pair<double, double>>> scans;
   int selected_layer = -1;           // -1: the layer sweep is not finished

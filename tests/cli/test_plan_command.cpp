@@ -140,6 +140,14 @@ BOOST_AUTO_TEST_CASE(demo_counts_equal_the_runs_and_the_text_matches_the_json) {
   const json exact = plan_json({config.string(), "--from", (dir / "demo.h5").string()}, dir);
   require_equal(exact["total"], run, "demo with --from");
   BOOST_TEST(!exact["total"]["estimate"].get<bool>());
+  // A results file of another config is refused (its decisions are not this config's).
+  std::string other = slurp(config);
+  other.replace(other.find("[heatmap]\ncases = 4"), 20, "[heatmap]\ncases = 2");
+  for (std::size_t at; (at = other.find("\"../demo")) != std::string::npos;)
+    other.replace(at, 8, "\"" + (source_dir() / "demo").string());
+  std::ofstream(dir / "other.toml") << other;
+  BOOST_TEST(cli({"plan", (dir / "other.toml").string(), "--from", (dir / "demo.h5").string()}, dir / "other.log") == 2);
+  BOOST_TEST(slurp(dir / "other.log").find("another config") != std::string::npos, slurp(dir / "other.log"));
   // Without the run's decisions: marked as an estimate, and (every record kept, layer 0) no less work.
   const json guess = plan_json({config.string()}, dir);
   BOOST_TEST(guess["total"]["estimate"].get<bool>());
